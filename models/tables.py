@@ -1,0 +1,424 @@
+"""SQLAlchemy tables: the system of record. Money and quantities are NUMERIC, never float.
+
+Quantities: NUMERIC(38,6) for sums (a single event is at most 1e12 with 6 decimals, sums
+need more digits); money: NUMERIC(24,6) (line amounts are rounded to the currency's minor
+unit, at most 6 decimals covers every ISO 4217 currency with room to spare).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+Quantity = sa.Numeric(38, 6, asdecimal=True)
+EventQuantity = sa.Numeric(19, 6, asdecimal=True)
+Money = sa.Numeric(24, 6, asdecimal=True)
+UtcTimestamp = sa.DateTime(timezone=True)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TENANT_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+METRIC_RE = r"^[a-z][a-z0-9_.]{0,63}$"
+PLAN_CODE_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+def _now() -> sa.TextClause:
+    return sa.text("now()")
+
+
+class Plan(Base):
+    """A price plan: base fee per calendar month and one quota per metric."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        sa.CheckConstraint(f"code ~ '{PLAN_CODE_RE}'", name="code_format"),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        sa.CheckConstraint("base_fee >= 0", name="base_fee_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(sa.Text, unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    base_fee: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+    quotas: Mapped[list[PlanQuota]] = relationship(
+        back_populates="plan", cascade="all, delete-orphan", order_by="PlanQuota.metric"
+    )
+
+
+class PlanQuota(Base):
+    """One metric of a plan: aggregation, allowance, limit, enforcement and pricing."""
+
+    __tablename__ = "plan_quotas"
+    __table_args__ = (
+        sa.UniqueConstraint("plan_id", "metric", name="uq_plan_quotas_plan_metric"),
+        sa.CheckConstraint(f"metric ~ '{METRIC_RE}'", name="metric_format"),
+        sa.CheckConstraint("aggregation IN ('sum', 'count', 'max')", name="aggregation_known"),
+        sa.CheckConstraint("enforcement IN ('hard', 'soft')", name="enforcement_known"),
+        sa.CheckConstraint("included >= 0", name="included_non_negative"),
+        sa.CheckConstraint('"limit" IS NULL OR "limit" >= 0', name="limit_non_negative"),
+        sa.CheckConstraint(
+            "pricing_model IN ('per_unit', 'graduated', 'volume', 'package')",
+            name="pricing_model_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    plan_id: Mapped[int] = mapped_column(sa.ForeignKey("plans.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(sa.Text)
+    aggregation: Mapped[str] = mapped_column(sa.Text, server_default="sum")
+    included: Mapped[Decimal] = mapped_column(Quantity, server_default="0")
+    limit: Mapped[Decimal | None] = mapped_column(Quantity)
+    enforcement: Mapped[str] = mapped_column(sa.Text, server_default="hard")
+    pricing_model: Mapped[str] = mapped_column(sa.Text)
+    pricing: Mapped[dict[str, Any]] = mapped_column(pg.JSONB)
+
+    plan: Mapped[Plan] = relationship(back_populates="quotas")
+
+
+class Subscription(Base):
+    """A tenant on a plan from starts_on (inclusive) to ends_on (exclusive, null = open).
+
+    NOTE: overlapping subscriptions of one tenant are refused by the trigger
+    `subscriptions_no_overlap` (btree_gist, needed for an exclusion constraint on
+    tenant_id + daterange, is not in the embedded Postgres build).
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        sa.CheckConstraint(f"tenant_id ~ '{TENANT_ID_RE}'", name="tenant_id_format"),
+        sa.CheckConstraint("ends_on IS NULL OR ends_on > starts_on", name="dates_ordered"),
+        sa.Index("ix_subscriptions_tenant_starts", "tenant_id", "starts_on"),
+        sa.Index("ix_subscriptions_window", "starts_on", "ends_on"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    plan_id: Mapped[int] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
+    starts_on: Mapped[dt.date] = mapped_column(sa.Date)
+    ends_on: Mapped[dt.date | None] = mapped_column(sa.Date)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+    plan: Mapped[Plan] = relationship()
+
+
+class QuotaOverride(Base):
+    """Per tenant and metric: replaces the plan's limit/included/enforcement (null = keep)."""
+
+    __tablename__ = "quota_overrides"
+    __table_args__ = (
+        sa.CheckConstraint(f"metric ~ '{METRIC_RE}'", name="metric_format"),
+        sa.CheckConstraint(
+            "enforcement IS NULL OR enforcement IN ('hard', 'soft')", name="enforcement_known"
+        ),
+        sa.CheckConstraint("included IS NULL OR included >= 0", name="included_non_negative"),
+        sa.CheckConstraint('"limit" IS NULL OR "limit" >= 0', name="limit_non_negative"),
+        sa.CheckConstraint(
+            "effective_to IS NULL OR effective_from IS NULL OR effective_to > effective_from",
+            name="dates_ordered",
+        ),
+        sa.Index("ix_quota_overrides_tenant_metric", "tenant_id", "metric"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    metric: Mapped[str] = mapped_column(sa.Text)
+    limit: Mapped[Decimal | None] = mapped_column(Quantity)
+    included: Mapped[Decimal | None] = mapped_column(Quantity)
+    enforcement: Mapped[str | None] = mapped_column(sa.Text)
+    effective_from: Mapped[dt.date | None] = mapped_column(sa.Date)
+    effective_to: Mapped[dt.date | None] = mapped_column(sa.Date)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class UsageDaily(Base):
+    """One row per tenant, metric and UTC usage day: the aggregate of accepted events."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        sa.CheckConstraint("quantity_sum >= 0", name="quantity_sum_non_negative"),
+        sa.CheckConstraint("event_count > 0", name="event_count_positive"),
+        sa.CheckConstraint("quantity_max >= 0", name="quantity_max_non_negative"),
+        sa.CheckConstraint("first_occurred_at <= last_occurred_at", name="occurred_range_ordered"),
+        sa.Index("ix_usage_daily_usage_date", "usage_date"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    metric: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    quantity_sum: Mapped[Decimal] = mapped_column(Quantity)
+    event_count: Mapped[int] = mapped_column(sa.BigInteger)
+    quantity_max: Mapped[Decimal] = mapped_column(EventQuantity)
+    first_occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+    last_occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class QuotaUsage(Base):
+    """Precomputed per tenant and metric for the current period: what a quota check reads."""
+
+    __tablename__ = "quota_usage"
+    __table_args__ = (
+        sa.CheckConstraint("aggregation IN ('sum', 'count', 'max')", name="aggregation_known"),
+        sa.CheckConstraint("enforcement IN ('hard', 'soft')", name="enforcement_known"),
+        sa.CheckConstraint("source IN ('plan', 'override')", name="source_known"),
+        sa.CheckConstraint("used >= 0", name="used_non_negative"),
+        sa.CheckConstraint("period_end > period_start", name="period_ordered"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    metric: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    plan_code: Mapped[str] = mapped_column(sa.Text)
+    period_start: Mapped[dt.date] = mapped_column(sa.Date)
+    period_end: Mapped[dt.date] = mapped_column(sa.Date)
+    aggregation: Mapped[str] = mapped_column(sa.Text)
+    included: Mapped[Decimal] = mapped_column(Quantity)
+    limit: Mapped[Decimal | None] = mapped_column(Quantity)
+    enforcement: Mapped[str] = mapped_column(sa.Text)
+    source: Mapped[str] = mapped_column(sa.Text)
+    used: Mapped[Decimal] = mapped_column(Quantity)
+    as_of: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    refreshed_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class IngestInbox(Base):
+    """Events pushed over HTTP, durable on 202, drained into the lake by the ingest flow.
+
+    (tenant_id, event_id) is unique: a push of a key already pushed is a duplicate or a
+    conflicting duplicate at request time. `drained_run_id` is set in the same
+    transaction that commits the run that wrote the event to the lake (exactly once).
+    """
+
+    __tablename__ = "ingest_inbox"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "event_id", name="uq_ingest_inbox_key"),
+        sa.CheckConstraint("quantity >= 0", name="quantity_non_negative"),
+        sa.Index(
+            "ix_ingest_inbox_undrained", "id", postgresql_where=sa.text("drained_run_id IS NULL")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    event_id: Mapped[str] = mapped_column(sa.Text)
+    metric: Mapped[str] = mapped_column(sa.Text)
+    quantity: Mapped[Decimal] = mapped_column(EventQuantity)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    drained_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.Uuid, sa.ForeignKey("job_runs.id", ondelete="RESTRICT")
+    )
+
+
+class JobRun(Base):
+    """One run of a job (ingest, backfill, invoice run): parameters, outcome and counts."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status_known"),
+        sa.Index("ix_job_runs_job_started", "job", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    job: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    duration_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    parameters: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
+    summary: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    flow_run_id: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class IngestFile(Base):
+    """The file ledger: a file's content (sha256) is ingested once."""
+
+    __tablename__ = "ingest_files"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('ingested', 'quarantined')", name="status_known"),
+        sa.CheckConstraint(
+            "rows_read = rows_accepted + rows_duplicate + rows_rejected", name="rows_add_up"
+        ),
+    )
+
+    sha256: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    path: Mapped[str] = mapped_column(sa.Text)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    rows_read: Mapped[int] = mapped_column(sa.BigInteger)
+    rows_accepted: Mapped[int] = mapped_column(sa.BigInteger)
+    rows_duplicate: Mapped[int] = mapped_column(sa.BigInteger)
+    rows_rejected: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
+    ingested_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class LakeFile(Base):
+    """The lake manifest: a Parquet file is part of the lake only once listed here.
+
+    NOTE: lake files are written before the run's Postgres transaction commits; a file
+    not listed here belongs to a run that crashed and is ignored (and later removed).
+    """
+
+    __tablename__ = "lake_files"
+    __table_args__ = (sa.Index("ix_lake_files_usage_date", "usage_date"),)
+
+    path: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(sa.Date)
+    row_count: Mapped[int] = mapped_column(sa.BigInteger)
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class RejectedRow(Base):
+    """Quarantine: a rejected row (or a whole unreadable file) with its reason and raw bytes."""
+
+    __tablename__ = "rejected_rows"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "reason IN ('invalid_event_id', 'invalid_tenant_id', 'invalid_metric', "
+            "'invalid_quantity', 'negative_quantity', 'quantity_too_large', "
+            "'invalid_timestamp', 'naive_timestamp', 'future_timestamp', 'missing_field', "
+            "'malformed_row', 'unreadable_file', 'conflicting_duplicate')",
+            name="reason_known",
+        ),
+        sa.Index("ix_rejected_rows_run", "run_id"),
+        sa.Index("ix_rejected_rows_reason", "reason"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
+    source: Mapped[str] = mapped_column(sa.Text)  # file path, or "http" for the inbox
+    file_sha256: Mapped[str | None] = mapped_column(sa.Text)
+    line_no: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    tenant_id: Mapped[str | None] = mapped_column(sa.Text)
+    event_id: Mapped[str | None] = mapped_column(sa.Text)
+    raw: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class Invoice(Base):
+    """One invoice per tenant and period (at most one non-void, by a partial unique index)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('draft', 'closed', 'void')", name="status_known"),
+        sa.CheckConstraint("period_end > period_start", name="period_ordered"),
+        sa.CheckConstraint("total >= 0", name="total_non_negative"),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        sa.CheckConstraint(
+            "(status = 'draft' AND number IS NULL AND closed_at IS NULL)"
+            " OR (status = 'closed' AND number IS NOT NULL AND closed_at IS NOT NULL)"
+            " OR (status = 'void' AND voided_at IS NOT NULL)",
+            name="status_fields",
+        ),
+        sa.Index(
+            "uq_invoices_tenant_period_live",
+            "tenant_id",
+            "period_start",
+            unique=True,
+            postgresql_where=sa.text("status <> 'void'"),
+        ),
+        sa.Index("ix_invoices_period_status", "period_start", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    period_start: Mapped[dt.date] = mapped_column(sa.Date)
+    period_end: Mapped[dt.date] = mapped_column(sa.Date)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text, server_default="draft")
+    number: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    total: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLine.line_no"
+    )
+
+
+class InvoiceLine(Base):
+    """A base_fee line per subscription (prorated) or a usage line per metric."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        sa.UniqueConstraint("invoice_id", "line_no", name="uq_invoice_lines_invoice_line_no"),
+        sa.CheckConstraint("kind IN ('base_fee', 'usage')", name="kind_known"),
+        sa.CheckConstraint("amount >= 0", name="amount_non_negative"),
+        sa.CheckConstraint(
+            "(kind = 'usage') = (metric IS NOT NULL)", name="usage_lines_have_metric"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("invoices.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    subscription_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="RESTRICT")
+    )
+    plan_code: Mapped[str] = mapped_column(sa.Text)
+    metric: Mapped[str | None] = mapped_column(sa.Text)
+    description: Mapped[str] = mapped_column(sa.Text)
+    window_start: Mapped[dt.date] = mapped_column(sa.Date)
+    window_end: Mapped[dt.date] = mapped_column(sa.Date)
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    included: Mapped[Decimal] = mapped_column(Quantity, server_default="0")
+    billable_quantity: Mapped[Decimal] = mapped_column(Quantity)
+    pricing_model: Mapped[str | None] = mapped_column(sa.Text)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    breakdown: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class ApiKey(Base):
+    """An API key: only a hash is stored; `prefix` finds the row, the hash is compared."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "scopes <@ ARRAY['billing.read', 'billing.write']::text[] AND cardinality(scopes) > 0",
+            name="scopes_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    prefix: Mapped[str] = mapped_column(sa.Text, unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.Text)
+    scopes: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text))
+    tenant_id: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)

@@ -1,0 +1,121 @@
+"""Shared fixtures: a real Postgres (embedded, or TALLYFLOW_TEST_DATABASE_URL), one fresh
+database per test cloned from a migrated template, real folders, and one Prefect test
+harness per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import Engine
+
+# NOTE: Prefect reads PREFECT_HOME when first imported; point it at a throwaway folder
+# before any test module imports Prefect, so tests never touch a user's Prefect state.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="tallyflow-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for _var in ("TALLYFLOW_DATABASE_URL", "TALLYFLOW_HOME", "TALLYFLOW_LANDING", "TALLYFLOW_LAKE"):
+    os.environ.pop(_var, None)
+
+from tallyflow import migrate  # noqa: E402
+from tallyflow.db import dispose_engines, get_engine, to_libpq_url, to_sqlalchemy_url  # noqa: E402
+from tallyflow.settings import Settings  # noqa: E402
+
+
+def _with_database(url: str, name: str) -> str:
+    """The same server URL pointed at database `name`."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the Postgres server the tests use (its maintenance database)."""
+    external = os.environ.get("TALLYFLOW_TEST_DATABASE_URL")
+    if external:
+        yield to_sqlalchemy_url(external)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        root = tmp_path_factory.mktemp("pgserver")
+        server = pgserver.get_server(root / "pg", cleanup_mode="delete")
+        yield to_sqlalchemy_url(server.get_uri())
+        server.cleanup()
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(to_libpq_url(url), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str, worker_id: str) -> str:
+    """A database migrated to head once per session; each test clones it (fast)."""
+    name = f"tf_template_{worker_id}_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(pg_server_url, name)
+    engine = get_engine(Settings(database_url=url))
+    migrate.upgrade(engine)
+    dispose_engines()
+    return name
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"tf_test_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield _with_database(pg_server_url, name)
+    dispose_engines()
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for one test; also exported to the environment so flows see the same."""
+    home = tmp_path / "home"
+    landing = tmp_path / "landing"
+    lake = tmp_path / "lake"
+    for folder in (home, landing, lake):
+        folder.mkdir()
+    env = {
+        "TALLYFLOW_HOME": str(home),
+        "TALLYFLOW_DATABASE_URL": database_url,
+        "TALLYFLOW_LANDING": str(landing),
+        "TALLYFLOW_LAKE": str(lake),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(home=home, database_url=database_url, landing=str(landing), lake=str(lake))
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    return get_engine(settings)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session (starting one costs 10-20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """xdist worker name, or 'main' without xdist."""
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
