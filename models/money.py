@@ -1,0 +1,53 @@
+"""Money: currency minor units from CLDR (via Babel) and half-up rounding to them.
+
+NOTE: the number of decimals comes from Babel's copy of the CLDR currency data (USD 2,
+JPY 0, BHD/KWD 3, CLF 4), not from a hand-typed table. CLDR's rule gives 2 to a known
+currency it does not list; a code Babel does not know at all is an error, never a
+silent default.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+
+from babel.core import get_global
+from babel.numbers import UnknownCurrencyError, validate_currency
+
+from models.pricing.base import PRICING_CONTEXT
+from tallyflow.errors import InvalidInput
+
+
+def check_currency(currency: str) -> str:
+    """The currency code if Babel knows it (ISO 4217, upper case); InvalidInput otherwise."""
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+        raise InvalidInput(
+            f"currency {currency!r} must be a 3-letter ISO 4217 code", code="unknown_currency"
+        )
+    try:
+        validate_currency(currency)
+    except UnknownCurrencyError:
+        raise InvalidInput(
+            f"currency {currency!r} is not a known ISO 4217 currency", code="unknown_currency"
+        ) from None
+    return currency
+
+
+def minor_units(currency: str) -> int:
+    """Decimals of the currency's minor unit (USD 2, JPY 0, BHD 3)."""
+    check_currency(currency)
+    fractions = get_global("currency_fractions")
+    digits, *_ = fractions.get(currency, fractions["DEFAULT"])
+    return int(digits)
+
+
+def quantum(currency: str) -> Decimal:
+    """The smallest amount of the currency: Decimal('0.01') for USD, Decimal('1') for JPY."""
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half-up (away from zero on a tie) to the currency's minor unit."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValueError(f"amount must be a finite Decimal, got {amount!r}")
+    with localcontext(PRICING_CONTEXT):
+        return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
