@@ -9,6 +9,7 @@ silent default.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import cache
 
 from babel.core import get_global
 from babel.numbers import UnknownCurrencyError, validate_currency
@@ -32,6 +33,7 @@ def check_currency(currency: str) -> str:
     return currency
 
 
+@cache
 def minor_units(currency: str) -> int:
     """Decimals of the currency's minor unit (USD 2, JPY 0, BHD 3)."""
     check_currency(currency)
@@ -40,6 +42,7 @@ def minor_units(currency: str) -> int:
     return int(digits)
 
 
+@cache
 def quantum(currency: str) -> Decimal:
     """The smallest amount of the currency: Decimal('0.01') for USD, Decimal('1') for JPY."""
     return Decimal(1).scaleb(-minor_units(currency))

@@ -1,0 +1,688 @@
+"""Invoicing (contract section 5): the invoice run and the invoice lifecycle.
+
+One service shared by the HTTP API, the CLI and the `close_billing_period` flow:
+
+- `generate_invoices` computes the drafts of a period set-based: three SQL reads
+  (subscription windows, usage totals per window and metric, override days) over
+  usage_daily and the catalog, pricing in Python over per-subscription totals
+  (`compute_invoice`, pure), then bulk writes (COPY into staging tables, one upsert, one
+  delete and one insert). No per-tenant round trips.
+- `close_invoice` / `void_invoice` / `close_period_invoices` move invoices through
+  draft -> closed -> void. The database itself refuses changes to a closed invoice
+  (migration 0003), so this module is not the only guard.
+
+Every function takes a Connection and runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from models.money import quantum, round_money
+from models.pricing import PricingModel, pricing_from_row
+from services.proration import (
+    BillingPeriod,
+    Window,
+    billable_quantity,
+    effective_included,
+    prorate_base_fee,
+)
+from tallyflow.db import driver_connection
+from tallyflow.errors import Conflict, NotFound
+from tallyflow.sqlfiles import sql
+
+# NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
+# of one period queue behind each other (the partial unique index on invoices is the
+# last line of defence; the lock makes the second run see the first one's drafts).
+INVOICE_LOCK_CLASS = 0x7446_0005
+ZERO = Decimal(0)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs and outputs of the pure core
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuotaTerms:
+    """One metric of a plan as it is billed."""
+
+    metric: str
+    aggregation: str  # sum | count | max
+    included: Decimal
+    pricing: PricingModel
+    pricing_json: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """A plan as it is billed: currency, monthly base fee and its metrics."""
+
+    plan_id: int
+    code: str
+    name: str
+    currency: str
+    base_fee: Decimal
+    quotas: tuple[QuotaTerms, ...]
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """usage_daily summed over a subscription window for one metric."""
+
+    quantity_sum: Decimal = ZERO
+    event_count: int = 0
+    quantity_max: Decimal = ZERO
+
+    def under(self, aggregation: str) -> Decimal:
+        """The period usage under the plan's aggregation (count / max / sum)."""
+        if aggregation == "count":
+            return Decimal(self.event_count)
+        if aggregation == "max":
+            return self.quantity_max
+        return self.quantity_sum
+
+
+@dataclass(frozen=True)
+class BillableWindow:
+    """One subscription's days inside the period, with the usage attributed to them."""
+
+    subscription_id: int
+    plan: PlanTerms
+    window: Window
+    usage: Mapping[str, UsageTotals] = field(default_factory=dict)
+    # metric -> [(included, days in force)] for overrides of `included`
+    override_days: Mapping[str, Sequence[tuple[Decimal, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    line_no: int
+    kind: str  # base_fee | usage
+    subscription_id: int
+    plan_code: str
+    metric: str | None
+    description: str
+    window_start: dt.date
+    window_end: dt.date
+    quantity: Decimal
+    included: Decimal
+    billable_quantity: Decimal
+    pricing_model: str | None
+    amount: Decimal  # rounded half-up to the currency's minor unit
+    breakdown: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DraftInvoice:
+    tenant_id: str
+    currency: str
+    total: Decimal  # the sum of the rounded lines
+    lines: tuple[DraftLine, ...]
+
+
+class MixedCurrencies(Conflict):
+    """A tenant's subscriptions in one period are priced in different currencies."""
+
+    code = "mixed_currencies"
+
+
+# ---------------------------------------------------------------------------------------
+# Pure core: one tenant's invoice from its billable windows
+# ---------------------------------------------------------------------------------------
+
+
+def compute_invoice(
+    tenant_id: str, period: BillingPeriod, windows: Sequence[BillableWindow]
+) -> DraftInvoice:
+    """Price one tenant's period: a base_fee line per subscription, a usage line per metric.
+
+    Each subscription applies its own allowance and tiers to the usage of its own days.
+    Lines are rounded half-up to the minor unit; the total is the sum of rounded lines.
+    Usage lines are kept at zero too (transparency: the reader sees what was counted).
+    """
+    currencies = sorted({w.plan.currency for w in windows})
+    if len(currencies) != 1:
+        raise MixedCurrencies(
+            f"tenant {tenant_id} has subscriptions in {', '.join(currencies)} in {period}:"
+            " one invoice has one currency"
+        )
+    currency = currencies[0]
+    lines: list[DraftLine] = []
+    for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
+        lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
+        for quota in w.plan.quotas:
+            lines.append(_usage_line(len(lines) + 1, w, quota, currency))
+    total = sum((line.amount for line in lines), ZERO).quantize(quantum(currency))
+    return DraftInvoice(tenant_id=tenant_id, currency=currency, total=total, lines=tuple(lines))
+
+
+def _base_fee_line(
+    line_no: int, w: BillableWindow, period: BillingPeriod, currency: str
+) -> DraftLine:
+    exact = prorate_base_fee(w.plan.base_fee, w.window, period)
+    days = Decimal(w.window.days)
+    return DraftLine(
+        line_no=line_no,
+        kind="base_fee",
+        subscription_id=w.subscription_id,
+        plan_code=w.plan.code,
+        metric=None,
+        description=(
+            f"{w.plan.name} base fee, {w.window.days}/{period.days} days"
+            f" ({w.window.start} to {w.window.end}, end exclusive)"
+        ),
+        window_start=w.window.start,
+        window_end=w.window.end,
+        quantity=days,
+        included=ZERO,
+        billable_quantity=days,
+        pricing_model=None,
+        amount=round_money(exact, currency),
+        breakdown={
+            "base_fee": str(w.plan.base_fee),
+            "active_days": w.window.days,
+            "days_in_period": period.days,
+            "unrounded_amount": str(exact),
+        },
+    )
+
+
+def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str) -> DraftLine:
+    quantity = w.usage.get(quota.metric, UsageTotals()).under(quota.aggregation)
+    overrides = w.override_days.get(quota.metric, ())
+    included = effective_included(quota.included, w.window, overrides)
+    billable = billable_quantity(quantity, included)
+    priced = quota.pricing.compute(billable)
+    breakdown: dict[str, Any] = {
+        "aggregation": quota.aggregation,
+        "pricing": quota.pricing_json,
+        "items": priced.breakdown_json(),
+        "unrounded_amount": str(priced.amount),
+    }
+    if overrides:
+        breakdown["included_rule"] = {
+            "plan_included": str(quota.included),
+            "window_days": w.window.days,
+            "overrides": [{"included": str(i), "days": d} for i, d in overrides],
+        }
+    return DraftLine(
+        line_no=line_no,
+        kind="usage",
+        subscription_id=w.subscription_id,
+        plan_code=w.plan.code,
+        metric=quota.metric,
+        description=(
+            f"{quota.metric}: {quantity} ({quota.aggregation}), {included} included,"
+            f" {billable} billable, {quota.pricing.model}"
+        ),
+        window_start=w.window.start,
+        window_end=w.window.end,
+        quantity=quantity,
+        included=included,
+        billable_quantity=billable,
+        pricing_model=quota.pricing.model,
+        amount=round_money(priced.amount, currency),
+        breakdown=breakdown,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The invoice run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceSummary:
+    invoice_id: int
+    tenant_id: str
+    currency: str
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What an invoice run did. `generated` counts drafts created or refreshed."""
+
+    period: BillingPeriod
+    generated: int
+    skipped: int
+    closed: int
+    removed: int
+    invoices: tuple[InvoiceSummary, ...]
+    skipped_tenants: Mapping[str, str]  # tenant -> reason (invoice_closed, mixed_currencies)
+
+    @property
+    def invoice_ids(self) -> list[int]:
+        return [inv.invoice_id for inv in self.invoices]
+
+    def totals_by_currency(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for inv in self.invoices:
+            totals[inv.currency] += inv.total
+        return dict(sorted(totals.items()))
+
+
+def generate_invoices(
+    conn: sa.Connection,
+    period: BillingPeriod,
+    *,
+    tenant_ids: Sequence[str] | None = None,
+    close: bool = False,
+    run_id: uuid.UUID | None = None,
+    now: dt.datetime | None = None,
+) -> GenerationResult:
+    """Create or refresh the period's drafts (all tenants or `tenant_ids`); optionally close.
+
+    Safe to rerun: drafts are upserted on (tenant, period) and their lines replaced in
+    this one transaction, so a rerun yields the same drafts with the same ids. Closed
+    and void invoices are never touched (a void one no longer blocks a fresh draft).
+    Drafts of tenants that no longer have a subscription in the period are removed.
+    """
+    tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
+    params = {
+        "period_start": period.start,
+        "period_end": period.end,
+        "tenant_ids": tenants,
+    }
+    conn.execute(
+        sql("lock_billing_period"),
+        {
+            "lock_class": INVOICE_LOCK_CLASS,
+            "period_key": period.start.year * 100 + period.start.month,
+        },
+    )
+    catalog = load_catalog(conn)
+    live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
+    windows = _load_billable_windows(conn, params, catalog)
+
+    drafts: list[DraftInvoice] = []
+    skipped: dict[str, str] = {}
+    for tenant_id in sorted(windows):
+        if live.get(tenant_id) == "closed":
+            skipped[tenant_id] = "invoice_closed"
+            continue
+        try:
+            drafts.append(compute_invoice(tenant_id, period, windows[tenant_id]))
+        except MixedCurrencies:
+            skipped[tenant_id] = MixedCurrencies.code
+
+    summaries, removed = _write_drafts(conn, period, tenants, drafts, run_id)
+    closed = 0
+    if close:
+        closed = len(close_period_invoices(conn, period, tenant_ids=tenants, now=now))
+    return GenerationResult(
+        period=period,
+        generated=len(summaries),
+        skipped=len(skipped),
+        closed=closed,
+        removed=removed,
+        invoices=tuple(summaries),
+        skipped_tenants=skipped,
+    )
+
+
+def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
+    """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
+    plans: dict[int, dict[str, Any]] = {}
+    quotas: dict[int, list[QuotaTerms]] = defaultdict(list)
+    for r in conn.execute(sql("select_billing_catalog")):
+        plans.setdefault(
+            r.plan_id,
+            {
+                "plan_id": r.plan_id,
+                "code": r.plan_code,
+                "name": r.plan_name,
+                "currency": r.currency,
+                "base_fee": r.base_fee,
+            },
+        )
+        if r.metric is not None:
+            pricing = pricing_from_row(r.pricing_model, r.pricing)
+            quotas[r.plan_id].append(
+                QuotaTerms(
+                    metric=r.metric,
+                    aggregation=r.aggregation,
+                    included=r.included,
+                    pricing=pricing,
+                    pricing_json=pricing.to_json(),
+                )
+            )
+    return {
+        plan_id: PlanTerms(**fields, quotas=tuple(quotas[plan_id]))
+        for plan_id, fields in plans.items()
+    }
+
+
+def _load_billable_windows(
+    conn: sa.Connection, params: Mapping[str, Any], catalog: Mapping[int, PlanTerms]
+) -> dict[str, list[BillableWindow]]:
+    """Three set-based reads, joined in memory by subscription id."""
+    usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
+    for r in conn.execute(sql("select_billing_window_usage"), params):
+        usage[r.subscription_id][r.metric] = UsageTotals(
+            quantity_sum=r.quantity_sum, event_count=int(r.event_count), quantity_max=r.quantity_max
+        )
+    overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in conn.execute(sql("select_billing_override_days"), params):
+        overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
+    by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
+    for r in conn.execute(sql("select_billing_windows"), params):
+        by_tenant[r.tenant_id].append(
+            BillableWindow(
+                subscription_id=r.subscription_id,
+                plan=catalog[r.plan_id],
+                window=Window(r.window_start, r.window_end),
+                usage=usage.get(r.subscription_id, {}),
+                override_days={
+                    metric: sorted(pairs) for metric, pairs in overrides[r.subscription_id].items()
+                }
+                if r.subscription_id in overrides
+                else {},
+            )
+        )
+    return by_tenant
+
+
+_LINE_COLUMNS = (
+    "tenant_id, line_no, kind, subscription_id, plan_code, metric, description, window_start,"
+    " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown"
+)
+
+
+def _write_drafts(
+    conn: sa.Connection,
+    period: BillingPeriod,
+    tenant_ids: Sequence[str] | None,
+    drafts: Sequence[DraftInvoice],
+    run_id: uuid.UUID | None,
+) -> tuple[list[InvoiceSummary], int]:
+    """Stage (COPY), upsert drafts, replace their lines, drop stale drafts: one transaction.
+
+    NOTE: why a rerun is safe: the upsert keys on (tenant_id, period_start) among non-void
+    invoices (the partial unique index), only updates rows still in draft, and the lines
+    of exactly those drafts are deleted and re-inserted in the same transaction.
+    """
+    conn.execute(sql("create_invoice_stage"))
+    conn.execute(sql("create_invoice_line_stage"))
+    conn.execute(sql("create_invoice_upserted"))
+    raw = driver_connection(conn)
+    with raw.cursor() as cur:
+        with cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy:
+            for d in drafts:
+                copy.write_row((d.tenant_id, d.currency, d.total))
+        with cur.copy(f"COPY invoice_line_stage ({_LINE_COLUMNS}) FROM STDIN") as copy:
+            dumps = json.JSONEncoder(separators=(",", ":")).encode
+            for d in drafts:
+                for li in d.lines:
+                    copy.write_row(
+                        (
+                            d.tenant_id,
+                            li.line_no,
+                            li.kind,
+                            li.subscription_id,
+                            li.plan_code,
+                            li.metric,
+                            li.description,
+                            li.window_start,
+                            li.window_end,
+                            li.quantity,
+                            li.included,
+                            li.billable_quantity,
+                            li.pricing_model,
+                            li.amount,
+                            dumps(li.breakdown),
+                        )
+                    )
+    params = {
+        "period_start": period.start,
+        "period_end": period.end,
+        "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
+        "run_id": run_id,
+    }
+    conn.execute(sql("upsert_draft_invoices"), params)
+    conn.execute(sql("delete_refreshed_draft_lines"))
+    conn.execute(sql("insert_staged_invoice_lines"))
+    removed = conn.execute(sql("delete_stale_draft_invoices"), params).rowcount
+    ids = {r.tenant_id: r.invoice_id for r in conn.execute(sa.text(_SELECT_UPSERTED))}
+    summaries = [
+        InvoiceSummary(ids[d.tenant_id], d.tenant_id, d.currency, d.total)
+        for d in drafts
+        if d.tenant_id in ids
+    ]
+    return summaries, removed
+
+
+# NOTE: a read of this run's own temp table; not worth a file in sql/.
+_SELECT_UPSERTED = "SELECT invoice_id, tenant_id FROM invoice_upserted"
+
+
+# ---------------------------------------------------------------------------------------
+# Lifecycle: close, void
+# ---------------------------------------------------------------------------------------
+
+
+def close_period_invoices(
+    conn: sa.Connection,
+    period: BillingPeriod,
+    *,
+    tenant_ids: Sequence[str] | None = None,
+    now: dt.datetime | None = None,
+) -> list[int]:
+    """Close every draft of the period (all tenants or `tenant_ids`); returns their ids."""
+    rows = conn.execute(
+        sql("close_draft_invoices"),
+        {
+            "invoice_ids": None,
+            "period_start": period.start,
+            "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
+            "now": now or _utcnow(),
+        },
+    )
+    return sorted(r.id for r in rows)
+
+
+def close_invoice(
+    conn: sa.Connection, invoice_id: int, *, now: dt.datetime | None = None
+) -> InvoiceView:
+    """draft -> closed: a unique sequential number and closed_at; 409 for any other status."""
+    status = _lock_status(conn, invoice_id)
+    if status != "draft":
+        raise Conflict(
+            f"invoice {invoice_id} is {status}: only a draft can be closed",
+            code="invoice_not_draft",
+        )
+    conn.execute(
+        sql("close_draft_invoices"),
+        {
+            "invoice_ids": [invoice_id],
+            "period_start": None,
+            "tenant_ids": None,
+            "now": now or _utcnow(),
+        },
+    )
+    return get_invoice(conn, invoice_id)
+
+
+def void_invoice(
+    conn: sa.Connection, invoice_id: int, *, now: dt.datetime | None = None
+) -> InvoiceView:
+    """draft or closed -> void (voided_at); 409 when already void."""
+    status = _lock_status(conn, invoice_id)
+    if status == "void":
+        raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
+    conn.execute(sql("void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
+    return get_invoice(conn, invoice_id)
+
+
+def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
+    row = conn.execute(sql("select_invoice_for_update"), {"invoice_id": invoice_id}).first()
+    if row is None:
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
+    return str(row.status)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ---------------------------------------------------------------------------------------
+# Reads
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceLineView:
+    line_no: int
+    kind: str
+    subscription_id: int | None
+    plan_code: str
+    metric: str | None
+    description: str
+    window_start: dt.date
+    window_end: dt.date
+    quantity: Decimal
+    included: Decimal
+    billable_quantity: Decimal
+    pricing_model: str | None
+    amount: Decimal
+    breakdown: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class InvoiceView:
+    id: int
+    tenant_id: str
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    status: str
+    number: str | None
+    total: Decimal
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    closed_at: dt.datetime | None
+    voided_at: dt.datetime | None
+    lines: tuple[InvoiceLineView, ...] | None = None
+
+    @property
+    def period(self) -> str:
+        return f"{self.period_start:%Y-%m}"
+
+
+def get_invoice(conn: sa.Connection, invoice_id: int) -> InvoiceView:
+    """One invoice with its lines; NotFound if there is none."""
+    invoices = _select_invoices(conn, invoice_ids=[invoice_id], with_lines=True)
+    if not invoices:
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
+    return invoices[0]
+
+
+def list_invoices(
+    conn: sa.Connection,
+    tenant_id: str,
+    *,
+    period: BillingPeriod | None = None,
+    status: str | None = None,
+    with_lines: bool = False,
+) -> list[InvoiceView]:
+    """A tenant's invoices, newest period first, optionally for one period and status."""
+    return _select_invoices(
+        conn, tenant_id=tenant_id, period=period, status=status, with_lines=with_lines
+    )
+
+
+def _select_invoices(
+    conn: sa.Connection,
+    *,
+    invoice_ids: Sequence[int] | None = None,
+    tenant_id: str | None = None,
+    period: BillingPeriod | None = None,
+    status: str | None = None,
+    with_lines: bool = False,
+) -> list[InvoiceView]:
+    rows = conn.execute(
+        sql("select_invoices"),
+        {
+            "invoice_ids": list(invoice_ids) if invoice_ids is not None else None,
+            "tenant_id": tenant_id,
+            "period_start": period.start if period else None,
+            "status": status,
+        },
+    ).mappings()
+    heads = [dict(r) for r in rows]
+    lines: dict[int, list[InvoiceLineView]] = defaultdict(list)
+    if with_lines and heads:
+        for r in conn.execute(
+            sql("select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
+        ).mappings():
+            fields = dict(r)
+            lines[fields.pop("invoice_id")].append(InvoiceLineView(**fields))
+    out: list[InvoiceView] = []
+    for h in heads:
+        h.pop("run_id", None)
+        out.append(InvoiceView(**h, lines=tuple(lines[h["id"]]) if with_lines else None))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Reports for the run's artifact
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnsubscribedUsage:
+    tenant_id: str
+    metrics: int
+    usage_days: int
+    events: int
+
+
+@dataclass(frozen=True)
+class LateUsage:
+    tenant_id: str
+    invoice_id: int
+    number: str
+    period_start: dt.date
+    metric: str
+    usage_days: int
+    quantity_sum: Decimal
+    events: int
+    last_updated_at: dt.datetime
+
+
+def unsubscribed_usage(
+    conn: sa.Connection, period: BillingPeriod, *, tenant_ids: Sequence[str] | None = None
+) -> list[UnsubscribedUsage]:
+    """Tenants with usage in the period and no subscription in it (billed to nobody)."""
+    rows = conn.execute(
+        sql("select_unsubscribed_usage"),
+        {
+            "period_start": period.start,
+            "period_end": period.end,
+            "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
+        },
+    ).mappings()
+    return [UnsubscribedUsage(**{**r, "events": int(r["events"])}) for r in rows]
+
+
+def late_usage_in_closed_periods(
+    conn: sa.Connection, *, tenant_ids: Sequence[str] | None = None, max_rows: int = 1000
+) -> list[LateUsage]:
+    """Usage (re)aggregated after its period's invoice closed: reported, never billed."""
+    rows = conn.execute(
+        sql("select_late_usage_in_closed_periods"),
+        {"tenant_ids": list(tenant_ids) if tenant_ids is not None else None, "max_rows": max_rows},
+    ).mappings()
+    return [LateUsage(**{**r, "events": int(r["events"])}) for r in rows]
