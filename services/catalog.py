@@ -1,0 +1,161 @@
+"""The catalog: plans, subscriptions and quota overrides (contract section 4).
+
+Every change runs inside the caller's transaction and refreshes the affected tenant's
+quota_usage rows in it, so a quota check never sees a catalog change without its quotas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from models.api import (
+    OverrideIn,
+    OverrideOut,
+    PlanIn,
+    PlanOut,
+    QuotaOut,
+    SubscriptionIn,
+    SubscriptionOut,
+)
+from services.quota import refresh_quota_usage, utc_today
+from tallyflow.errors import Conflict, NotFound
+from tallyflow.sqlfiles import sql
+
+EXCLUSION_VIOLATION = "23P01"
+
+
+def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
+    """Create a plan and its quotas; Conflict when the code exists."""
+    created = conn.execute(
+        sql("insert_plan"),
+        {
+            "code": plan.code,
+            "name": plan.name,
+            "currency": plan.currency,
+            "base_fee": plan.base_fee,
+        },
+    ).one_or_none()
+    if created is None:
+        raise Conflict(f"plan {plan.code!r} already exists", code="plan_exists")
+    if plan.quotas:
+        conn.execute(
+            sql("insert_plan_quota"),
+            [
+                {
+                    "plan_id": created.id,
+                    "metric": q.metric,
+                    "aggregation": q.aggregation,
+                    "included": q.included,
+                    "limit": q.limit,
+                    "enforcement": q.enforcement,
+                    "pricing_model": q.pricing["model"],
+                    "pricing": json.dumps(q.pricing),
+                }
+                for q in plan.quotas
+            ],
+        )
+    # NOTE: a new plan has no subscribers yet, so no quota_usage row can change.
+    return list_plans(conn, codes=[plan.code])[0]
+
+
+def list_plans(conn: sa.Connection, *, codes: Sequence[str] | None = None) -> list[PlanOut]:
+    """All plans (or the given codes) with their quotas, by code."""
+    plans = conn.execute(
+        sql("select_plans"), {"codes": None if codes is None else list(codes)}
+    ).all()
+    quotas: dict[int, list[QuotaOut]] = {}
+    if plans:
+        for q in conn.execute(sql("select_plan_quotas"), {"plan_ids": [p.id for p in plans]}):
+            quotas.setdefault(q.plan_id, []).append(
+                QuotaOut(
+                    metric=q.metric,
+                    aggregation=q.aggregation,
+                    included=q.included,
+                    limit=q.limit,
+                    enforcement=q.enforcement,
+                    pricing=_pricing(q.pricing),
+                )
+            )
+    return [
+        PlanOut(
+            id=p.id,
+            code=p.code,
+            name=p.name,
+            currency=p.currency,
+            base_fee=p.base_fee,
+            quotas=quotas.get(p.id, []),
+            created_at=p.created_at,
+        )
+        for p in plans
+    ]
+
+
+def _pricing(text: str) -> dict[str, Any]:
+    # NOTE: parse_float=Decimal: a price stored as a JSON number never becomes a float.
+    value: dict[str, Any] = json.loads(text, parse_float=Decimal)
+    return value
+
+
+def create_subscription(
+    conn: sa.Connection, tenant_id: str, request: SubscriptionIn, *, today: dt.date | None = None
+) -> SubscriptionOut:
+    """Subscribe a tenant; a start after the open subscription's start ends that one there
+    (a plan change). NotFound for an unknown plan, Conflict for overlapping dates."""
+    if not conn.execute(sql("select_plans"), {"codes": [request.plan_code]}).first():
+        raise NotFound(f"plan {request.plan_code!r} does not exist", code="plan_not_found")
+    params = {
+        "tenant_id": tenant_id,
+        "plan_code": request.plan_code,
+        "starts_on": request.starts_on,
+        "ends_on": request.ends_on,
+    }
+    try:
+        # NOTE: a savepoint, so that a refused window leaves the caller's transaction usable.
+        with conn.begin_nested():
+            conn.execute(sql("end_open_subscription"), params)
+            created = conn.execute(sql("insert_subscription"), params).one()
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == EXCLUSION_VIOLATION:
+            raise Conflict(
+                f"subscription {request.starts_on}..{request.ends_on or 'open'} overlaps "
+                f"an existing subscription of tenant {tenant_id!r}",
+                code="subscription_overlap",
+            ) from None
+        raise
+    refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
+    return next(s for s in list_subscriptions(conn, tenant_id) if s.id == created.id)
+
+
+def list_subscriptions(conn: sa.Connection, tenant_id: str) -> list[SubscriptionOut]:
+    rows = conn.execute(sql("select_subscriptions"), {"tenant_id": tenant_id}).mappings()
+    return [SubscriptionOut.model_validate(dict(r)) for r in rows]
+
+
+def replace_overrides(
+    conn: sa.Connection,
+    tenant_id: str,
+    overrides: Sequence[OverrideIn],
+    *,
+    today: dt.date | None = None,
+) -> list[OverrideOut]:
+    """Replace the tenant's whole override set (delete, insert, refresh: one transaction,
+    so a rerun with the same body gives the same set)."""
+    conn.execute(sql("delete_quota_overrides"), {"tenant_id": tenant_id})
+    if overrides:
+        conn.execute(
+            sql("insert_quota_override"),
+            [{"tenant_id": tenant_id, **o.model_dump()} for o in overrides],
+        )
+    refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
+    return list_overrides(conn, tenant_id)
+
+
+def list_overrides(conn: sa.Connection, tenant_id: str) -> list[OverrideOut]:
+    rows = conn.execute(sql("select_quota_overrides"), {"tenant_id": tenant_id}).mappings()
+    return [OverrideOut.model_validate(dict(r)) for r in rows]

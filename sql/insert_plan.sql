@@ -1,0 +1,5 @@
+-- purpose: create a plan unless its code exists (no row returned then)
+INSERT INTO plans (code, name, currency, base_fee)
+VALUES (:code, :name, :currency, :base_fee)
+ON CONFLICT (code) DO NOTHING
+RETURNING id, created_at
