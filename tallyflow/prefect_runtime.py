@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,12 +133,12 @@ def ensure_background_server(
     info = running_server(settings)
     if info is not None:
         return info
-    with _locked(settings):
+    with server_lock(settings):
         # NOTE: checked again under the lock: a racing command may have started it meanwhile.
         info = running_server(settings)
         if info is not None:
             return info
-        _discard_stale(settings)
+        discard_stale(settings)
         info, _ = start_server(settings, port=port, owner="background", timeout=timeout)
         return info
 
@@ -174,7 +174,7 @@ def _remove_state(settings: Settings, pid: int | None = None) -> None:
     _state_file(settings).unlink(missing_ok=True)
 
 
-def _discard_stale(settings: Settings) -> None:
+def discard_stale(settings: Settings) -> None:
     """Forget a recorded server that is dead or does not answer (killing a hung one)."""
     info = read_state(settings)
     if info is None:
@@ -190,6 +190,7 @@ def start_server(
     port: int | None,
     owner: str,
     timeout: float = START_TIMEOUT_S,
+    die_with_parent: bool = False,
 ) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
     """Start `prefect server start` detached (own session and process group), wait until healthy.
 
@@ -223,6 +224,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent_hook() if die_with_parent else None,
         )
     _children.append(proc)
     info = ServerInfo(
@@ -254,15 +256,20 @@ def start_server(
 
 def stop_prefect_server(settings: Settings, *, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stop the server recorded under TALLYFLOW_HOME/prefect. True if one was running."""
-    with _locked(settings):
-        info = read_state(settings)
-        if info is None:
-            return False
-        was_alive = pid_alive(info.pid)
-        if was_alive:
-            _terminate_group(info.pid, timeout)
-        _remove_state(settings)
-        return was_alive
+    with server_lock(settings):
+        return stop_prefect_server_locked(settings, timeout=timeout)
+
+
+def stop_prefect_server_locked(settings: Settings, *, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """`stop_prefect_server` for a caller already holding `server_lock`."""
+    info = read_state(settings)
+    if info is None:
+        return False
+    was_alive = pid_alive(info.pid)
+    if was_alive:
+        _terminate_group(info.pid, timeout)
+    _remove_state(settings)
+    return was_alive
 
 
 def server_status(settings: Settings) -> dict[str, object]:
@@ -371,7 +378,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def server_lock(settings: Settings) -> Iterator[None]:
     """An exclusive flock on server.lock (released by the OS if this process dies)."""
     home = server_dir(settings)
     home.mkdir(parents=True, exist_ok=True)
@@ -381,6 +388,25 @@ def _locked(settings: Settings) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec_fn making the child get SIGTERM when its parent dies (Linux), else None.
+
+    NOTE: `tallyflow up` starts its children in their own process groups (so Ctrl-C reaches
+    only the supervisor, which stops them in order); this covers the supervisor being killed.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "api_key",
     "serve",
     "up",
+    "prefect_server",
     "demo",
 ]
 

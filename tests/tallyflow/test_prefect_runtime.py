@@ -109,7 +109,7 @@ def test_hung_recorded_process_is_killed_before_a_restart(home: Settings) -> Non
     }
     (home.prefect_home / "server.json").write_text(json.dumps(state))
     assert rt.running_server(home) is None
-    rt._discard_stale(home)
+    rt.discard_stale(home)
     assert hung.wait(timeout=20) == -signal.SIGTERM
     assert rt.read_state(home) is None
 
