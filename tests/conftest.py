@@ -5,6 +5,7 @@ harness per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -37,7 +38,7 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of the Postgres server the tests use (its maintenance database)."""
     external = os.environ.get("TALLYFLOW_TEST_DATABASE_URL")
     if external:
@@ -47,10 +48,14 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        root = tmp_path_factory.mktemp("pgserver")
+        # NOTE: not under pytest's tmp dirs: those are 0700 (the server runs as the
+        # `pgserver` user when we are root) and pruned by concurrent pytest sessions.
+        root = Path(tempfile.mkdtemp(prefix="tallyflow-test-pg-"))
+        root.chmod(0o755)
         server = pgserver.get_server(root / "pg", cleanup_mode="delete")
         yield to_sqlalchemy_url(server.get_uri())
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:

@@ -1,0 +1,120 @@
+"""Flow `ingest_usage`: landing files + pushed events -> lake -> usage_daily -> quota_usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from tallyflow.resources import Resources, resources_from_env
+from tasks import lake
+from tasks.ingest import (
+    IngestSummary,
+    aggregate_touched_days,
+    commit_ingest_run,
+    dedupe_against_lake,
+    discover_landing_files,
+    quarantine_unreadable_files,
+    read_and_validate_files,
+    read_pushed_events,
+    summary_markdown,
+    write_lake_partitions,
+)
+from tasks.job_runs import fail_job_run, start_job_run, usage_write_lock
+
+
+def refresh_quotas_at(now: dt.datetime) -> Any:
+    """The quota refresh each usage run does inside its commit."""
+
+    def refresh(conn: sa.Connection) -> None:
+        from services.quota import refresh_quota_usage
+
+        refresh_quota_usage(conn, today=now.date(), as_of=now)
+
+    return refresh
+
+
+def run_ingest(
+    res: Resources, paths: list[str] | None, *, drain_inbox: bool = True
+) -> IngestSummary:
+    """The ingest run (used by the flow): see docs/ARCHITECTURE.md for the commit protocol."""
+    logger = get_run_logger()
+    roots = (
+        [Path(p).expanduser().resolve() for p in paths] if paths else [res.settings.landing_path]
+    )
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    lake_root = res.settings.lake_path
+    with usage_write_lock(res.engine):
+        now = dt.datetime.now(dt.UTC)
+        run_id = start_job_run(
+            res.engine,
+            "ingest_usage",
+            {"paths": [str(r) for r in roots], "drain_inbox": drain_inbox},
+            flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
+        )
+        try:
+            with res.engine.connect() as conn:
+                removed = lake.remove_orphan_files(lake_root, lake.committed_lake_files(conn))
+            if removed:
+                logger.warning("removed %d lake files left by an interrupted run", len(removed))
+            files, skipped, ignored = discover_landing_files(res.engine, roots)
+            for path in ignored:
+                logger.warning("ignored %s: not a usage file type", path)
+            logger.info("%d new files, %d already ingested", len(files), skipped)
+            batch = read_and_validate_files(files, now)
+            if drain_inbox:
+                pushed = read_pushed_events(res.engine)
+                if pushed.height:
+                    batch.accepted = pl.concat([batch.accepted, pushed], how="vertical_relaxed")
+                    batch.inbox_ids = pushed.get_column("inbox_id").to_list()
+            deduped = dedupe_against_lake(res.engine, lake_root, batch)
+            quarantine_unreadable_files(lake_root / "quarantine", batch.files)
+            new_files = write_lake_partitions(lake_root, deduped.new, run_id)
+            days, daily = aggregate_touched_days(res.engine, lake_root, new_files)
+            summary = commit_ingest_run(
+                res.engine,
+                run_id,
+                batch,
+                deduped,
+                new_files,
+                days,
+                daily,
+                skipped,
+                ignored,
+                refresh_quotas_at(now),
+            )
+        except BaseException as exc:
+            fail_job_run(res.engine, run_id, exc)
+            raise
+    logger.info(
+        "ingested %d rows: %d accepted, %d duplicates, %d rejected %s; days %s",
+        summary.rows,
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected,
+        summary.rejected_by_reason,
+        summary.days,
+    )
+    return summary
+
+
+@flow(name="ingest_usage", log_prints=True)
+def ingest_usage(paths: list[str] | None = None, drain_inbox: bool = True) -> dict[str, Any]:
+    """Validate new usage files (default: the landing folder) and pushed events, append them
+    to the lake, re-aggregate the touched days into usage_daily and refresh quota_usage."""
+    res = resources_from_env()
+    summary = run_ingest(res, paths, drain_inbox=drain_inbox)
+    create_markdown_artifact(
+        key="ingest-usage-summary",
+        markdown=summary_markdown("Usage ingest", summary),
+        description=f"{summary.accepted} accepted, {summary.rejected} rejected",
+    )
+    return summary.to_json()

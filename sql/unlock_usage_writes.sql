@@ -1,0 +1,2 @@
+-- purpose: release the ingest/backfill session advisory lock
+SELECT pg_advisory_unlock(:key)

@@ -1,0 +1,86 @@
+"""Idempotency by (tenant_id, event_id): new, duplicate or conflicting_duplicate.
+
+The standing version of a key is the committed lake's, else the batch's first occurrence
+(files in path order, rows in order, then pushed events in arrival order). A repeat with
+the same metric, quantity and occurred_at is a duplicate (dropped, counted); with other
+content it is a conflicting_duplicate (rejected, the standing version stays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from tallyflow.sqlfiles import load_sql
+
+KEY = ("tenant_id", "event_id")
+CONTENT = ("metric", "quantity_micros", "occurred_at")
+
+
+@dataclass(frozen=True)
+class DedupeResult:
+    new: pl.DataFrame  # events to append to the lake
+    duplicates: pl.DataFrame  # dropped, counted (source, row)
+    conflicts: pl.DataFrame  # rejected with conflicting_duplicate
+
+
+def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
+    """Split a batch of accepted events against the lake files and itself."""
+    batch = batch.with_row_index("position").cast({"position": pl.Int64})
+    is_first = pl.struct(*KEY).is_first_distinct()
+    firsts = batch.filter(is_first)
+    repeats = batch.filter(~is_first)
+
+    standing = firsts.select("position", *KEY, *CONTENT).with_columns(
+        pl.lit(False).alias("in_lake")
+    )
+    if lake_files and firsts.height:
+        batch_keys = firsts.select("position", *KEY)  # noqa: F841 - read by DuckDB by name
+        con = duckdb.connect()
+        try:
+            found = (
+                con.sql(load_sql("select_lake_versions_of_keys"), params={"files": lake_files})
+                .pl()
+                .cast({"position": pl.Int64})
+            )
+        finally:
+            con.close()
+        standing = (
+            standing.join(found, on="position", how="left", maintain_order="left")
+            .with_columns(
+                pl.col("lake_metric").is_not_null().alias("in_lake"),
+                pl.coalesce("lake_metric", "metric").alias("metric"),
+                pl.coalesce("lake_quantity_micros", "quantity_micros").alias("quantity_micros"),
+                pl.coalesce("lake_occurred_at", "occurred_at").alias("occurred_at"),
+            )
+            .drop("lake_metric", "lake_quantity_micros", "lake_occurred_at")
+        )
+
+    same = pl.all_horizontal(pl.col(c) == pl.col(f"{c}_standing") for c in CONTENT)
+    # firsts that are already in the lake are repeats of the lake's version
+    firsts_vs_lake = firsts.join(
+        standing.filter("in_lake").select(
+            "position", *[pl.col(c).alias(f"{c}_standing") for c in CONTENT]
+        ),
+        on="position",
+        how="inner",
+    )
+    repeats_vs_standing = repeats.join(
+        standing.select(*KEY, *[pl.col(c).alias(f"{c}_standing") for c in CONTENT]),
+        on=list(KEY),
+        how="inner",
+        maintain_order="left",
+    )
+    checked = pl.concat([firsts_vs_lake, repeats_vs_standing], how="vertical_relaxed")
+    drop_cols = ["position", *[f"{c}_standing" for c in CONTENT]]
+    duplicates = checked.filter(same).drop(drop_cols)
+    conflicts = checked.filter(~same).drop(drop_cols)
+    new = firsts.join(
+        standing.filter("in_lake").select("position"),
+        on="position",
+        how="anti",
+        maintain_order="left",
+    ).drop("position")
+    return DedupeResult(new=new, duplicates=duplicates, conflicts=conflicts)

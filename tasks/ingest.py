@@ -1,0 +1,406 @@
+"""Prefect tasks of the ingest run: discover, read+validate, drain inbox, dedupe, write the
+lake, aggregate, and commit everything in one Postgres transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
+
+from models.events import ACCEPTED_SCHEMA, RejectReason, validate_raw_events
+from tallyflow.db import driver_connection
+from tallyflow.sqlfiles import sql
+from tasks import lake
+from tasks.aggregate_usage import aggregate_usage_days
+from tasks.dedupe_events import dedupe_events
+from tasks.job_runs import finish_job_run
+from tasks.load_usage_daily import replace_usage_days
+from tasks.read_event_files import LandingFile, UnreadableFile, discover_files, read_event_file
+
+HTTP_SOURCE = "http"
+
+BATCH_SCHEMA = pl.Schema(
+    {
+        **ACCEPTED_SCHEMA,
+        "raw": pl.Binary,
+        "source": pl.String,
+        "file_sha256": pl.String,
+        "inbox_id": pl.Int64,
+    }
+)
+REJECTED_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "file_sha256": pl.String,
+        "row": pl.Int64,
+        "reason": pl.String,
+        "detail": pl.String,
+        "tenant_id": pl.String,
+        "event_id": pl.String,
+        "raw": pl.Binary,
+    }
+)
+
+
+@dataclass
+class FileOutcome:
+    file: LandingFile
+    rows_read: int = 0
+    unreadable: str | None = None
+
+
+@dataclass
+class Batch:
+    """What a run read: accepted candidates, rejected rows, and per-file outcomes."""
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame
+    files: list[FileOutcome] = field(default_factory=list)
+    inbox_ids: list[int] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows_read for f in self.files) + len(self.inbox_ids)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    run_id: str
+    files: int
+    skipped_files: int
+    rows: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    days: list[str]
+    examples: dict[str, str]
+    ignored_files: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's `ingest --json` shape."""
+        return {
+            "files": self.files,
+            "skipped_files": self.skipped_files,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "rejected_by_reason": self.rejected_by_reason,
+            "days": self.days,
+        }
+
+
+@task(name="discover_landing_files", cache_policy=NO_CACHE)
+def discover_landing_files(
+    engine: Engine, roots: list[Path]
+) -> tuple[list[LandingFile], int, list[Path]]:
+    """New usage files under the roots; files whose content was ingested are skipped."""
+    files, ignored = discover_files(roots)
+    unique: dict[str, LandingFile] = {}
+    for f in files:
+        unique.setdefault(f.sha256, f)  # the same content twice in one drop: read once
+    with engine.connect() as conn:
+        known = set(
+            conn.execute(sql("select_ingested_file_hashes"), {"hashes": list(unique)}).scalars()
+        )
+    new = [f for sha, f in unique.items() if sha not in known]
+    return new, len(files) - len(new), ignored
+
+
+def _with_source(frame: pl.DataFrame, source: str, sha: str | None) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.lit(source, pl.String).alias("source"), pl.lit(sha, pl.String).alias("file_sha256")
+    )
+
+
+@task(name="read_and_validate_files", cache_policy=NO_CACHE)
+def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch:
+    """Read each file, validate its rows; an unreadable file is quarantined whole."""
+    accepted: list[pl.DataFrame] = []
+    rejected: list[pl.DataFrame] = []
+    outcomes: list[FileOutcome] = []
+    for f in files:
+        outcome = FileOutcome(f)
+        outcomes.append(outcome)
+        try:
+            raw = read_event_file(f.path)
+        except UnreadableFile as exc:
+            outcome.unreadable = str(exc)
+            outcome.rows_read = 1  # NOTE: the file counts as one rejected row
+            rejected.append(
+                pl.DataFrame(
+                    [
+                        {
+                            "source": str(f.path),
+                            "file_sha256": f.sha256,
+                            "row": None,
+                            "reason": RejectReason.UNREADABLE_FILE.value,
+                            "detail": str(exc),
+                            "tenant_id": None,
+                            "event_id": None,
+                            "raw": b"",
+                        }
+                    ],
+                    schema=REJECTED_SCHEMA,
+                )
+            )
+            continue
+        outcome.rows_read = raw.height
+        result = validate_raw_events(raw, now)
+        accepted.append(
+            _with_source(result.accepted, str(f.path), f.sha256).with_columns(
+                pl.lit(None, pl.Int64).alias("inbox_id")
+            )
+        )
+        rejected.append(
+            _with_source(result.rejected, str(f.path), f.sha256).select(REJECTED_SCHEMA.names())
+        )
+    return Batch(
+        accepted=pl.concat(accepted, how="vertical_relaxed").select(BATCH_SCHEMA.names())
+        if accepted
+        else pl.DataFrame(schema=BATCH_SCHEMA),
+        rejected=pl.concat(rejected, how="vertical_relaxed").cast(dict(REJECTED_SCHEMA))
+        if rejected
+        else pl.DataFrame(schema=REJECTED_SCHEMA),
+        files=outcomes,
+    )
+
+
+@task(name="read_pushed_events", cache_policy=NO_CACHE)
+def read_pushed_events(engine: Engine) -> pl.DataFrame:
+    """Undrained inbox events (validated when pushed) as batch rows, in arrival order."""
+    with engine.connect() as conn:
+        rows = conn.execute(sql("select_undrained_inbox_events")).mappings().all()
+    if not rows:
+        return pl.DataFrame(schema=BATCH_SCHEMA)
+    frame = pl.DataFrame([dict(r) for r in rows]).with_columns(
+        pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+    )
+    return frame.select(
+        pl.col("id").alias("row"),
+        "event_id",
+        "tenant_id",
+        "metric",
+        "quantity_micros",
+        "occurred_at",
+        pl.col("occurred_at").dt.date().alias("usage_date"),
+        "properties",
+        pl.struct("tenant_id", "event_id", "metric", "occurred_at", "quantity_micros")
+        .struct.json_encode()
+        .cast(pl.Binary)
+        .alias("raw"),
+        pl.lit(HTTP_SOURCE).alias("source"),
+        pl.lit(None, pl.String).alias("file_sha256"),
+        pl.col("id").alias("inbox_id"),
+    ).cast(dict(BATCH_SCHEMA))
+
+
+@dataclass
+class Deduped:
+    new: pl.DataFrame
+    duplicates: pl.DataFrame
+    rejected: pl.DataFrame  # validation rejections + conflicting duplicates
+
+
+@task(name="dedupe_against_lake", cache_policy=NO_CACHE)
+def dedupe_against_lake(engine: Engine, lake_root: Path, batch: Batch) -> Deduped:
+    """Drop duplicates and reject conflicting duplicates by (tenant_id, event_id)."""
+    with engine.connect() as conn:
+        files = lake.absolute(lake_root, lake.committed_lake_files(conn))
+    result = dedupe_events(batch.accepted, files)
+    conflicts = result.conflicts.select(
+        "source",
+        "file_sha256",
+        "row",
+        pl.lit(RejectReason.CONFLICTING_DUPLICATE.value).alias("reason"),
+        pl.lit("another version of this (tenant_id, event_id) was accepted first").alias("detail"),
+        "tenant_id",
+        "event_id",
+        "raw",
+    )
+    rejected = pl.concat([batch.rejected, conflicts], how="vertical_relaxed")
+    return Deduped(new=result.new, duplicates=result.duplicates, rejected=rejected)
+
+
+@task(name="write_lake_partitions", cache_policy=NO_CACHE)
+def write_lake_partitions(
+    lake_root: Path, events: pl.DataFrame, run_id: uuid.UUID
+) -> list[lake.LakeFile]:
+    """Append new events to the lake, one Parquet file per usage day (not yet committed)."""
+    return lake.write_lake_files(lake_root, events, run_id)
+
+
+@task(name="aggregate_touched_days", cache_policy=NO_CACHE)
+def aggregate_touched_days(
+    engine: Engine, lake_root: Path, new_files: list[lake.LakeFile]
+) -> tuple[list[dt.date], pl.DataFrame]:
+    """Recompute the days this run touched from committed + new lake files."""
+    days = sorted({f.usage_date for f in new_files})
+    if not days:
+        return [], aggregate_usage_days([])
+    with engine.connect() as conn:
+        committed = lake.committed_lake_files(conn, days)
+    files = lake.absolute(lake_root, committed + new_files)
+    return days, aggregate_usage_days(files)
+
+
+def _copy_rejected(conn: sa.Connection, run_id: uuid.UUID, rejected: pl.DataFrame) -> None:
+    if rejected.height == 0:
+        return
+    raw_conn = driver_connection(conn)
+    columns = "run_id, source, file_sha256, line_no, reason, detail, tenant_id, event_id, raw"
+    with raw_conn.cursor().copy(f"COPY rejected_rows ({columns}) FROM STDIN") as copy:
+        for r in rejected.iter_rows(named=True):
+            copy.write_row(
+                (
+                    run_id,
+                    r["source"],
+                    r["file_sha256"],
+                    r["row"],
+                    r["reason"],
+                    _clean_text(r["detail"]),
+                    _clean_text(r["tenant_id"]),
+                    _clean_text(r["event_id"]),
+                    r["raw"] or b"",
+                )
+            )
+
+
+def _clean_text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL; the exact bytes are kept in `raw`."""
+    return value.replace("\x00", "\\u0000") if value is not None else None
+
+
+def _file_counts(
+    outcomes: list[FileOutcome], new: pl.DataFrame, deduped: Deduped
+) -> list[dict[str, Any]]:
+    def per_sha(frame: pl.DataFrame) -> dict[str, int]:
+        counts = frame.group_by("file_sha256").len()
+        return {r[0]: r[1] for r in counts.iter_rows() if r[0] is not None}
+
+    accepted, duplicates, rejected = (
+        per_sha(new),
+        per_sha(deduped.duplicates),
+        per_sha(deduped.rejected),
+    )
+    rows = []
+    for o in outcomes:
+        sha = o.file.sha256
+        rows.append(
+            {
+                "sha256": sha,
+                "path": str(o.file.path),
+                "size_bytes": o.file.size_bytes,
+                "status": "quarantined" if o.unreadable else "ingested",
+                "reason": RejectReason.UNREADABLE_FILE.value if o.unreadable else None,
+                "rows_read": o.rows_read,
+                "rows_accepted": accepted.get(sha, 0),
+                "rows_duplicate": duplicates.get(sha, 0),
+                "rows_rejected": rejected.get(sha, 0),
+            }
+        )
+    return rows
+
+
+def quarantine_unreadable_files(quarantine: Path, outcomes: list[FileOutcome]) -> None:
+    """Keep a copy of each unreadable file, named by its sha256, for inspection."""
+    for o in outcomes:
+        if o.unreadable:
+            quarantine.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(o.file.path, quarantine / f"{o.file.sha256}-{o.file.path.name}")
+
+
+@task(name="commit_ingest_run", cache_policy=NO_CACHE)
+def commit_ingest_run(
+    engine: Engine,
+    run_id: uuid.UUID,
+    batch: Batch,
+    deduped: Deduped,
+    new_files: list[lake.LakeFile],
+    days: list[dt.date],
+    daily: pl.DataFrame,
+    skipped_files: int,
+    ignored_files: list[Path],
+    refresh_quotas: Any,
+) -> IngestSummary:
+    """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
+    quota refresh, job run. Before it commits, nothing of the run is visible."""
+    reasons = Counter(deduped.rejected.get_column("reason").to_list())
+    examples: dict[str, str] = {}
+    for r in deduped.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
+        named=True
+    ):
+        examples[r["reason"]] = (r["raw"] or b"").decode("utf-8", "replace")[:300]
+    summary = IngestSummary(
+        run_id=str(run_id),
+        files=len(batch.files),
+        skipped_files=skipped_files,
+        rows=batch.rows,
+        accepted=deduped.new.height,
+        duplicates=deduped.duplicates.height,
+        rejected=deduped.rejected.height,
+        rejected_by_reason=dict(sorted(reasons.items())),
+        days=[d.isoformat() for d in days],
+        examples=examples,
+        ignored_files=[str(p) for p in ignored_files],
+    )
+    if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
+        raise AssertionError(f"rows do not add up: {summary}")
+    with engine.begin() as conn:
+        _copy_rejected(conn, run_id, deduped.rejected)
+        for row in _file_counts(batch.files, deduped.new, deduped):
+            conn.execute(sql("insert_ingest_file"), {**row, "run_id": run_id})
+        for f in new_files:
+            conn.execute(
+                sql("insert_lake_file"),
+                {
+                    "path": f.path,
+                    "usage_date": f.usage_date,
+                    "row_count": f.row_count,
+                    "run_id": run_id,
+                },
+            )
+        if batch.inbox_ids:
+            conn.execute(
+                sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": batch.inbox_ids}
+            )
+        replace_usage_days(conn, daily, days)
+        refresh_quotas(conn)
+        finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
+    return summary
+
+
+def summary_markdown(title: str, summary: IngestSummary) -> str:
+    """A readable run summary for the Prefect artifact."""
+    out = io.StringIO()
+    out.write(f"# {title}\n\n")
+    out.write("| files | skipped files | rows | accepted | duplicates | rejected |\n")
+    out.write("|---|---|---|---|---|---|\n")
+    out.write(
+        f"| {summary.files} | {summary.skipped_files} | {summary.rows} | {summary.accepted} "
+        f"| {summary.duplicates} | {summary.rejected} |\n\n"
+    )
+    if summary.rejected_by_reason:
+        out.write("## Rejected rows by reason\n\n| reason | rows | example |\n|---|---|---|\n")
+        for reason, count in summary.rejected_by_reason.items():
+            example = summary.examples.get(reason, "").replace("|", "\\|").replace("\n", " ")
+            out.write(f"| {reason} | {count} | `{example[:120]}` |\n")
+        out.write("\n")
+    days = ", ".join(summary.days) if summary.days else "none"
+    out.write(f"**Days re-aggregated:** {days}\n\n")
+    if summary.ignored_files:
+        out.write(f"**Ignored (not a usage file type):** {', '.join(summary.ignored_files)}\n")
+    out.write(f"\nRun id `{summary.run_id}` (table job_runs; rejected rows in rejected_rows).\n")
+    return out.getvalue()
