@@ -622,16 +622,22 @@ def _select_invoices(
         },
     ).mappings()
     heads = [dict(r) for r in rows]
+    # NOTE: amounts are stored NUMERIC(24, 6) but were rounded to the minor unit when
+    # written; they are shown at the currency's scale ("40.00", "1050", "4.840").
+    scale = {h["id"]: quantum(h["currency"]) for h in heads}
     lines: dict[int, list[InvoiceLineView]] = defaultdict(list)
     if with_lines and heads:
         for r in conn.execute(
             sql("select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
         ).mappings():
             fields = dict(r)
-            lines[fields.pop("invoice_id")].append(InvoiceLineView(**fields))
+            invoice_id = fields.pop("invoice_id")
+            fields["amount"] = fields["amount"].quantize(scale[invoice_id])
+            lines[invoice_id].append(InvoiceLineView(**fields))
     out: list[InvoiceView] = []
     for h in heads:
         h.pop("run_id", None)
+        h["total"] = h["total"].quantize(scale[h["id"]])
         out.append(InvoiceView(**h, lines=tuple(lines[h["id"]]) if with_lines else None))
     return out
 

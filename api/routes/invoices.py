@@ -1,0 +1,171 @@
+"""Invoice endpoints: generate a period's drafts, list, read, close and void (contract 5, 6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import READ, WRITE, Principal, require_scope
+from api.routes.common import TenantPath
+from api.state import ApiState, api_state
+from models.tables import TENANT_ID_RE
+from services import invoicing
+from services.proration import BillingPeriod
+
+router = APIRouter(prefix="/api/billing", tags=["invoices"])
+
+InvoiceIdPath = Annotated[int, Path(ge=1, description="The invoice id")]
+PERIOD_PATTERN = r"^\d{4}-\d{2}$"
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: str = Field(pattern=PERIOD_PATTERN, description="Billing period, YYYY-MM (UTC)")
+    tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID_RE)]] | None = Field(
+        default=None, description="Only these tenants (default: all; a tenant key: its own)"
+    )
+
+
+class GenerateResponse(BaseModel):
+    generated: int
+    skipped: int
+    invoice_ids: list[int]
+
+
+class InvoiceLineOut(BaseModel):
+    line_no: int
+    kind: Literal["base_fee", "usage"]
+    subscription_id: int | None
+    plan_code: str
+    metric: str | None
+    description: str
+    window_start: dt.date
+    window_end: dt.date
+    quantity: Decimal
+    included: Decimal
+    billable_quantity: Decimal
+    pricing_model: str | None
+    amount: Decimal
+    breakdown: Mapping[str, Any]
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    tenant_id: str
+    period: str = Field(description="YYYY-MM")
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    status: Literal["draft", "closed", "void"]
+    number: str | None
+    total: Decimal = Field(description="Sum of the rounded line amounts (decimal string)")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    closed_at: dt.datetime | None
+    voided_at: dt.datetime | None
+    lines: list[InvoiceLineOut] | None = Field(
+        default=None, description="Present on the single-invoice endpoints"
+    )
+
+    @classmethod
+    def of(cls, view: invoicing.InvoiceView) -> InvoiceOut:
+        return cls(
+            id=view.id,
+            tenant_id=view.tenant_id,
+            period=view.period,
+            period_start=view.period_start,
+            period_end=view.period_end,
+            currency=view.currency,
+            status=view.status,  # type: ignore[arg-type]
+            number=view.number,
+            total=view.total,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            closed_at=view.closed_at,
+            voided_at=view.voided_at,
+            lines=None
+            if view.lines is None
+            else [InvoiceLineOut.model_validate(li, from_attributes=True) for li in view.lines],
+        )
+
+
+@router.post("/invoices:generate", response_model=GenerateResponse)
+def generate_invoices(
+    request: GenerateRequest,
+    principal: Annotated[Principal, Depends(require_scope(WRITE))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> GenerateResponse:
+    """Create or refresh the period's drafts; closed and void invoices are left alone.
+
+    A global key may run every tenant; a tenant key only its own tenant.
+    """
+    period = BillingPeriod.parse(request.period)
+    tenant_ids = request.tenant_ids
+    if principal.tenant_id is not None:
+        for tenant_id in tenant_ids or []:
+            principal.check_tenant(tenant_id)
+        tenant_ids = [principal.tenant_id]
+    with state.engine.begin() as conn:
+        result = invoicing.generate_invoices(conn, period, tenant_ids=tenant_ids)
+    return GenerateResponse(
+        generated=result.generated, skipped=result.skipped, invoice_ids=result.invoice_ids
+    )
+
+
+@router.get("/tenants/{tenant_id}/invoices", response_model=list[InvoiceOut])
+def list_tenant_invoices(
+    tenant_id: TenantPath,
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    state: Annotated[ApiState, Depends(api_state)],
+    period: Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")] = None,
+    status: Annotated[Literal["draft", "closed", "void"] | None, Query()] = None,
+) -> list[InvoiceOut]:
+    """The tenant's invoices, newest period first (without lines)."""
+    principal.check_tenant(tenant_id)
+    billing_period = BillingPeriod.parse(period) if period else None
+    with state.engine.connect() as conn:
+        views = invoicing.list_invoices(conn, tenant_id, period=billing_period, status=status)
+    return [InvoiceOut.of(v) for v in views]
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def get_invoice(
+    invoice_id: InvoiceIdPath,
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> InvoiceOut:
+    """One invoice with its lines; 404 if there is none."""
+    with state.engine.connect() as conn:
+        view = invoicing.get_invoice(conn, invoice_id)
+    principal.check_tenant(view.tenant_id)
+    return InvoiceOut.of(view)
+
+
+@router.post("/invoices/{invoice_id}:close", response_model=InvoiceOut)
+def close_invoice(
+    invoice_id: InvoiceIdPath,
+    principal: Annotated[Principal, Depends(require_scope(WRITE))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> InvoiceOut:
+    """draft -> closed (sequential number, closed_at, frozen); 409 naming the current status."""
+    with state.engine.begin() as conn:
+        principal.check_tenant(invoicing.get_invoice(conn, invoice_id).tenant_id)
+        return InvoiceOut.of(invoicing.close_invoice(conn, invoice_id))
+
+
+@router.post("/invoices/{invoice_id}:void", response_model=InvoiceOut)
+def void_invoice(
+    invoice_id: InvoiceIdPath,
+    principal: Annotated[Principal, Depends(require_scope(WRITE))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> InvoiceOut:
+    """draft or closed -> void (voided_at); 409 when already void."""
+    with state.engine.begin() as conn:
+        principal.check_tenant(invoicing.get_invoice(conn, invoice_id).tenant_id)
+        return InvoiceOut.of(invoicing.void_invoice(conn, invoice_id))

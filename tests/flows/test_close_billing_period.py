@@ -1,0 +1,131 @@
+"""The close_billing_period flow on a real Prefect test server and a real Postgres."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
+
+from flows.close_billing_period import close_billing_period, resolve_period
+from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
+from services.proration import BillingPeriod
+from tallyflow.settings import Settings
+from tasks.publish_invoice_run_artifact import render_invoice_run_report
+from tests.services.test_invoicing import NOV, seed_basic
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_flow_generates_records_and_reports(settings: Settings, engine: Engine) -> None:
+    seed_basic(engine)
+    outcome = close_billing_period(period="2026-11")
+    assert (outcome["generated"], outcome["skipped"], outcome["closed"]) == (3, 0, 0)
+    assert outcome["totals_by_currency"] == {"JPY": "1050", "USD": "75.51"}
+    assert outcome["unsubscribed_tenants"] == 1
+    with engine.connect() as conn:
+        run = conn.execute(
+            sa.text("SELECT job, status, summary, parameters, duration_ms FROM job_runs")
+        ).one()
+        run_ids = conn.execute(sa.text("SELECT DISTINCT run_id FROM invoices")).scalars().all()
+    assert (run.job, run.status) == ("close_billing_period", "succeeded")
+    assert run.summary["generated"] == 3 and run.parameters["period"] == "2026-11"
+    assert [str(r) for r in run_ids] == [outcome["run_id"]]
+
+    # rerun with close: the same drafts, now closed and numbered
+    closed = close_billing_period(period="2026-11", close=True)
+    assert sorted(closed["invoice_ids"]) == sorted(outcome["invoice_ids"])
+    assert closed["closed"] == 3
+    with engine.connect() as conn:
+        statuses = conn.execute(sa.text("SELECT DISTINCT status FROM invoices")).scalars().all()
+    assert statuses == ["closed"]
+
+
+def test_flow_for_some_tenants(settings: Settings, engine: Engine) -> None:
+    seed_basic(engine)
+    outcome = close_billing_period(period="2026-11", tenant_ids=["beta"], close=True)
+    assert (outcome["generated"], outcome["closed"]) == (1, 1)
+    assert outcome["unsubscribed_tenants"] == 0  # ghost is not in scope
+
+
+def test_failed_run_is_recorded(settings: Settings, engine: Engine) -> None:
+    seed_basic(engine)
+    with engine.begin() as conn:  # a stored pricing that no longer parses
+        conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
+    with pytest.raises(Exception, match="unit_price"):
+        close_billing_period(period="2026-11")
+    with engine.connect() as conn:
+        run = conn.execute(sa.text("SELECT status, error FROM job_runs")).one()
+        invoices = conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one()
+    assert run.status == "failed" and "unit_price" in run.error
+    assert invoices == 0
+
+
+def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
+    import json
+
+    from tallyflow.cli import app
+
+    seed_basic(engine)
+    runner = CliRunner()
+    result = runner.invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(payload) == {"generated", "skipped", "closed", "invoice_ids"}
+    assert (payload["generated"], payload["closed"]) == (3, 0)
+
+    result = runner.invoke(
+        app,
+        ["invoices", "generate", "--period", "2026-11", "--tenant", "acme", "--close", "--json"],
+    )
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (payload["generated"], payload["closed"]) == (1, 1)
+
+
+@pytest.mark.parametrize("period", ["2026-13", "11-2026", "x"])
+def test_cli_bad_period_exits_2(settings: Settings, period: str) -> None:
+    from tallyflow.cli import app
+
+    result = CliRunner().invoke(app, ["invoices", "generate", "--period", period])
+    assert result.exit_code == 2
+    assert "YYYY-MM" in result.output
+
+
+def test_default_period_is_the_previous_month() -> None:
+    assert resolve_period(None, dt.date(2027, 1, 1)) == BillingPeriod.parse("2026-12")
+    assert resolve_period("2026-11") == NOV
+
+
+def test_report_lists_what_could_not_be_billed() -> None:
+    result = GenerationResult(
+        period=NOV,
+        generated=2,
+        skipped=1,
+        closed=0,
+        removed=0,
+        invoices=(
+            InvoiceSummary(1, "acme", "USD", D("55.01")),
+            InvoiceSummary(2, "nihon", "JPY", D("1050")),
+        ),
+        skipped_tenants={"old": "invoice_closed"},
+    )
+    late = LateUsage(
+        "old",
+        7,
+        "INV-202610-000001",
+        dt.date(2026, 10, 1),
+        "api.calls",
+        2,
+        D(5),
+        3,
+        dt.datetime(2026, 11, 2, 3, 4, tzinfo=dt.UTC),
+    )
+    md = render_invoice_run_report(result, [UnsubscribedUsage("ghost", 1, 1, 1)], [late])
+    assert "| 2 | 1 | 0 | 0 |" in md
+    assert "| USD | 1 | 55.01 |" in md and "| JPY | 1 | 1050 |" in md
+    assert md.index("| nihon |") < md.index("| acme |")  # ranked by amount
+    assert "| ghost | 1 | 1 | 1 |" in md
+    assert "INV-202610-000001" in md and "| old | invoice_closed |" in md
