@@ -1,0 +1,107 @@
+"""Flow `backfill_usage`: recompute usage_daily for a range of days from the lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from flows.ingest_usage import refresh_quotas_at
+from tallyflow.errors import InvalidInput
+from tallyflow.resources import Resources, resources_from_env
+from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
+from tasks.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+
+MAX_BACKFILL_DAYS = 3660
+
+
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """start..end inclusive; InvalidInput when reversed or absurdly long."""
+    if end < start:
+        raise InvalidInput(f"end {end} is before start {start}", code="invalid_range")
+    count = (end - start).days + 1
+    if count > MAX_BACKFILL_DAYS:
+        raise InvalidInput(f"{count} days is more than {MAX_BACKFILL_DAYS}", code="invalid_range")
+    return [start + dt.timedelta(days=i) for i in range(count)]
+
+
+def run_backfill(
+    res: Resources,
+    start: dt.date,
+    end: dt.date,
+    tenant_ids: list[str] | None = None,
+    regenerate_invoices: bool = False,
+) -> tuple[list[DayChange], dict[str, Any]]:
+    logger = get_run_logger()
+    days = days_between(start, end)
+    with usage_write_lock(res.engine):
+        run_id = start_job_run(
+            res.engine,
+            "backfill_usage",
+            {
+                "start": start,
+                "end": end,
+                "tenant_ids": tenant_ids,
+                "regenerate_invoices": regenerate_invoices,
+            },
+            flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
+        )
+        try:
+            changes = [
+                recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
+                for day in days
+            ]
+            now = dt.datetime.now(dt.UTC)
+            regenerated: dict[str, int] = {}
+            with res.engine.begin() as conn:
+                refresh_quotas_at(now)(conn)
+                if regenerate_invoices:
+                    regenerated = regenerate_drafts(conn, days, tenant_ids)
+                summary = {
+                    "days": len(days),
+                    "rows_written": sum(c.rows_after for c in changes),
+                    "invoices_regenerated": regenerated,
+                }
+                finish_job_run(conn, run_id, summary)
+        except BaseException as exc:
+            fail_job_run(res.engine, run_id, exc)
+            raise
+    logger.info("backfilled %d days: %d rows", summary["days"], summary["rows_written"])
+    return changes, summary
+
+
+def regenerate_drafts(
+    conn: Any, days: list[dt.date], tenant_ids: list[str] | None
+) -> dict[str, int]:
+    """Refresh draft invoices of every period the days touch (closed ones stay as they are)."""
+    from services.invoicing import generate_invoices
+    from services.proration import BillingPeriod
+
+    periods = sorted({BillingPeriod.of(d) for d in days}, key=lambda p: p.start)
+    out = {}
+    for period in periods:
+        result = generate_invoices(conn, period, tenant_ids=tenant_ids)
+        out[period.start.strftime("%Y-%m")] = result.generated
+    return out
+
+
+@flow(name="backfill_usage", log_prints=True)
+def backfill_usage(
+    start: dt.date,
+    end: dt.date,
+    tenant_ids: list[str] | None = None,
+    regenerate_invoices: bool = False,
+) -> dict[str, Any]:
+    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day;
+    refresh quota_usage; optionally regenerate the draft invoices of the touched months."""
+    res = resources_from_env()
+    changes, summary = run_backfill(res, start, end, tenant_ids, regenerate_invoices)
+    create_markdown_artifact(
+        key="usage-backfill-summary",
+        markdown=backfill_markdown(changes, tenant_ids),
+        description=f"{summary['days']} days, {summary['rows_written']} rows",
+    )
+    return {"days": summary["days"], "rows_written": summary["rows_written"]}

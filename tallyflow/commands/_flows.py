@@ -1,0 +1,34 @@
+"""Running a flow from the CLI: reuse a Prefect server, map failures to exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
+    """Point Prefect at a long-lived server (before importing it), then run the flow.
+
+    `load` imports and returns the flow, so Prefect is imported only here. A domain error
+    (bad input) exits 2 with its message; any other failure exits 1.
+    """
+    from tallyflow.errors import InvalidInput
+    from tallyflow.prefect_runtime import PrefectServerError, ensure_prefect_api
+    from tallyflow.settings import load_settings
+
+    try:
+        ensure_prefect_api(load_settings())
+    except PrefectServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    flow = load()
+    try:
+        return flow(**parameters)
+    except InvalidInput as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    except Exception as exc:
+        typer.echo(f"error: the run failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
