@@ -1,0 +1,37 @@
+"""What the API process holds: settings, the engine, the quota snapshot and the key cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.engine import Engine
+
+from services.api_keys import ApiKeyCache
+from services.quota import QuotaSnapshot, utc_today
+from tallyflow.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    engine: Engine
+    snapshot: QuotaSnapshot = field(default_factory=QuotaSnapshot)
+    keys: ApiKeyCache = field(default_factory=ApiKeyCache)
+
+    def reload_quotas(self, tenant_ids: Iterable[str] | None, today: dt.date | None = None) -> None:
+        """Reload the snapshot (all tenants, or the given ones) from committed data."""
+        with self.engine.connect() as conn:
+            self.snapshot.reload(conn, today=today or utc_today(), tenant_ids=tenant_ids)
+
+    def reload_keys(self) -> None:
+        with self.engine.connect() as conn:
+            self.keys.reload(conn)
+
+
+def api_state(request: Request) -> ApiState:
+    """FastAPI dependency: the process's ApiState."""
+    state: ApiState = request.app.state.tallyflow
+    return state
