@@ -1,0 +1,518 @@
+"""Ingest benchmark: the full `ingest_usage` flow against two references on the same files.
+
+    uv run python bench/ingest_bench.py                      # 2,000,000 events
+    uv run python bench/ingest_bench.py --events 10000000    # peak RSS at 10M
+
+Generates N clean events (tallyflow.generate, JSONL, 1M rows a file) and times, each in
+its own child process (so each peak RSS is its own; the parent samples the child's
+process tree with psutil and the child reports its ru_maxrss):
+
+  (a) ingest  the full flow `flows.ingest_usage.ingest_usage(paths=[...])`: validate ->
+              lake -> aggregate -> usage_daily (COPY) -> quota refresh, in a fresh
+              TALLYFLOW_HOME (embedded Postgres). A tiny warm-up ingest (another month)
+              runs first, so Prefect server start-up and imports are not timed.
+  (b) floor   DuckDB alone: read the same files, parse quantity/occurred_at, group by
+              (tenant, metric, UTC day): sum, count, max, min/max occurred_at.
+  (c) pg      the hand-written path: COPY the raw JSON lines into a jsonb table
+              (psycopg 3 COPY), then INSERT ... SELECT ... GROUP BY into a
+              usage_daily-like table.
+
+Then checks that usage_daily (a), the floor (b), the PG path (c) and the generator's
+oracle are equal, exactly (decimal text), and prints events/s, peak RSS and the ratios.
+Uses PREFECT_API_URL when set; otherwise a background Prefect server under the temp
+TALLYFLOW_HOME, stopped at the end (as is the embedded Postgres the run started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MONTH = "2026-10"
+WARMUP_MONTH = "2026-09"
+
+# One row per (tenant, metric, UTC day) of the accepted events. NOTE: the session time
+# zone is UTC, so CAST(timestamptz AS DATE) is the UTC day.
+FLOOR_SQL = """
+WITH events AS (
+    SELECT
+        tenant_id,
+        metric,
+        CAST(quantity AS DECIMAL(38, 6)) AS quantity,
+        CASE
+            WHEN regexp_full_match(occurred_at, '[0-9]+')
+                THEN to_timestamp(CAST(occurred_at AS BIGINT))
+            ELSE CAST(occurred_at AS TIMESTAMPTZ)
+        END AS occurred_at
+    FROM read_json(
+        $files,
+        format = 'newline_delimited',
+        columns = {
+            event_id: 'VARCHAR', tenant_id: 'VARCHAR', metric: 'VARCHAR',
+            quantity: 'VARCHAR', occurred_at: 'VARCHAR', properties: 'JSON'
+        }
+    )
+)
+SELECT
+    tenant_id,
+    metric,
+    CAST(occurred_at AS DATE) AS usage_date,
+    SUM(quantity) AS quantity_sum,
+    COUNT(*) AS event_count,
+    MAX(quantity) AS quantity_max,
+    MIN(occurred_at) AS first_occurred_at,
+    MAX(occurred_at) AS last_occurred_at
+FROM events
+GROUP BY ALL
+"""
+
+PG_CREATE_SQL = """
+DROP TABLE IF EXISTS bench_raw_events, bench_usage_daily;
+CREATE TABLE bench_raw_events (line jsonb NOT NULL);
+CREATE TABLE bench_usage_daily (
+    tenant_id text NOT NULL,
+    metric text NOT NULL,
+    usage_date date NOT NULL,
+    quantity_sum numeric(38, 6) NOT NULL,
+    event_count bigint NOT NULL,
+    quantity_max numeric(19, 6) NOT NULL,
+    first_occurred_at timestamptz NOT NULL,
+    last_occurred_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, metric, usage_date)
+);
+"""
+
+# NOTE: CSV with control characters as quote and delimiter: each line arrives verbatim
+# (JSON's backslashes would be escapes in COPY's text format).
+PG_COPY_SQL = (
+    "COPY bench_raw_events (line) FROM STDIN WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+)
+
+PG_AGGREGATE_SQL = """
+INSERT INTO bench_usage_daily (
+    tenant_id, metric, usage_date, quantity_sum, event_count, quantity_max,
+    first_occurred_at, last_occurred_at
+)
+SELECT
+    tenant_id,
+    metric,
+    (occurred_at AT TIME ZONE 'UTC')::date,
+    sum(quantity),
+    count(*),
+    max(quantity),
+    min(occurred_at),
+    max(occurred_at)
+FROM (
+    SELECT
+        line ->> 'tenant_id' AS tenant_id,
+        line ->> 'metric' AS metric,
+        (line ->> 'quantity')::numeric(19, 6) AS quantity,
+        CASE
+            WHEN jsonb_typeof(line -> 'occurred_at') = 'number'
+                THEN to_timestamp((line ->> 'occurred_at')::bigint)
+            ELSE (line ->> 'occurred_at')::timestamptz
+        END AS occurred_at
+    FROM bench_raw_events
+) AS events
+GROUP BY 1, 2, 3
+"""
+
+RESULT_COLUMNS = (
+    "tenant_id",
+    "metric",
+    "usage_date",
+    "quantity_sum",
+    "event_count",
+    "quantity_max",
+    "first_occurred_at",
+    "last_occurred_at",
+)
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def _self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _normalised(frame: Any) -> Any:
+    """Result rows with exact decimal text (6 places) and UTC microsecond timestamps."""
+    import polars as pl
+
+    def text(col: str) -> pl.Expr:
+        return pl.col(col).cast(pl.String).str.replace(r"^(\d+)$", "${1}.000000")
+
+    return (
+        frame.select(RESULT_COLUMNS)
+        .with_columns(
+            text("quantity_sum"),
+            text("quantity_max"),
+            pl.col("event_count").cast(pl.Int64),
+            pl.col("usage_date").cast(pl.Date),
+            pl.col("first_occurred_at", "last_occurred_at")
+            .cast(pl.Datetime("us", "UTC"))
+            .dt.convert_time_zone("UTC"),
+        )
+        .sort("tenant_id", "metric", "usage_date")
+    )
+
+
+def phase_floor(files: list[str], out: Path) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.sql("SELECT 1 AS warm_up").pl()  # imports and extension loading are not timed
+    began = time.perf_counter()
+    result = con.sql(FLOOR_SQL, params={"files": files}).pl()
+    seconds = time.perf_counter() - began
+    _normalised(result).write_parquet(out)
+    return {"seconds": seconds, "groups": result.height, "rss_self_mb": _self_rss_mb()}
+
+
+def _usage_daily_frame(url: str, month_start: str, month_end: str) -> Any:
+    import polars as pl
+    import psycopg
+
+    query = (
+        "SELECT tenant_id, metric, usage_date, quantity_sum::text AS quantity_sum, event_count,"
+        " quantity_max::text AS quantity_max, first_occurred_at, last_occurred_at"
+        " FROM {table} WHERE usage_date >= %s AND usage_date < %s"
+    )
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(query.format(table="usage_daily"), (month_start, month_end))
+        rows = cur.fetchall()
+    return pl.DataFrame(rows, schema=list(RESULT_COLUMNS), orient="row")
+
+
+def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, Any]:
+    from tallyflow import migrate
+    from tallyflow.db import database_url, get_engine, to_libpq_url
+    from tallyflow.settings import load_settings
+
+    settings = load_settings()
+    engine = get_engine(settings)
+    migrate.upgrade(engine)
+    started_prefect = False
+    if not os.environ.get("PREFECT_API_URL"):
+        from tallyflow.prefect_runtime import ensure_prefect_api
+
+        ensure_prefect_api(settings)
+        started_prefect = True
+    from flows.ingest_usage import ingest_usage
+
+    warm_began = time.perf_counter()
+    ingest_usage(paths=warmup)
+    warmup_seconds = time.perf_counter() - warm_began
+
+    began = time.perf_counter()
+    summary = ingest_usage(paths=files)
+    seconds = time.perf_counter() - began
+
+    _normalised(
+        _usage_daily_frame(to_libpq_url(database_url(settings)), f"{MONTH}-01", "2026-11-01")
+    ).write_parquet(out)
+    return {
+        "seconds": seconds,
+        "warmup_seconds": warmup_seconds,
+        "summary": summary,
+        "rss_self_mb": _self_rss_mb(),
+        "started_prefect": started_prefect,
+    }
+
+
+def phase_pg(files: list[str], out: Path) -> dict[str, Any]:
+    import gzip
+
+    import psycopg
+
+    from tallyflow.db import database_url, to_libpq_url
+    from tallyflow.settings import load_settings
+
+    url = to_libpq_url(database_url(load_settings()))
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS tallyflow_bench_pg")
+        admin.execute("CREATE DATABASE tallyflow_bench_pg")
+    from sqlalchemy.engine import make_url
+
+    bench_url = (
+        make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        .set(database="tallyflow_bench_pg")
+        .render_as_string(hide_password=False)
+        .replace("postgresql+psycopg://", "postgresql://", 1)
+    )
+    with psycopg.connect(bench_url) as conn:
+        conn.execute(PG_CREATE_SQL)
+        conn.commit()
+        began = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(PG_COPY_SQL) as copy:
+            for name in files:
+                opener = gzip.open if name.endswith(".gz") else open
+                with opener(name, "rb") as handle:
+                    while chunk := handle.read(8 << 20):
+                        copy.write(chunk)
+        copied = time.perf_counter()
+        conn.execute(PG_AGGREGATE_SQL)
+        conn.commit()
+        seconds = time.perf_counter() - began
+        copy_seconds = copied - began
+    import polars as pl
+
+    with psycopg.connect(bench_url) as conn, conn.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(
+            "SELECT tenant_id, metric, usage_date, quantity_sum::text, event_count,"
+            " quantity_max::text, first_occurred_at, last_occurred_at FROM bench_usage_daily"
+        )
+        frame = pl.DataFrame(cur.fetchall(), schema=list(RESULT_COLUMNS), orient="row")
+    _normalised(frame).write_parquet(out)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS tallyflow_bench_pg")
+    return {
+        "seconds": seconds,
+        "copy_seconds": copy_seconds,
+        "aggregate_seconds": seconds - copy_seconds,
+        "rss_self_mb": _self_rss_mb(),
+    }
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    files = json.loads(args.files)
+    out = Path(args.out)
+    if args.phase == "floor":
+        result = phase_floor(files, out)
+    elif args.phase == "ingest":
+        result = phase_ingest(files, json.loads(args.warmup), out)
+    else:
+        result = phase_pg(files, out)
+    sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------ orchestration
+
+
+def _tree_rss(proc: Any) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def _spawn(phase: str, env: dict[str, str], **kwargs: str) -> dict[str, Any]:
+    """Run one phase in a child; sample its process tree's RSS while it runs."""
+    import psutil
+
+    argv = [sys.executable, __file__, "--phase", phase]
+    for key, value in kwargs.items():
+        argv += [f"--{key}", value]
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, _tree_rss(proc))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        return {"error": f"exit code {child.returncode} (traceback above)"}
+    line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    result["rss_tree_peak_mb"] = peak / 2**20
+    return result
+
+
+def _stop_embedded_postgres(home: Path) -> None:
+    """Fast shutdown of the embedded Postgres this run started (by its postmaster pid)."""
+    pid_file = home / "pg" / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        if not pid_file.exists():
+            return
+        time.sleep(0.1)
+
+
+def _compare(name: str, left: Any, right: Any) -> bool:
+    equal = bool(left.equals(right))
+    if not equal:
+        joined = left.join(
+            right, on=["tenant_id", "metric", "usage_date"], how="full", suffix="_other"
+        )
+        print(f"  MISMATCH {name}: {left.height} vs {right.height} rows; sample:")
+        print(joined.head(5))
+    return equal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--tenants", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows-per-file", type=int, default=1_000_000)
+    parser.add_argument("--workdir", help="Keep files here (default: a temp dir, removed)")
+    parser.add_argument("--skip", action="append", default=[], choices=["ingest", "floor", "pg"])
+    parser.add_argument("--json", action="store_true", help="Print one JSON object at the end")
+    parser.add_argument("--phase", choices=["floor", "ingest", "pg"], help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args)
+        return
+
+    import polars as pl
+
+    from tallyflow.generate import UsageSpec, generate_usage, read_oracle
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = workdir / "home"
+    data = workdir / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYFLOW_")}
+    env |= {"TALLYFLOW_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+    began = time.perf_counter()
+    spec = UsageSpec(month=MONTH, tenants=args.tenants, events=args.events, seed=args.seed)
+    generated = generate_usage(
+        data / "events",
+        spec,
+        files_by="rows",
+        rows_per_file=args.rows_per_file,
+        oracle_path=data / "oracle.parquet",
+    )
+    warm = generate_usage(
+        data / "warmup",
+        UsageSpec(month=WARMUP_MONTH, tenants=5, events=100, seed=args.seed),
+        files_by="rows",
+        rows_per_file=1000,
+    )
+    files = list(generated.files)
+    size_mb = sum(Path(f).stat().st_size for f in files) / 2**20
+    print(
+        f"generated {generated.rows:,} events, {len(files)} JSONL files, {size_mb:,.0f} MiB "
+        f"in {time.perf_counter() - began:.1f} s ({workdir})"
+    )
+    for name in files:  # the page cache holds the files for every phase alike
+        with open(name, "rb") as handle:
+            while handle.read(16 << 20):
+                pass
+
+    results: dict[str, dict[str, Any]] = {}
+    outputs = {p: workdir / f"{p}.parquet" for p in ("floor", "ingest", "pg")}
+    try:
+        for phase in ("floor", "ingest", "pg"):
+            if phase in args.skip:
+                continue
+            extra = {"warmup": json.dumps(list(warm.files))} if phase == "ingest" else {}
+            results[phase] = _spawn(
+                phase, env, files=json.dumps(files), out=str(outputs[phase]), **extra
+            )
+            r = results[phase]
+            if "error" in r:
+                print(f"{phase:>7}: FAILED, {r['error']}")
+                continue
+            print(
+                f"{phase:>7}: {r['seconds']:7.2f} s  {args.events / r['seconds']:>12,.0f} events/s"
+                f"  peak RSS {r['rss_self_mb']:,.0f} MiB (process), "
+                f"{r['rss_tree_peak_mb']:,.0f} MiB (process tree, sampled)"
+            )
+            if phase == "pg":
+                print(
+                    f"         COPY {r['copy_seconds']:.2f} s + INSERT ... SELECT ... GROUP BY "
+                    f"{r['aggregate_seconds']:.2f} s"
+                )
+            if phase == "ingest":
+                print(f"         warm-up ingest (not timed) {r['warmup_seconds']:.1f} s")
+    finally:
+        if "ingest" not in args.skip and not os.environ.get("PREFECT_API_URL"):
+            from tallyflow.prefect_runtime import stop_prefect_server
+            from tallyflow.settings import Settings
+
+            stop_prefect_server(Settings(home=home))  # the one this run started, if any
+        _stop_embedded_postgres(home)
+
+    failed = [p for p, r in results.items() if "error" in r]
+    results = {p: r for p, r in results.items() if "error" not in r}
+    oracle = read_oracle(data / "oracle.parquet")
+    checks: dict[str, bool] = {}
+    reference = None
+    if "floor" in results:
+        reference = pl.read_parquet(outputs["floor"])
+        oracle_norm = oracle.with_columns(
+            pl.col("first_occurred_at", "last_occurred_at").cast(pl.Datetime("us", "UTC"))
+        ).select(RESULT_COLUMNS)
+        checks["floor == generator oracle"] = _compare("floor/oracle", reference, oracle_norm)
+    for phase in ("ingest", "pg"):
+        if phase in results and reference is not None:
+            got = pl.read_parquet(outputs[phase])
+            checks[f"{phase} == floor"] = _compare(f"{phase}/floor", got, reference)
+    if "ingest" in results:
+        s = results["ingest"]["summary"]
+        checks["ingest counts"] = (s["accepted"], s["rejected"]) == (args.events, 0)
+    for name, ok in checks.items():
+        print(f"  check {name}: {'OK' if ok else 'FAILED'}")
+
+    ratios: dict[str, float] = {}
+    if "ingest" in results and "floor" in results:
+        ratios["ingest / floor"] = results["ingest"]["seconds"] / results["floor"]["seconds"]
+    if "ingest" in results and "pg" in results:
+        ratios["pg path / ingest"] = results["pg"]["seconds"] / results["ingest"]["seconds"]
+    for name, value in ratios.items():
+        print(f"  {name}: {value:.2f}x")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "events": args.events,
+                    "results": results,
+                    "ratios": ratios,
+                    "checks": checks,
+                },
+                default=str,
+            )
+        )
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failed or not all(checks.values()):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
