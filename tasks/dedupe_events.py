@@ -43,7 +43,7 @@ def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
             found = (
                 con.sql(load_sql("select_lake_versions_of_keys"), params={"files": lake_files})
                 .pl()
-                .cast({"position": pl.Int64})
+                .cast({"position": pl.Int64, "lake_occurred_at": pl.Datetime("us", "UTC")})
             )
         finally:
             con.close()
