@@ -65,24 +65,24 @@ OTHER: Final = "other"  # boolean, object, array: never a valid value for a fiel
 # content, a number's literal, a CSV cell) and `<field>_type` its tag; both are null when
 # the field is absent (or JSON null, or an empty CSV cell).
 RAW_EVENT_SCHEMA: Final = pl.Schema(
-    {
-        "row": pl.Int64,
-        "is_object": pl.Boolean,
-        **{name: pl.String for field in FIELDS for name in (field, f"{field}_type")},
-    }
+    [
+        ("row", pl.Int64()),
+        ("is_object", pl.Boolean()),
+        *[(name, pl.String()) for field in FIELDS for name in (field, f"{field}_type")],
+    ]
 )
 
 ACCEPTED_SCHEMA: Final = pl.Schema(
-    {
-        "row": pl.Int64,
-        "event_id": pl.String,
-        "tenant_id": pl.String,
-        "metric": pl.String,
-        "quantity_micros": pl.Int64,
-        "occurred_at": pl.Datetime("us", "UTC"),
-        "usage_date": pl.Date,
-        "properties": pl.String,
-    }
+    [
+        ("row", pl.Int64()),
+        ("event_id", pl.String()),
+        ("tenant_id", pl.String()),
+        ("metric", pl.String()),
+        ("quantity_micros", pl.Int64()),
+        ("occurred_at", pl.Datetime("us", "UTC")),
+        ("usage_date", pl.Date()),
+        ("properties", pl.String()),
+    ]
 )
 
 _DECIMAL = r"^([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,6}))?$"
@@ -326,7 +326,7 @@ def reasons_for(frame: pl.DataFrame) -> pl.DataFrame:
     try:
         EventRecord.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        cases = errors.failure_cases
+        cases: pl.DataFrame = errors.failure_cases
     else:
         return pl.DataFrame(schema={"position": pl.Int64, "reason": pl.String, "detail": pl.String})
     if cases.filter(pl.col("index").is_null()).height:
@@ -378,7 +378,7 @@ def validate_raw_events(raw: pl.DataFrame, now: dt.datetime) -> ValidationResult
         .join(reasons, on="position", how="inner", maintain_order="right")
         .drop("position")
     )
-    return ValidationResult(accepted=accepted.cast(dict(ACCEPTED_SCHEMA)), rejected=rejected)
+    return ValidationResult(accepted=accepted.cast(ACCEPTED_SCHEMA), rejected=rejected)
 
 
 def micros_to_text(micros: int) -> str:

@@ -8,16 +8,16 @@ import polars as pl
 from tallyflow.sqlfiles import load_sql
 
 DAILY_SCHEMA = pl.Schema(
-    {
-        "tenant_id": pl.String,
-        "metric": pl.String,
-        "usage_date": pl.Date,
-        "quantity_sum_micros": pl.Int128,
-        "event_count": pl.Int64,
-        "quantity_max_micros": pl.Int64,
-        "first_occurred_at": pl.Datetime("us", "UTC"),
-        "last_occurred_at": pl.Datetime("us", "UTC"),
-    }
+    [
+        ("tenant_id", pl.String()),
+        ("metric", pl.String()),
+        ("usage_date", pl.Date()),
+        ("quantity_sum_micros", pl.Int128()),
+        ("event_count", pl.Int64()),
+        ("quantity_max_micros", pl.Int64()),
+        ("first_occurred_at", pl.Datetime("us", "UTC")),
+        ("last_occurred_at", pl.Datetime("us", "UTC")),
+    ]
 )
 
 
@@ -33,4 +33,5 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
         ).pl()
     finally:
         con.close()
-    return daily.cast(dict(DAILY_SCHEMA))
+    result: pl.DataFrame = daily.cast(DAILY_SCHEMA)
+    return result

@@ -31,25 +31,25 @@ from tasks.read_event_files import LandingFile, UnreadableFile, discover_files, 
 HTTP_SOURCE = "http"
 
 BATCH_SCHEMA = pl.Schema(
-    {
-        **ACCEPTED_SCHEMA,
-        "raw": pl.Binary,
-        "source": pl.String,
-        "file_sha256": pl.String,
-        "inbox_id": pl.Int64,
-    }
+    [
+        *ACCEPTED_SCHEMA.items(),
+        ("raw", pl.Binary()),
+        ("source", pl.String()),
+        ("file_sha256", pl.String()),
+        ("inbox_id", pl.Int64()),
+    ]
 )
 REJECTED_SCHEMA = pl.Schema(
-    {
-        "source": pl.String,
-        "file_sha256": pl.String,
-        "row": pl.Int64,
-        "reason": pl.String,
-        "detail": pl.String,
-        "tenant_id": pl.String,
-        "event_id": pl.String,
-        "raw": pl.Binary,
-    }
+    [
+        ("source", pl.String()),
+        ("file_sha256", pl.String()),
+        ("row", pl.Int64()),
+        ("reason", pl.String()),
+        ("detail", pl.String()),
+        ("tenant_id", pl.String()),
+        ("event_id", pl.String()),
+        ("raw", pl.Binary()),
+    ]
 )
 
 
@@ -171,7 +171,7 @@ def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch
         accepted=pl.concat(accepted, how="vertical_relaxed").select(BATCH_SCHEMA.names())
         if accepted
         else pl.DataFrame(schema=BATCH_SCHEMA),
-        rejected=pl.concat(rejected, how="vertical_relaxed").cast(dict(REJECTED_SCHEMA))
+        rejected=pl.concat(rejected, how="vertical_relaxed").cast(REJECTED_SCHEMA)
         if rejected
         else pl.DataFrame(schema=REJECTED_SCHEMA),
         files=outcomes,
@@ -204,7 +204,7 @@ def read_pushed_events(engine: Engine) -> pl.DataFrame:
         pl.lit(HTTP_SOURCE).alias("source"),
         pl.lit(None, pl.String).alias("file_sha256"),
         pl.col("id").alias("inbox_id"),
-    ).cast(dict(BATCH_SCHEMA))
+    ).cast(BATCH_SCHEMA)
 
 
 @dataclass

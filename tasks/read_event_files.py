@@ -185,11 +185,10 @@ def read_csv_rows(data: bytes) -> pl.DataFrame:
     columns = {c.strip().lower(): c for c in table.columns}
     exprs: list[pl.Expr] = []
     for field in FIELDS:
+        value: pl.Expr = pl.lit(None, pl.String)
         if field in columns:
             cell = pl.col(columns[field])
             value = pl.when(cell.str.strip_chars() != "").then(cell)
-        else:
-            value = pl.lit(None, pl.String)
         tag = STRING if field != "properties" else "object"
         exprs += [
             value.alias(field),
@@ -281,4 +280,4 @@ def read_event_file(path: Path) -> pl.DataFrame:
         frame = read_csv_rows(_read_bytes(path))
     else:
         raise UnreadableFile(f"unknown file type: {path.name}")
-    return frame.select(*RAW_EVENT_SCHEMA.names(), "raw").cast(dict(RAW_EVENT_SCHEMA))
+    return frame.select(*RAW_EVENT_SCHEMA.names(), "raw").cast(RAW_EVENT_SCHEMA)

@@ -244,7 +244,8 @@ def test_backfill_of_days_without_events_leaves_no_rows(settings: Settings, engi
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO usage_daily VALUES ('t', 'm', '2026-09-01', 5, 1, 5, now(), now(), now())"
+                "INSERT INTO usage_daily VALUES"
+                " ('t', 'm', '2026-09-01', 5, 1, 5, now(), now(), now())"
             )
         )
     out = backfill_usage(start=dt.date(2026, 9, 1), end=dt.date(2026, 9, 2))
