@@ -30,13 +30,14 @@ class Child:
 
     name: str
     proc: subprocess.Popen[bytes]
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM its process group, SIGKILL after `timeout`."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        """`stop_signal` to its process group, SIGKILL after `timeout`."""
+        for sig in (self.stop_signal, signal.SIGKILL):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
@@ -49,7 +50,7 @@ class Child:
                 except ProcessLookupError:
                     return
                 time.sleep(0.1)
-            if sig == signal.SIGTERM:
+            if sig != signal.SIGKILL:
                 typer.echo(f"{self.name} did not stop in {timeout:.0f} s; killing it", err=True)
 
 
@@ -106,9 +107,10 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
             rt.export_prefect_env(settings, prefect_url)
         ui_url = prefect_url.removesuffix("/api")
 
-        children.append(
-            _spawn("deployments (prefect.serve)", [sys.executable, "-m", "tallyflow.deployments"])
-        )
+        # NOTE: SIGINT for prefect.serve: it pauses the schedules and exits cleanly (its
+        # SIGTERM handler works too but warns about an un-awaited coroutine in Prefect 3.8).
+        serve = [sys.executable, "-m", "tallyflow.deployments"]
+        children.append(_spawn("deployments (prefect.serve)", serve, signal.SIGINT))
         if api:
             command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
             command += ["--host", host, "--port", str(api_port)]
@@ -151,7 +153,7 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
         typer.echo("stopped", err=True)
 
 
-def _spawn(name: str, command: list[str]) -> Child:
+def _spawn(name: str, command: list[str], stop_signal: signal.Signals = signal.SIGTERM) -> Child:
     from tallyflow.prefect_runtime import die_with_parent_hook
 
     proc = subprocess.Popen(
@@ -160,7 +162,7 @@ def _spawn(name: str, command: list[str]) -> Child:
         start_new_session=True,
         preexec_fn=die_with_parent_hook(),
     )
-    return Child(name, proc)
+    return Child(name, proc, stop_signal)
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
