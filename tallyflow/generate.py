@@ -91,7 +91,7 @@ _JSON_ONLY_KINDS = frozenset({"malformed_row"})
 MICROS = 1_000_000
 _DAY_US = 86_400 * MICROS
 MAX_EVENT_ID_CHARS = 128
-_ID_BASE = 10**11  # event ids "evt-1000...": fixed width without zero-padding work
+_ID_BASE = 10**11  # event ids "<prefix>1000...": fixed width without zero-padding work
 
 # Offsets in minutes; with these, a share of local dates differs from the UTC date.
 _OFFSETS_MIN = (330, -480, 540, -300, 0, 60, -210, 345, 600, -600, 840, -720, 120, -420)
@@ -150,9 +150,12 @@ class UsageSpec:
     bad: float = 0.0
     bad_kinds: tuple[str, ...] = BAD_KINDS
     now: datetime | None = None
+    id_prefix: str | None = None
 
     def __post_init__(self) -> None:
         parse_month(self.month)
+        if self.id_prefix is not None and not 1 <= len(self.id_prefix) <= 64:
+            raise GenerateError("id_prefix must have 1 to 64 characters")
         if self.tenants < 1:
             raise GenerateError(f"tenants must be >= 1, got {self.tenants}")
         if self.events < 0:
@@ -246,6 +249,12 @@ def _counts(spec: UsageSpec) -> _Counts:
     kinds = spec.bad_kinds
     bad = {k: n_bad // len(kinds) + (i < n_bad % len(kinds)) for i, k in enumerate(kinds)}
     return _Counts(main=main, late=late, duplicates=dups, conflicts=conflicts, bad=bad)
+
+
+def event_id_prefix(spec: UsageSpec) -> str:
+    """Event ids start with this: by default month and seed, so that specs for other
+    months or seeds never reuse a (tenant_id, event_id) key (which would be a conflict)."""
+    return spec.id_prefix or f"evt-{spec.month.replace('-', '')}-s{spec.seed}-"
 
 
 def tenant_ids(n: int) -> list[str]:
@@ -403,6 +412,7 @@ def _file_order(plan: pl.DataFrame) -> pl.DataFrame:
 class _Tables:
     """Lookup tables that turn plan numbers into text with cheap gathers."""
 
+    id_prefix: str
     first_day: int  # days since epoch of days[0]
     days: pl.Series  # "YYYY-MM-DD"
     times: pl.Series  # "HH:MM:SS" for each second of a day
@@ -424,6 +434,7 @@ def _tables(spec: UsageSpec, fmt: str) -> _Tables:
         hours, mins = divmod(abs(minutes), 60)
         offsets[minutes] = f"{'+' if minutes >= 0 else '-'}{hours:02d}:{mins:02d}"
     return _Tables(
+        id_prefix=event_id_prefix(spec),
         first_day=(first - date(1970, 1, 1)).days,
         days=pl.Series([(first + timedelta(days=i)).isoformat() for i in range(n_days)]),
         times=pl.Series(times),
@@ -529,7 +540,9 @@ def _render_values(plan: pl.DataFrame, t: _Tables) -> pl.DataFrame:
     local_us = pl.col("instant_us") + pl.col("offset_min").cast(pl.Int64) * (60 * MICROS)
     local_s = local_us // MICROS
     style = pl.col("ts_style")
-    event_id = pl.concat_str([pl.lit("evt-"), (pl.col("id_serial") + _ID_BASE).cast(pl.String)])
+    event_id = pl.concat_str(
+        [pl.lit(t.id_prefix), (pl.col("id_serial") + _ID_BASE).cast(pl.String)]
+    )
     frame = plan.with_columns(
         stamp=pl.concat_str(
             [

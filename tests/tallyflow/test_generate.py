@@ -393,3 +393,16 @@ def test_cli_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
     result = CliRunner().invoke(app, ["generate", str(tmp_path / "out"), *args])
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_other_months_and_seeds_never_reuse_an_event_key() -> None:
+    # NOTE: a reused (tenant_id, event_id) across two generated batches would make the
+    # second batch's events conflicting duplicates when both are ingested.
+    frames = [
+        generate_events_frame(_spec(month=month, seed=seed, events=500))
+        for month, seed in (("2026-09", 1), ("2026-10", 1), ("2026-10", 2))
+    ]
+    keys = [set(f.select("tenant_id", "event_id").iter_rows()) for f in frames]
+    assert not keys[0] & keys[1] and not keys[1] & keys[2] and not keys[0] & keys[2]
+    custom = generate_events_frame(_spec(events=5, id_prefix="batch-7-"))
+    assert all(e.startswith("batch-7-") for e in custom["event_id"])
