@@ -63,6 +63,7 @@ def close_billing_period(
         "skipped_tenants": dict(result.skipped_tenants),
         "unsubscribed_tenants": len(exceptions.unsubscribed),
         "late_usage_rows": len(exceptions.late),
+        "timings_s": dict(result.timings),
     }
     finish_invoice_run(resources, run_id, summary)
     print(

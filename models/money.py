@@ -8,7 +8,7 @@ silent default.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
 from babel.core import get_global
@@ -52,5 +52,4 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round half-up (away from zero on a tie) to the currency's minor unit."""
     if not isinstance(amount, Decimal) or not amount.is_finite():
         raise ValueError(f"amount must be a finite Decimal, got {amount!r}")
-    with localcontext(PRICING_CONTEXT):
-        return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP, context=PRICING_CONTEXT)

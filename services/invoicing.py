@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 
 from models.money import quantum, round_money
 from models.pricing import PricingModel, pricing_from_row
+from models.pricing.base import PRICING_CONTEXT
 from services.proration import (
     BillingPeriod,
     Window,
@@ -162,7 +164,10 @@ def compute_invoice(
         lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
         for quota in w.plan.quotas:
             lines.append(_usage_line(len(lines) + 1, w, quota, currency))
-    total = sum((line.amount for line in lines), ZERO).quantize(quantum(currency))
+    total = ZERO
+    for line in lines:
+        total = PRICING_CONTEXT.add(total, line.amount)
+    total = total.quantize(quantum(currency), context=PRICING_CONTEXT)
     return DraftInvoice(tenant_id=tenant_id, currency=currency, total=total, lines=tuple(lines))
 
 
@@ -179,7 +184,7 @@ def _base_fee_line(
         metric=None,
         description=(
             f"{w.plan.name} base fee, {w.window.days}/{period.days} days"
-            f" ({w.window.start} to {w.window.end}, end exclusive)"
+            f" ({w.window.start!s} to {w.window.end!s}, end exclusive)"
         ),
         window_start=w.window.start,
         window_end=w.window.end,
@@ -222,8 +227,8 @@ def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: st
         plan_code=w.plan.code,
         metric=quota.metric,
         description=(
-            f"{quota.metric}: {quantity} ({quota.aggregation}), {included} included,"
-            f" {billable} billable, {quota.pricing.model}"
+            f"{quota.metric}: {quantity!s} ({quota.aggregation}), {included!s} included,"
+            f" {billable!s} billable, {quota.pricing.model}"
         ),
         window_start=w.window.start,
         window_end=w.window.end,
@@ -260,6 +265,7 @@ class GenerationResult:
     removed: int
     invoices: tuple[InvoiceSummary, ...]
     skipped_tenants: Mapping[str, str]  # tenant -> reason (invoice_closed, mixed_currencies)
+    timings: Mapping[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def invoice_ids(self) -> list[int]:
@@ -294,6 +300,7 @@ def generate_invoices(
         "period_end": period.end,
         "tenant_ids": tenants,
     }
+    clock = _Clock()
     conn.execute(
         sql("lock_billing_period"),
         {
@@ -301,25 +308,34 @@ def generate_invoices(
             "period_key": period.start.year * 100 + period.start.month,
         },
     )
+    # NOTE: the usage aggregation hashes one group per subscription and metric; the
+    # default 4MB work_mem makes it sort on disk. Local to this transaction.
+    conn.execute(sql("set_invoice_run_work_mem"))
     catalog = load_catalog(conn)
     live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
     windows = _load_billable_windows(conn, params, catalog)
+    clock.lap("read")
 
-    drafts: list[DraftInvoice] = []
     skipped: dict[str, str] = {}
-    for tenant_id in sorted(windows):
-        if live.get(tenant_id) == "closed":
-            skipped[tenant_id] = "invoice_closed"
-            continue
-        try:
-            drafts.append(compute_invoice(tenant_id, period, windows[tenant_id]))
-        except MixedCurrencies:
-            skipped[tenant_id] = MixedCurrencies.code
 
-    summaries, removed = _write_drafts(conn, period, tenants, drafts, run_id)
+    def drafts() -> Iterator[DraftInvoice]:
+        for tenant_id in sorted(windows):
+            if live.get(tenant_id) == "closed":
+                skipped[tenant_id] = "invoice_closed"
+                continue
+            try:
+                yield compute_invoice(tenant_id, period, windows[tenant_id])
+            except MixedCurrencies:
+                skipped[tenant_id] = MixedCurrencies.code
+
+    staged = _stage_drafts(conn, drafts())
+    clock.lap("price_and_stage")
+    summaries, removed = _write_drafts(conn, period, tenants, staged, run_id)
+    clock.lap("write")
     closed = 0
     if close:
         closed = len(close_period_invoices(conn, period, tenant_ids=tenants, now=now))
+        clock.lap("close")
     return GenerationResult(
         period=period,
         generated=len(summaries),
@@ -328,7 +344,21 @@ def generate_invoices(
         removed=removed,
         invoices=tuple(summaries),
         skipped_tenants=skipped,
+        timings=clock.laps,
     )
+
+
+class _Clock:
+    """Seconds per phase of a run (reported in the job run's summary and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
@@ -401,29 +431,20 @@ _LINE_COLUMNS = (
 )
 
 
-def _write_drafts(
-    conn: sa.Connection,
-    period: BillingPeriod,
-    tenant_ids: Sequence[str] | None,
-    drafts: Sequence[DraftInvoice],
-    run_id: uuid.UUID | None,
-) -> tuple[list[InvoiceSummary], int]:
-    """Stage (COPY), upsert drafts, replace their lines, drop stale drafts: one transaction.
+def _stage_drafts(conn: sa.Connection, drafts: Iterable[DraftInvoice]) -> list[DraftInvoice]:
+    """COPY the drafts into temporary staging tables as they are priced.
 
-    NOTE: why a rerun is safe: the upsert keys on (tenant_id, period_start) among non-void
-    invoices (the partial unique index), only updates rows still in draft, and the lines
-    of exactly those drafts are deleted and re-inserted in the same transaction.
+    NOTE: lines are streamed to Postgres while the next tenants are priced, so Python's
+    pricing and the server's COPY parsing run side by side; only the invoice heads are
+    kept in memory (their lines are dropped once written). Returns the heads.
     """
     conn.execute(sql("create_invoice_stage"))
     conn.execute(sql("create_invoice_line_stage"))
     conn.execute(sql("create_invoice_upserted"))
-    raw = driver_connection(conn)
-    with raw.cursor() as cur:
-        with cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy:
-            for d in drafts:
-                copy.write_row((d.tenant_id, d.currency, d.total))
+    heads: list[DraftInvoice] = []
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    with driver_connection(conn).cursor() as cur:
         with cur.copy(f"COPY invoice_line_stage ({_LINE_COLUMNS}) FROM STDIN") as copy:
-            dumps = json.JSONEncoder(separators=(",", ":")).encode
             for d in drafts:
                 for li in d.lines:
                     copy.write_row(
@@ -445,6 +466,26 @@ def _write_drafts(
                             dumps(li.breakdown),
                         )
                     )
+                heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
+        with cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy:
+            for d in heads:
+                copy.write_row((d.tenant_id, d.currency, d.total))
+    return heads
+
+
+def _write_drafts(
+    conn: sa.Connection,
+    period: BillingPeriod,
+    tenant_ids: Sequence[str] | None,
+    heads: Sequence[DraftInvoice],
+    run_id: uuid.UUID | None,
+) -> tuple[list[InvoiceSummary], int]:
+    """Upsert the staged drafts, replace their lines, drop stale drafts (same transaction).
+
+    NOTE: why a rerun is safe: the upsert keys on (tenant_id, period_start) among non-void
+    invoices (the partial unique index), only updates rows still in draft, and the lines
+    of exactly those drafts are deleted and re-inserted in the same transaction.
+    """
     params = {
         "period_start": period.start,
         "period_end": period.end,
@@ -458,7 +499,7 @@ def _write_drafts(
     ids = {r.tenant_id: r.invoice_id for r in conn.execute(sa.text(_SELECT_UPSERTED))}
     summaries = [
         InvoiceSummary(ids[d.tenant_id], d.tenant_id, d.currency, d.total)
-        for d in drafts
+        for d in heads
         if d.tenant_id in ids
     ]
     return summaries, removed

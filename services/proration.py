@@ -131,5 +131,4 @@ def effective_included(
 
 def billable_quantity(quantity: Decimal, included: Decimal) -> Decimal:
     """max(0, usage - included): what the pricing model is applied to."""
-    with localcontext(PRICING_CONTEXT):
-        return max(quantity - included, Decimal(0))
+    return max(PRICING_CONTEXT.subtract(quantity, included), Decimal(0))

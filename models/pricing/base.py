@@ -27,6 +27,13 @@ PRICING_CONTEXT = Context(
 
 ZERO = Decimal(0)
 
+# NOTE: the models call the context's methods (PRICING_CONTEXT.multiply(a, b)) rather than
+# entering `localcontext` per call: same arithmetic, an order of magnitude cheaper, which
+# matters when an invoice run prices hundreds of thousands of lines.
+mul = PRICING_CONTEXT.multiply
+add = PRICING_CONTEXT.add
+sub = PRICING_CONTEXT.subtract
+
 
 @dataclass(frozen=True)
 class BreakdownItem:
@@ -198,11 +205,14 @@ __all__ = [
     "PricingModel",
     "PricingResult",
     "Tier",
+    "add",
     "check_quantity",
     "localcontext",
+    "mul",
     "parse_decimal",
     "parse_tiers",
     "refuse_unknown_keys",
     "require_key",
     "require_mapping",
+    "sub",
 ]

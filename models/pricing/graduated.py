@@ -8,15 +8,16 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from models.pricing.base import (
-    PRICING_CONTEXT,
     ZERO,
     BreakdownItem,
     PricingResult,
     Tier,
+    add,
     check_quantity,
-    localcontext,
+    mul,
     parse_tiers,
     refuse_unknown_keys,
+    sub,
 )
 
 
@@ -38,28 +39,27 @@ class Graduated:
         items: list[BreakdownItem] = []
         total = ZERO
         lower = ZERO
-        with localcontext(PRICING_CONTEXT):
-            for number, tier in enumerate(self.tiers, start=1):
-                upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
-                units = max(upper - lower, ZERO)
-                entered = units > 0 or number == 1
-                if not entered:
-                    break
-                amount = units * tier.unit_price + tier.flat_fee
-                total += amount
-                items.append(
-                    BreakdownItem(
-                        description=_tier_label(number, lower, tier.up_to),
-                        units=units,
-                        amount=amount,
-                        unit_price=tier.unit_price,
-                        flat_fee=tier.flat_fee,
-                        tier=number,
-                    )
+        for number, tier in enumerate(self.tiers, start=1):
+            upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+            units = max(sub(upper, lower), ZERO)
+            entered = units > 0 or number == 1
+            if not entered:
+                break
+            amount = add(mul(units, tier.unit_price), tier.flat_fee)
+            total = add(total, amount)
+            items.append(
+                BreakdownItem(
+                    description=_tier_label(number, lower, tier.up_to),
+                    units=units,
+                    amount=amount,
+                    unit_price=tier.unit_price,
+                    flat_fee=tier.flat_fee,
+                    tier=number,
                 )
-                if tier.up_to is None or quantity <= tier.up_to:
-                    break
-                lower = tier.up_to
+            )
+            if tier.up_to is None or quantity <= tier.up_to:
+                break
+            lower = tier.up_to
         return PricingResult(quantity=quantity, amount=total, breakdown=tuple(items))
 
     def to_json(self) -> dict[str, Any]:
@@ -73,5 +73,5 @@ class Graduated:
 
 def _tier_label(number: int, lower: Decimal, up_to: Decimal | None) -> str:
     if up_to is None:
-        return f"tier {number}: above {lower}"
-    return f"tier {number}: {lower} to {up_to}"
+        return f"tier {number}: above {lower!s}"
+    return f"tier {number}: {lower!s} to {up_to!s}"

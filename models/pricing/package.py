@@ -12,7 +12,7 @@ from models.pricing.base import (
     BreakdownItem,
     PricingResult,
     check_quantity,
-    localcontext,
+    mul,
     parse_decimal,
     refuse_unknown_keys,
     require_key,
@@ -29,14 +29,13 @@ class Package:
 
     def compute(self, quantity: Decimal) -> PricingResult:
         check_quantity(quantity)
-        with localcontext(PRICING_CONTEXT):
-            # NOTE: exact ceiling division (no inexact quotient): full packages plus one
-            # for any remainder. 0 units start no package and cost 0.
-            whole, remainder = divmod(quantity, self.package_size)
-            packages = int(whole) + (1 if remainder else 0)
-            amount = packages * self.package_price
+        # NOTE: exact ceiling division (no inexact quotient): full packages plus one for
+        # any remainder. 0 units start no package and cost 0.
+        whole, remainder = PRICING_CONTEXT.divmod(quantity, self.package_size)
+        packages = int(whole) + (1 if remainder else 0)
+        amount = mul(Decimal(packages), self.package_price)
         item = BreakdownItem(
-            description=f"{packages} packages of {self.package_size} x {self.package_price}",
+            description=f"{packages} packages of {self.package_size!s} x {self.package_price!s}",
             units=quantity,
             amount=amount,
             unit_price=self.package_price,

@@ -8,11 +8,10 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from models.pricing.base import (
-    PRICING_CONTEXT,
     BreakdownItem,
     PricingResult,
     check_quantity,
-    localcontext,
+    mul,
     parse_decimal,
     refuse_unknown_keys,
     require_key,
@@ -28,10 +27,9 @@ class PerUnit:
 
     def compute(self, quantity: Decimal) -> PricingResult:
         check_quantity(quantity)
-        with localcontext(PRICING_CONTEXT):
-            amount = quantity * self.unit_price
+        amount = mul(quantity, self.unit_price)
         item = BreakdownItem(
-            description=f"{quantity} units x {self.unit_price}",
+            description=f"{quantity!s} units x {self.unit_price!s}",
             units=quantity,
             amount=amount,
             unit_price=self.unit_price,

@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from models.pricing.base import (
-    PRICING_CONTEXT,
     BreakdownItem,
     PricingResult,
     Tier,
+    add,
     check_quantity,
-    localcontext,
+    mul,
     parse_tiers,
     refuse_unknown_keys,
 )
@@ -37,10 +37,9 @@ class Volume:
             for n, t in enumerate(self.tiers, start=1)
             if t.up_to is None or quantity <= t.up_to
         )
-        with localcontext(PRICING_CONTEXT):
-            amount = quantity * tier.unit_price + tier.flat_fee
+        amount = add(mul(quantity, tier.unit_price), tier.flat_fee)
         item = BreakdownItem(
-            description=f"tier {number}: all {quantity} units x {tier.unit_price}",
+            description=f"tier {number}: all {quantity!s} units x {tier.unit_price!s}",
             units=quantity,
             amount=amount,
             unit_price=tier.unit_price,
