@@ -31,7 +31,11 @@ class ApiState:
             self.keys.reload(conn)
 
 
-def api_state(request: Request) -> ApiState:
-    """FastAPI dependency: the process's ApiState."""
+async def api_state(request: Request) -> ApiState:
+    """FastAPI dependency: the process's ApiState.
+
+    NOTE: async on purpose: FastAPI runs a sync dependency in a worker thread, which cost
+    the quota check most of its time.
+    """
     state: ApiState = request.app.state.tallyflow
     return state

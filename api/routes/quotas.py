@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.routing import Route
 
 from api.auth import READ, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import EffectiveQuotaOut, QuotaCheckIn, QuotaCheckOut
+from models.tables import TENANT_ID_RE
 from services.quota import tenant_quotas, utc_today
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["quotas"])
@@ -45,21 +50,66 @@ def effective_quotas(
     ]
 
 
+CHECK_PATH = "/api/billing/tenants/{tenant_id}/quotas:check"
+_require_read = require_scope(READ)
+_tenant_id = re.compile(TENANT_ID_RE)
+
+
 @router.post("/quotas:check", response_model=QuotaCheckOut)
 async def check_quota(
     tenant_id: TenantPath,
-    request: QuotaCheckIn,
-    principal: Annotated[Principal, Depends(require_scope(READ))],
-    state: Annotated[ApiState, Depends(api_state)],
+    check: QuotaCheckIn,
+    principal: Annotated[Principal, Depends(_require_read)],
+    request: Request,
 ) -> Response:
     """May the tenant use `quantity` more of `metric` now? No database round trip: the
     answer comes from the in-process copy of quota_usage (kept current by NOTIFY).
 
     A check is a read: it needs billing.read and does not record usage.
     """
+    return _answer(request, principal, tenant_id, check)
+
+
+async def fast_check_quota(request: Request) -> Response:
+    """The same endpoint as `check_quota`, served without FastAPI's per-request dependency
+    solving (about half of a check's CPU time). Same order of checks: the key (401/403),
+    then the path and the body (422), then the tenant (403).
+
+    NOTE: `fast_routes()` puts this in front of the documented route, which keeps the
+    OpenAPI description; both answer through `_answer`.
+    """
+    principal = await _require_read(request)
+    tenant_id: str = request.path_params["tenant_id"]
+    errors: list[dict[str, Any]] = []
+    if not _tenant_id.fullmatch(tenant_id):
+        errors.append(
+            {
+                "loc": ("path", "tenant_id"),
+                "msg": f"String should match pattern '{TENANT_ID_RE}'",
+                "type": "string_pattern_mismatch",
+            }
+        )
+    try:
+        check = QuotaCheckIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors.extend({**e, "loc": ("body", *e["loc"])} for e in exc.errors())
+    if errors:
+        raise RequestValidationError(errors)
+    return _answer(request, principal, tenant_id, check)
+
+
+def fast_routes() -> list[Route]:
+    """Starlette routes to put before the FastAPI ones (see `fast_check_quota`)."""
+    return [Route(CHECK_PATH, fast_check_quota, methods=["POST"])]
+
+
+def _answer(
+    request: Request, principal: Principal, tenant_id: str, check: QuotaCheckIn
+) -> Response:
     principal.check_tenant(tenant_id)
+    state: ApiState = request.app.state.tallyflow
     decision = state.snapshot.check(
-        tenant_id=tenant_id, metric=request.metric, requested=request.quantity, today=utc_today()
+        tenant_id=tenant_id, metric=check.metric, requested=check.quantity, today=utc_today()
     )
     body = QuotaCheckOut(
         allowed=decision.allowed,

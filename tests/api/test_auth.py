@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from services.api_keys import create_api_key, revoke_api_key
+from services.invoicing import generate_invoices
+from services.proration import BillingPeriod
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 T = f"/api/billing/tenants/{TENANT}"
@@ -29,8 +31,8 @@ def _subscription() -> dict[str, Any]:
     n = next(_counter)
     return {
         "plan_code": "pro",
-        "starts_on": f"{2000 + n:04d}-01-01",
-        "ends_on": f"{2000 + n:04d}-02-01",
+        "starts_on": f"{3000 + n:04d}-01-01",
+        "ends_on": f"{3000 + n:04d}-02-01",
     }
 
 
@@ -48,10 +50,31 @@ def _push() -> dict[str, Any]:
     }
 
 
+def _draft_invoice(engine: Engine) -> int:
+    """A fresh draft invoice of TENANT (a new month on every call)."""
+    n = next(_counter)
+    period = BillingPeriod.parse(f"{2020 + n // 12:04d}-{n % 12 + 1:02d}")
+    with engine.begin() as conn:
+        (invoice_id,) = generate_invoices(conn, period, tenant_ids=[TENANT]).invoice_ids
+    return int(invoice_id)
+
+
+def invoice(engine: Engine) -> str:
+    return f"/api/billing/invoices/{_draft_invoice(engine)}"
+
+
+def invoice_close(engine: Engine) -> str:
+    return f"{invoice(engine)}:close"
+
+
+def invoice_void(engine: Engine) -> str:
+    return f"{invoice(engine)}:void"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str
+    path: str | Callable[[Engine], str]
     scope: str  # "read" or "write"
     ok: int
     body: Callable[[], Any] | None = None
@@ -59,7 +82,8 @@ class Endpoint:
     global_only: bool = False  # any tenant key gets 403
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path}"
+        path = self.path if isinstance(self.path, str) else self.path.__name__
+        return f"{self.method} {path}"
 
 
 ENDPOINTS = [
@@ -80,6 +104,18 @@ ENDPOINTS = [
     # the tenant of pushed events is in the body: another tenant's key may not push them
     Endpoint("POST", "/api/billing/usage:ingest", "write", 202, _push),
     Endpoint("GET", f"{T}/usage/summary", "read", 200),
+    # invoices (api/routes/invoices.py); a tenant key generates only its own tenant
+    Endpoint(
+        "POST",
+        "/api/billing/invoices:generate",
+        "write",
+        200,
+        lambda: {"period": "2020-01", "tenant_ids": [TENANT]},
+    ),
+    Endpoint("GET", f"{T}/invoices", "read", 200),
+    Endpoint("GET", invoice, "read", 200),
+    Endpoint("POST", invoice_close, "write", 200),
+    Endpoint("POST", invoice_void, "write", 200),
 ]
 
 ROLES = ["none", "bad", "read", "write", "tenant", "other_tenant"]
@@ -111,16 +147,20 @@ def headers(keys: Keys, role: str) -> dict[str, str]:
 
 @pytest.fixture
 def with_plan(client: TestClient, admin: dict[str, str]) -> None:
+    """The plan, and TENANT subscribed to it through 2029 (so invoices can be generated)."""
     assert client.post("/api/billing/plans", json=PRO_PLAN, headers=admin).status_code == 201
+    window = {"plan_code": "pro", "starts_on": "2020-01-01", "ends_on": "2030-01-01"}
+    assert client.post(f"{T}/subscriptions", json=window, headers=admin).status_code == 201
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
-def test_auth_matrix(client: TestClient, keys: Keys, with_plan: None, endpoint: Endpoint) -> None:
+def test_auth_matrix(
+    client: TestClient, keys: Keys, engine: Engine, with_plan: None, endpoint: Endpoint
+) -> None:
     for role in ROLES:
         body = endpoint.body() if endpoint.body else None
-        answer = client.request(
-            endpoint.method, endpoint.path, json=body, headers=headers(keys, role)
-        )
+        path = endpoint.path if isinstance(endpoint.path, str) else endpoint.path(engine)
+        answer = client.request(endpoint.method, path, json=body, headers=headers(keys, role))
         status, detail = expected(endpoint, role)
         assert answer.status_code == status, f"{endpoint} as {role}: {answer.text}"
         payload = answer.json()
