@@ -19,8 +19,8 @@ process tree with psutil and the child reports its ru_maxrss):
 
 Then checks that usage_daily (a), the floor (b), the PG path (c) and the generator's
 oracle are equal, exactly (decimal text), and prints events/s, peak RSS and the ratios.
-Uses PREFECT_API_URL when set; otherwise a background Prefect server under the temp
-TALLYFLOW_HOME, stopped at the end (as is the embedded Postgres the run started).
+The parent starts the embedded Postgres and the Prefect server (PREFECT_API_URL when set,
+else a background one under the temp TALLYFLOW_HOME) and stops what it started.
 """
 
 from __future__ import annotations
@@ -211,12 +211,6 @@ def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, An
     settings = load_settings()
     engine = get_engine(settings)
     migrate.upgrade(engine)
-    started_prefect = False
-    if not os.environ.get("PREFECT_API_URL"):
-        from tallyflow.prefect_runtime import ensure_prefect_api
-
-        ensure_prefect_api(settings)
-        started_prefect = True
     from flows.ingest_usage import ingest_usage
 
     warm_began = time.perf_counter()
@@ -235,7 +229,6 @@ def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, An
         "warmup_seconds": warmup_seconds,
         "summary": summary,
         "rss_self_mb": _self_rss_mb(),
-        "started_prefect": started_prefect,
     }
 
 
@@ -404,6 +397,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "home"
     data = workdir / "data"
+    prefect_was_configured = bool(os.environ.get("PREFECT_API_URL"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYFLOW_")}
     env |= {"TALLYFLOW_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -437,6 +431,18 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     outputs = {p: workdir / f"{p}.parquet" for p in ("floor", "ingest", "pg")}
     try:
+        # NOTE: Postgres and the Prefect server start here, in the parent: no phase pays
+        # their start-up, and neither is a descendant counted in a phase's RSS.
+        from tallyflow.db import database_url
+        from tallyflow.settings import Settings
+
+        database_url(Settings(home=home, database_url=None))
+        if "ingest" not in args.skip and not os.environ.get("PREFECT_API_URL"):
+            from tallyflow.prefect_runtime import ensure_prefect_api
+
+            ensure_prefect_api(Settings(home=home, database_url=None))
+            for name in ("PREFECT_API_URL", "PREFECT_HOME"):
+                env[name] = os.environ[name]
         for phase in ("floor", "ingest", "pg"):
             if phase in args.skip:
                 continue
@@ -461,7 +467,7 @@ def main() -> None:
             if phase == "ingest":
                 print(f"         warm-up ingest (not timed) {r['warmup_seconds']:.1f} s")
     finally:
-        if "ingest" not in args.skip and not os.environ.get("PREFECT_API_URL"):
+        if "ingest" not in args.skip and not prefect_was_configured:
             from tallyflow.prefect_runtime import stop_prefect_server
             from tallyflow.settings import Settings
 
