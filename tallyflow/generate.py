@@ -33,7 +33,7 @@ import gzip as gzip_module
 import io
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -965,9 +965,3 @@ def generate_usage(
         oracle=oracle_file,
         seconds=round(time.perf_counter() - began, 3),
     )
-
-
-def month_days(month: str) -> Sequence[date]:
-    """Every day of a YYYY-MM month."""
-    first, after = parse_month(month)
-    return [first + timedelta(days=i) for i in range((after - first).days)]
