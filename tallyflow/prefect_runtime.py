@@ -37,6 +37,7 @@ DEFAULT_PORT = 4200
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
+EPHEMERAL = "ephemeral"
 
 # NOTE: Popen objects of servers this process started; kept so they are not garbage
 # collected (and warned about) while the detached server is still running.
@@ -87,11 +88,16 @@ def ensure_prefect_api(settings: Settings) -> str:
     PREFECT_API_URL (or an API URL already active in an imported Prefect, e.g. the test
     harness) wins; otherwise the background server under TALLYFLOW_HOME/prefect is reused,
     or started detached on first use. Sets PREFECT_API_URL, PREFECT_HOME and
-    PREFECT_SERVER_ANALYTICS_ENABLED in os.environ.
+    PREFECT_SERVER_ANALYTICS_ENABLED in os.environ. Under pytest without an API URL it
+    returns EPHEMERAL and starts nothing (Prefect then uses a throwaway server).
     """
     configured = configured_api_url()
     if configured:
         return configured
+    if os.environ.get("PYTEST_CURRENT_TEST"):
+        # NOTE: a test that runs a flow command without the Prefect harness must not leave a
+        # server running behind it: Prefect's own throwaway server is used (and stopped).
+        return EPHEMERAL
     info = ensure_background_server(settings)
     export_prefect_env(settings, info.url)
     return info.url

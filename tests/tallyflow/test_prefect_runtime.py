@@ -120,18 +120,28 @@ def test_configured_api_url_wins(home: Settings, monkeypatch: pytest.MonkeyPatch
     assert not home.prefect_home.exists()  # nothing started
 
 
+def test_under_pytest_without_an_api_nothing_is_left_running(
+    home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(rt, "configured_api_url", lambda: None)
+    assert rt.ensure_prefect_api(home) == rt.EPHEMERAL
+    assert not home.prefect_home.exists()
+
+
 def test_export_points_this_process_at_the_server(
     home: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for var in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"):
         monkeypatch.setenv(var, os.environ.get(var, ""))
+    if "prefect.context" in sys.modules:
+        import prefect.context
+
+        # Restored afterwards: export refreshes Prefect's global settings from the environment.
+        monkeypatch.setattr(
+            prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.GLOBAL_SETTINGS_CONTEXT
+        )
     rt.export_prefect_env(home, "http://127.0.0.1:4321/api")
     assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
     assert os.environ["PREFECT_HOME"] == str(home.prefect_home)
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    if "prefect.context" in sys.modules:
-        import prefect.context
-
-        monkeypatch.setattr(
-            prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.GLOBAL_SETTINGS_CONTEXT
-        )
