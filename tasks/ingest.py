@@ -33,7 +33,7 @@ HTTP_SOURCE = "http"
 BATCH_SCHEMA = pl.Schema(
     [
         *ACCEPTED_SCHEMA.items(),
-        ("raw", pl.Binary()),
+        ("raw", pl.String()),
         ("source", pl.String()),
         ("file_sha256", pl.String()),
         ("inbox_id", pl.Int64()),
@@ -48,7 +48,7 @@ REJECTED_SCHEMA = pl.Schema(
         ("detail", pl.String()),
         ("tenant_id", pl.String()),
         ("event_id", pl.String()),
-        ("raw", pl.Binary()),
+        ("raw", pl.String()),
     ]
 )
 
@@ -150,7 +150,7 @@ def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch
                             "detail": str(exc),
                             "tenant_id": None,
                             "event_id": None,
-                            "raw": b"",
+                            "raw": "",
                         }
                     ],
                     schema=REJECTED_SCHEMA,
@@ -199,7 +199,6 @@ def read_pushed_events(engine: Engine) -> pl.DataFrame:
         "properties",
         pl.struct("tenant_id", "event_id", "metric", "occurred_at", "quantity_micros")
         .struct.json_encode()
-        .cast(pl.Binary)
         .alias("raw"),
         pl.lit(HTTP_SOURCE).alias("source"),
         pl.lit(None, pl.String).alias("file_sha256"),
@@ -273,7 +272,7 @@ def _copy_rejected(conn: sa.Connection, run_id: uuid.UUID, rejected: pl.DataFram
                     _clean_text(r["detail"]),
                     _clean_text(r["tenant_id"]),
                     _clean_text(r["event_id"]),
-                    r["raw"] or b"",
+                    (r["raw"] or "").encode("utf-8", "surrogateescape"),
                 )
             )
 
@@ -342,7 +341,7 @@ def commit_ingest_run(
     for r in deduped.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
         named=True
     ):
-        examples[r["reason"]] = (r["raw"] or b"").decode("utf-8", "replace")[:300]
+        examples[r["reason"]] = (r["raw"] or "")[:300]
     summary = IngestSummary(
         run_id=str(run_id),
         files=len(batch.files),

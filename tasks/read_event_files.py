@@ -26,16 +26,6 @@ CSV_SUFFIXES: Final = (".csv",)
 PARQUET_SUFFIXES: Final = (".parquet",)
 BOM: Final = b"\xef\xbb\xbf"
 
-_DUCKDB_TYPE_TAGS: Final = {
-    "VARCHAR": STRING,
-    "DOUBLE": NUMBER,
-    "BIGINT": NUMBER,
-    "UBIGINT": NUMBER,
-    "HUGEINT": NUMBER,
-    "OBJECT": "object",
-    "NULL": None,
-}
-
 
 class UnreadableFile(Exception):
     """The file cannot be read at all (corrupt gzip, not Parquet, ...)."""
@@ -98,7 +88,8 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _split_lines(data: bytes) -> pl.DataFrame:
-    """(row, text, raw) per non-blank line; text is null where the line is not UTF-8."""
+    """(row, text, raw) per non-blank line; text is null where the line is not UTF-8 (its
+    `raw` then shows the bytes with backslash escapes)."""
     if data.startswith(BOM):
         data = data[len(BOM) :]
     n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
@@ -133,39 +124,102 @@ def _split_lines(data: bytes) -> pl.DataFrame:
                 texts.append(line.rstrip(b"\r").decode("utf-8"))
             except UnicodeDecodeError:
                 texts.append(None)
-        raw_lines = pl.Series("raw", [ln.rstrip(b"\r") for ln in lines], dtype=pl.Binary)
+        raw_lines = pl.Series(
+            "raw", [ln.rstrip(b"\r").decode("utf-8", "backslashreplace") for ln in lines]
+        )
         frame = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_columns(raw_lines)
     else:
-        frame = frame.with_columns(pl.col("text").cast(pl.Binary).alias("raw"))
+        frame = frame.with_columns(pl.col("text").alias("raw"))
     frame = frame.with_row_index("row", offset=1).cast({"row": pl.Int64})
     # NOTE: blank lines are not rows (they carry no event), so they are not counted.
     blank = pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() == "")
     return frame.filter(~blank)
 
 
-def _tag_types(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.when(pl.col(f"{field}_type").is_not_null())
-        .then(
-            pl.col(f"{field}_type").replace_strict(
-                _DUCKDB_TYPE_TAGS, default=OTHER, return_dtype=pl.String
-            )
-        )
-        .alias(f"{field}_type")
-        for field in FIELDS
+def _json_type(value: pl.Expr) -> pl.Expr:
+    """Type tag of a field from its JSON text (as json_extract returns it): '"' string,
+    digit or '-' number, '{' object, 'n' null (= absent), else (true, false, [..]) other."""
+    first = value.str.slice(0, 1)
+    return (
+        pl.when(value.is_null() | (first == "n"))
+        .then(pl.lit(None, pl.String))
+        .when(first == '"')
+        .then(pl.lit(STRING))
+        .when(first.is_in(list("-0123456789")))
+        .then(pl.lit(NUMBER))
+        .when(first == "{")
+        .then(pl.lit("object"))
+        .otherwise(pl.lit(OTHER))
     )
 
 
+_NUMBER_LITERAL = r'"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)'
+
+
+def _patch(frame: pl.DataFrame, mask: pl.Expr, column: str, value: pl.Expr) -> pl.DataFrame:
+    """Recompute `column` only on the rows matching `mask` (costly expressions stay off
+    the common path: when/then would evaluate them on every row)."""
+    rows = frame.with_row_index("_i").filter(mask)
+    if rows.height == 0:
+        return frame
+    fixed = rows.select("_i", value.alias(column))
+    return frame.with_row_index("_i").update(fixed, on="_i", include_nulls=True).drop("_i")
+
+
 def read_json_lines(data: bytes) -> pl.DataFrame:
-    """Raw event frame of a JSON Lines payload (one parse per line, in DuckDB)."""
+    """Raw event frame of a JSON Lines payload (one JSON parse per line, in DuckDB)."""
     json_lines = _split_lines(data)
     con = duckdb.connect()
     try:
-        fields = con.sql(load_sql("extract_json_event_fields")).pl()
+        extracted = con.sql(load_sql("extract_json_event_fields")).pl()
     finally:
         con.close()
-    fields = _tag_types(fields.cast({"row": pl.Int64}))
-    return fields.join(json_lines.select("row", "raw"), on="row", maintain_order="left")
+    values = extracted.select(
+        pl.col("row").cast(pl.Int64),
+        *[
+            pl.col("v").list.get(i, null_on_oob=True).alias(f"_{name}")
+            for i, name in enumerate(("object", *FIELDS))
+        ],
+    )
+    typed = values.with_columns(
+        (pl.col("_object").str.slice(0, 1) == "{").fill_null(False).alias("is_object"),
+        *[_json_type(pl.col(f"_{name}")).alias(f"{name}_type") for name in FIELDS],
+    )
+    frame = typed.select(
+        "row",
+        "is_object",
+        *[
+            e
+            for name in FIELDS
+            for e in (
+                pl.when(pl.col(f"{name}_type") == STRING)
+                .then(pl.col(f"_{name}").str.slice(1, pl.col(f"_{name}").str.len_chars() - 2))
+                .when(pl.col(f"{name}_type").is_not_null())
+                .then(pl.col(f"_{name}"))
+                .alias(name),
+                pl.col(f"{name}_type"),
+            )
+        ],
+        *[pl.col(f"_{name}") for name in FIELDS],
+    ).join(json_lines.select("row", "raw"), on="row", maintain_order="left")
+    for name in FIELDS:
+        # JSON strings with escapes (\n, \u00e9, ...): decode them properly
+        escaped = (pl.col(f"{name}_type") == STRING) & pl.col(name).str.contains("\\", literal=True)
+        frame = _patch(frame, escaped, name, pl.col(f"_{name}").str.json_decode(pl.String))
+    # NOTE: DuckDB re-prints JSON numbers from a double ("0.1234567890123456789" comes
+    # back shorter); take the literal as written when it denotes the same double.
+    inexact = (pl.col("quantity_type") == NUMBER) & pl.col("quantity").str.contains("[.eE]")
+    literal = pl.col("raw").str.extract(_NUMBER_LITERAL, 1)
+    same = literal.cast(pl.Float64, strict=False) == pl.col("quantity").cast(
+        pl.Float64, strict=False
+    )
+    frame = _patch(
+        frame,
+        inexact,
+        "quantity",
+        pl.when(same.fill_null(False)).then(literal).otherwise(pl.col("quantity")),
+    )
+    return frame.drop([f"_{name}" for name in FIELDS])
 
 
 def read_csv_rows(data: bytes) -> pl.DataFrame:
@@ -199,7 +253,7 @@ def read_csv_rows(data: bytes) -> pl.DataFrame:
         (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias("row"),  # header is row 1
         pl.lit(True).alias("is_object"),
         *exprs,
-        raw.cast(pl.Binary).alias("raw"),
+        raw.alias("raw"),
     )
     return _check_properties_are_objects(frame)
 
@@ -263,7 +317,7 @@ def read_parquet_rows(path: Path) -> pl.DataFrame:
             (pl.int_range(pl.len(), dtype=pl.Int64) + 1).alias("row"),
             pl.lit(True).alias("is_object"),
             *[e for field in FIELDS for e in _parquet_field(table, field)],
-            raw.cast(pl.Binary).alias("raw"),
+            raw.alias("raw"),
         )
     except pl.exceptions.PolarsError as exc:
         raise UnreadableFile(f"Parquet columns cannot be read as events: {exc}") from exc
