@@ -11,7 +11,10 @@ from models.events import validate_raw_events
 from tasks.read_event_files import discover_files, read_event_file
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
-GOOD = '{"event_id":"e%d","tenant_id":"t","metric":"m","quantity":%s,"occurred_at":"2026-11-01T00:00:00Z"}'
+GOOD = (
+    '{"event_id":"e%d","tenant_id":"t","metric":"m","quantity":%s,'
+    '"occurred_at":"2026-11-01T00:00:00Z"}'
+)
 
 
 def test_json_lines_oddities(tmp_path: Path) -> None:
