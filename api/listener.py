@@ -73,7 +73,8 @@ class ChangeListener:
         batch = list(conn.notifies(timeout=0.5, stop_after=1))
         if not batch:
             return
-        batch.extend(conn.notifies(timeout=0.01))
+        # NOTE: whatever else is already queued joins this batch (one reload for a burst).
+        batch.extend(conn.notifies(timeout=0.001))
         tenants: set[str] | None = set()
         keys_changed = False
         for note in batch:
