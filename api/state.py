@@ -22,8 +22,12 @@ class ApiState:
     keys: ApiKeyCache = field(default_factory=ApiKeyCache)
 
     def reload_quotas(self, tenant_ids: Iterable[str] | None, today: dt.date | None = None) -> None:
-        """Reload the snapshot (all tenants, or the given ones) from committed data."""
-        with self.engine.connect() as conn:
+        """Reload the snapshot (all tenants, or the given ones) from committed data.
+
+        NOTE: REPEATABLE READ: the subscription windows and the quota rows come from one
+        snapshot of the database, never from either side of a concurrent commit.
+        """
+        with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             self.snapshot.reload(conn, today=today or utc_today(), tenant_ids=tenant_ids)
 
     def reload_keys(self) -> None:

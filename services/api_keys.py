@@ -126,6 +126,7 @@ class ApiKeyCache:
 
     def __init__(self) -> None:
         self._keys: dict[str, ApiKeyRecord] = {}
+        self._generation = 0  # bumped by every reload
         self._lock = threading.Lock()
 
     def get(self, prefix: str) -> ApiKeyRecord | None:
@@ -135,13 +136,20 @@ class ApiKeyCache:
         keys = {k.prefix: k for k in live_api_keys(conn)}
         with self._lock:
             self._keys = keys
+            self._generation += 1
         return len(keys)
 
     def lookup(self, conn: sa.Connection, prefix: str) -> ApiKeyRecord | None:
-        """A cache miss: read the one key from the database and remember it if live."""
+        """A cache miss: read the one key from the database and remember it if live.
+
+        NOTE: not remembered when a reload happened meanwhile: that reload may have been
+        for this key's revocation, which the read here may predate.
+        """
+        generation = self._generation
         found = live_api_keys(conn, prefix=prefix)
         if not found:
             return None
         with self._lock:
-            self._keys = {**self._keys, prefix: found[0]}
+            if self._generation == generation:
+                self._keys = {**self._keys, prefix: found[0]}
         return found[0]

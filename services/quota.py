@@ -269,10 +269,18 @@ _NOBODY = TenantQuotas(windows=(), rows={})
 class QuotaSnapshot:
     """An in-process copy of quota_usage (plus subscription windows) for checks with no DB
     round trip. Reloads replace a tenant's entry in one assignment, so a reader sees either
-    the old or the new state of a tenant, never a mix."""
+    the old or the new state of a tenant, never a mix.
+
+    NOTE: reloads may overlap (the NOTIFY listener's thread, and a request reloading the
+    tenant it just changed). Each reload is stamped with the xmax of the database snapshot
+    it read and the newest read of a tenant wins, so a slow full reload never puts back an
+    older state of a tenant that a later per-tenant reload already brought in.
+    """
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantQuotas] = {}
+        self._stamps: dict[str, int] = {}  # tenant -> stamp of the read its entry came from
+        self._full_stamp = -1  # stamp of the last applied full reload
         self._lock = threading.Lock()
         self.loaded = False
 
@@ -297,6 +305,8 @@ class QuotaSnapshot:
         """Reload every tenant (None) or the given ones from the database; returns rows."""
         tenants = None if tenant_ids is None else sorted(set(tenant_ids))
         params = {"tenant_ids": tenants, "today": today}
+        # NOTE: first statement, so under REPEATABLE READ it names the snapshot read below.
+        stamp = int(conn.execute(sql("select_snapshot_xmax")).scalar_one())
         windows: dict[str, list[tuple[dt.date, dt.date | None]]] = {}
         for tenant_id, _id, starts_on, ends_on in conn.execute(
             sql("select_live_subscription_windows"), params
@@ -313,10 +323,20 @@ class QuotaSnapshot:
             for t in set(windows) | set(rows)
         }
         with self._lock:
-            if tenants is None:
-                self._tenants = fresh
+            if tenants is None and self._full_stamp > stamp:
+                pass  # a newer full reload is already applied
+            elif tenants is None:
+                newer = {t for t, s in self._stamps.items() if s > stamp}
+                merged = {t: e for t, e in fresh.items() if t not in newer}
+                merged.update({t: self._tenants[t] for t in newer if t in self._tenants})
+                self._stamps = {t: self._stamps[t] for t in newer}
+                self._full_stamp = max(self._full_stamp, stamp)
+                self._tenants = merged
             else:
                 for tenant_id in tenants:
+                    if max(self._stamps.get(tenant_id, -1), self._full_stamp) > stamp:
+                        continue  # a later read of this tenant is already applied
+                    self._stamps[tenant_id] = stamp
                     entry = fresh.get(tenant_id)
                     if entry is None:
                         self._tenants.pop(tenant_id, None)
