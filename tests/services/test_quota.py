@@ -300,3 +300,31 @@ def test_decide(
 
 def test_period_of_december() -> None:
     assert period_of(dt.date(2026, 12, 31)) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+
+
+def test_an_older_full_reload_never_undoes_a_newer_tenant_reload(
+    engine: Engine, catalog_ready: None
+) -> None:
+    with engine.begin() as conn:
+        refresh_quota_usage(conn, today=TODAY, as_of=RUN_AT)
+    snapshot = QuotaSnapshot()
+    with engine.connect() as conn:
+        snapshot.reload(conn, today=TODAY)
+    calls = {"tenant_id": "a", "metric": "calls", "requested": Decimal(1), "today": TODAY}
+    assert snapshot.check(**calls).used == Decimal(0)
+
+    old = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    try:
+        old.execute(sa.text("SELECT 1"))  # its snapshot is taken here, before the change
+        with engine.begin() as conn:
+            usage(conn, "a", "calls", "2026-03-10", "60", 1, "60")
+            refresh_quota_usage(conn, today=TODAY, as_of=RUN_AT, tenant_ids=["a"])
+        with engine.connect() as conn:
+            snapshot.reload(conn, today=TODAY, tenant_ids=["a"])
+        assert snapshot.check(**calls).used == Decimal(60)
+        # a full reload that read the database before the change finishes last
+        snapshot.reload(old, today=TODAY)
+    finally:
+        old.close()
+    assert snapshot.check(**calls).used == Decimal(60)
+    assert snapshot.check(**{**calls, "tenant_id": "b"}).reason == "within_limit"
