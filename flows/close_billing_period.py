@@ -39,7 +39,7 @@ def close_billing_period(
     concurrently: closed and void invoices are never touched.
     """
     billing_period = resolve_period(period)
-    tenants = sorted(set(tenant_ids)) if tenant_ids else None
+    tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
     resources = resources_from_env()
     parameters = {"period": billing_period.label, "tenant_ids": tenants, "close": close}
     run_id = start_invoice_run(resources, parameters, flow_run_id=_flow_run_id())

@@ -13,7 +13,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from tallyflow.errors import InvalidInput
 
@@ -35,9 +35,12 @@ add = PRICING_CONTEXT.add
 sub = PRICING_CONTEXT.subtract
 
 
-@dataclass(frozen=True)
-class BreakdownItem:
-    """One part of an amount: a tier, the per-unit charge, or the packages."""
+class BreakdownItem(NamedTuple):
+    """One part of an amount: a tier, the per-unit charge, or the packages.
+
+    NOTE: a NamedTuple (immutable like the frozen dataclasses around it) because an
+    invoice run builds close to a million of them and a tuple is three times cheaper.
+    """
 
     description: str
     units: Decimal
