@@ -62,10 +62,8 @@ def key_prefix(key: str) -> str | None:
     return prefix
 
 
-def create_api_key(
-    conn: sa.Connection, *, name: str, scopes: Iterable[str], tenant_id: str | None = None
-) -> NewApiKey:
-    """Create a key with the given scopes, optionally restricted to one tenant."""
+def check_new_key(name: str, scopes: Iterable[str], tenant_id: str | None) -> tuple[str, ...]:
+    """The de-duplicated scopes of a key to create; InvalidInput for bad input."""
     wanted = tuple(dict.fromkeys(scopes))
     if not name.strip():
         raise InvalidInput("name must not be blank")
@@ -76,6 +74,14 @@ def create_api_key(
         raise InvalidInput(f"unknown scope {unknown[0]!r} (known: {', '.join(SCOPES)})")
     if tenant_id is not None and not re.fullmatch(TENANT_ID_RE, tenant_id):
         raise InvalidInput(f"tenant {tenant_id!r} is not a valid tenant id")
+    return wanted
+
+
+def create_api_key(
+    conn: sa.Connection, *, name: str, scopes: Iterable[str], tenant_id: str | None = None
+) -> NewApiKey:
+    """Create a key with the given scopes, optionally restricted to one tenant."""
+    wanted = check_new_key(name, scopes, tenant_id)
     prefix = secrets.token_hex(6)
     key = f"{_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     created = conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -48,9 +49,9 @@ def usage_summary(
             metrics.append(
                 UsageMetricOut(
                     metric=row.metric,
-                    quantity_sum=row.quantity_sum * 0,
+                    quantity_sum=Decimal(0),
                     event_count=0,
-                    quantity_max=row.quantity_max * 0,
+                    quantity_max=Decimal(0),
                     days=[],
                 )
             )

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath, utc_now
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
-from services.inbox import push_events
+from services.inbox import PushOutcome, push_events
 from services.usage import usage_summary
 from tallyflow.errors import Forbidden, InvalidInput, PayloadTooLarge
 
@@ -82,10 +83,8 @@ async def ingest_usage(
     return JSONResponse(status_code=202, content=body.model_dump(mode="json"))
 
 
-async def _store(state: ApiState, events: list[Any]) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    def run() -> Any:
+async def _store(state: ApiState, events: list[Any]) -> PushOutcome:
+    def run() -> PushOutcome:
         with state.engine.begin() as conn:
             return push_events(conn, events, now=utc_now())
 

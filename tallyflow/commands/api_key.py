@@ -23,12 +23,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Create a key and print it once, alone on stdout (details go to stderr)."""
-        from services.api_keys import create_api_key
+        from services.api_keys import check_new_key, create_api_key
         from tallyflow.cli import usage_error
         from tallyflow.db import get_engine
         from tallyflow.errors import InvalidInput
         from tallyflow.settings import load_settings
 
+        try:
+            check_new_key(name, scope, tenant)  # bad usage exits before any database work
+        except InvalidInput as exc:
+            usage_error(exc.message)
         engine = get_engine(load_settings())
         try:
             with engine.begin() as conn:
