@@ -95,3 +95,40 @@ def test_pushed_events_count_once_after_ingest_runs(
             sa.text("SELECT count(*) FROM ingest_inbox WHERE drained_run_id IS NULL")
         ).scalar_one()
     assert undrained == 0
+
+
+def test_a_crash_before_the_commit_loses_nothing_and_counts_nothing_twice(
+    client: TestClient,
+    admin: dict[str, str],
+    engine: Engine,
+    prefect_harness: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.ingest_usage as ingest_module
+
+    now = dt.datetime.now(dt.UTC)
+    pushed = client.post("/api/billing/usage:ingest", json={"events": _events(now)}, headers=admin)
+    assert pushed.json()["accepted"] == 4
+
+    def crash_at(_: dt.datetime) -> Any:
+        def refresh(conn: sa.Connection) -> None:
+            # inside the run's one transaction, after the inbox was marked drained
+            raise RuntimeError("crash before commit")
+
+        return refresh
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest_module, "refresh_quotas_at", crash_at)
+        with pytest.raises(RuntimeError, match="crash before commit"):
+            ingest_module.ingest_usage()
+    with engine.connect() as conn:
+        undrained = conn.execute(
+            sa.text("SELECT count(*) FROM ingest_inbox WHERE drained_run_id IS NULL")
+        ).scalar_one()
+    assert undrained == 4
+    assert _summary(client, admin) == []
+
+    rerun = ingest_module.ingest_usage()
+    assert rerun["accepted"] == 4 and rerun["duplicates"] == 0
+    (metric,) = _summary(client, admin)
+    assert (metric["quantity_sum"], metric["event_count"]) == ("10", 4)
