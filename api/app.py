@@ -1,7 +1,12 @@
 """The tallyflow HTTP API (contract section 6).
 
-NOTE: nothing on this import path imports Prefect: `tallyflow serve` starts in well under
-a second and the API process stays small.
+Sync or async: the endpoints that use the database are plain `def` (FastAPI runs them in
+its thread pool) over the process's one SQLAlchemy engine, the same sync engine and
+services the CLI and flows use. The quota check, the hot path, is `async` and does no I/O:
+it reads the in-process quota snapshot (see services/quota.py).
+
+NOTE: nothing on this import path imports Prefect: `tallyflow serve` starts without the
+2+ s Prefect import and the API process stays small.
 """
 
 from __future__ import annotations
