@@ -76,3 +76,30 @@ def test_up_serves_everything_and_ctrl_c_stops_it_all(settings: Settings, tmp_pa
                 p.kill()
         log.close()
         print((tmp_path / "up.log").read_text(errors="replace")[-3000:])
+
+
+def test_up_with_prefect_api_url_uses_that_server_and_leaves_it_running(
+    settings: Settings, tmp_path: Path
+) -> None:
+    existing_home = Settings(home=tmp_path / "existing")
+    existing = rt.ensure_background_server(existing_home, port=0)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    env["PREFECT_API_URL"] = existing.url
+    command = [sys.executable, "-m", "tallyflow.cli", "up", "--no-api"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        names: object = []
+        while time.monotonic() < deadline and not (isinstance(names, list) and len(names) == 4):
+            assert proc.poll() is None, "tallyflow up exited early"
+            time.sleep(1)
+            names = _get(f"{existing.url}/deployments/filter", {})
+        assert isinstance(names, list) and len(names) == 4
+        assert rt.read_state(settings) is None  # no server of its own
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert rt.is_healthy(existing.url)  # not ours to stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rt.stop_prefect_server(existing_home)
