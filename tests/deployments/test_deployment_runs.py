@@ -52,11 +52,13 @@ def usage_daily(engine: sa.Engine) -> list[Sequence[Any]]:
         return [tuple(r) for r in conn.execute(USAGE_DAILY)]
 
 
-async def create_backfill_deployment(**runner_options: Any) -> tuple[Any, UUID]:
-    """A runner serving the usage-backfill deployment built from prefect.yaml (as `up` does)."""
+async def create_deployment(
+    name: str = "usage-backfill", **runner_options: Any
+) -> tuple[Any, UUID]:
+    """A runner serving one deployment built from prefect.yaml (as `tallyflow up` does)."""
     from prefect.runner import Runner
 
-    (spec,) = [s for s in load_specs() if s.name == "usage-backfill"]
+    (spec,) = [s for s in load_specs() if s.name == name]
     runner = Runner(name="test-runner", pause_on_shutdown=False, **runner_options)
     deployment_id = await runner.aadd_deployment(await abuild_deployment(spec))
     return runner, deployment_id
@@ -99,7 +101,7 @@ def test_backfill_run_from_the_deployment_restores_usage_daily(
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        runner, deployment_id = await create_backfill_deployment()
+        runner, deployment_id = await create_deployment()
         # Dates arrive as JSON strings, the way the UI form sends them.
         run_id = await custom_run(
             deployment_id,
@@ -138,7 +140,7 @@ def test_overlapping_backfill_runs_of_the_deployment_never_run_at_once(
     async def scenario() -> list[Any]:
         from prefect.client.orchestration import get_client
 
-        runner, deployment_id = await create_backfill_deployment(limit=2, query_seconds=1)
+        runner, deployment_id = await create_deployment(limit=2, query_seconds=1)
         params = {"start": "2026-11-01", "end": "2026-11-03"}
         run_ids = [await custom_run(deployment_id, params) for _ in range(2)]
         serving = asyncio.create_task(runner.start())
@@ -166,6 +168,23 @@ def test_overlapping_backfill_runs_of_the_deployment_never_run_at_once(
     (a, _), (b, _) = sorted(results, key=lambda x: x[0].start_time)
     assert a.end_time <= b.start_time
     assert usage_daily(engine) == expected
+
+
+def test_an_intraday_tick_is_dropped_while_the_previous_one_runs(
+    settings: Settings, engine: sa.Engine, prefect_harness: None
+) -> None:
+    """intraday-usage: CANCEL_NEW, the next tick picks up everything anyway."""
+    write_events(settings)
+
+    async def scenario() -> list[Any]:
+        runner, deployment_id = await create_deployment("intraday-usage", limit=2)
+        run_ids = [await custom_run(deployment_id, {}) for _ in range(2)]
+        await asyncio.wait_for(runner.start(run_once=True), timeout=180)
+        return [await read_run(r) for r in run_ids]
+
+    states = sorted(r.state.type.value for r in asyncio.run(scenario()))
+    assert states == ["CANCELLED", "COMPLETED"]
+    assert len(usage_daily(engine)) == 4
 
 
 def test_a_backfill_waits_for_a_running_ingest_or_backfill(
