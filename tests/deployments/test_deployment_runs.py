@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,15 @@ from tallyflow.deployments import abuild_deployment, load_specs
 from tallyflow.settings import Settings
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def restore_sigterm_handler() -> Iterator[None]:
+    """A Prefect runner installs its own SIGTERM handler; give pytest its own back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
 
 USAGE_DAILY = sa.text(
     "SELECT tenant_id, metric, usage_date, quantity_sum, event_count, quantity_max"
