@@ -98,6 +98,14 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
                     info = None
                 if info is None:
                     rt.discard_stale(settings)
+                    if not rt.port_free(prefect_port):
+                        typer.echo(
+                            f"error: port {prefect_port} is in use (another Prefect server?): "
+                            "choose another with --prefect-port, or use that server with "
+                            "PREFECT_API_URL=http://127.0.0.1:PORT/api",
+                            err=True,
+                        )
+                        return 2
                     info, proc = rt.start_server(
                         settings, port=prefect_port, owner="up", die_with_parent=True
                     )
