@@ -291,19 +291,20 @@ def parse_raw_events(raw: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
     """Typed columns for EventRecord from a RAW_EVENT_SCHEMA frame (pure, vectorised)."""
     obj = pl.col("is_object").fill_null(False)
     present = pl.all_horizontal([pl.col(f).is_not_null() for f in REQUIRED_FIELDS])
-    ids_are_text = pl.all_horizontal(
-        [
-            pl.col(f"{f}_type").is_null() | (pl.col(f"{f}_type") == STRING)
-            for f in ("event_id", "tenant_id", "metric")
-        ]
-    )
     properties_ok = pl.col("properties_type").is_null() | (pl.col("properties_type") == "object")
     typed = raw.with_columns(
-        # NOTE: a non-object `properties` or a non-string id is a structural error.
+        # NOTE: a `properties` that is not an object is a structural error.
         (obj & properties_ok).alias("is_object"),
         pl.when(obj).then(present).alias("fields_present"),
-    ).with_columns(
-        pl.when(obj & ~ids_are_text).then(False).otherwise(pl.col("is_object")).alias("is_object"),
+        # An id of another JSON type (a number, an array) breaks that field's rule: an
+        # empty text fails its check, so the row gets the field's own reason.
+        *[
+            pl.when(pl.col(f"{f}_type").is_null() | (pl.col(f"{f}_type") == STRING))
+            .then(pl.col(f))
+            .otherwise(pl.lit(""))
+            .alias(f)
+            for f in ("event_id", "tenant_id", "metric")
+        ],
     )
     typed = _with_occurred_at(_with_quantity(typed), now)
     return typed.with_columns(

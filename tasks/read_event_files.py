@@ -80,6 +80,8 @@ def discover_files(roots: list[Path]) -> tuple[list[LandingFile], list[Path]]:
 def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if path.name.lower().endswith(".gz"):
+        if not data.startswith(b"\x1f\x8b"):
+            raise UnreadableFile("not a gzip file (no gzip header)")
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
@@ -138,14 +140,16 @@ def _split_lines(data: bytes) -> pl.DataFrame:
 
 def _json_type(value: pl.Expr) -> pl.Expr:
     """Type tag of a field from its JSON text (as json_extract returns it): '"' string,
-    digit or '-' number, '{' object, 'n' null (= absent), else (true, false, [..]) other."""
+    digit or '-' number, '{' object, null (= absent), else (true, false, [..]) other."""
     first = value.str.slice(0, 1)
     return (
-        pl.when(value.is_null() | (first == "n"))
+        pl.when(value.is_null() | (value == "null"))
         .then(pl.lit(None, pl.String))
         .when(first == '"')
         .then(pl.lit(STRING))
-        .when(first.is_in(list("-0123456789")))
+        # NOTE: DuckDB's parser also takes NaN / Infinity literals (what Python's
+        # json.dumps writes): numbers here, then refused as not finite.
+        .when(first.is_in(list("-0123456789")) | value.str.to_lowercase().str.contains("nan|inf"))
         .then(pl.lit(NUMBER))
         .when(first == "{")
         .then(pl.lit("object"))
@@ -176,13 +180,17 @@ def read_json_lines(data: bytes) -> pl.DataFrame:
         con.close()
     values = extracted.select(
         pl.col("row").cast(pl.Int64),
+        "repeated_key",
         *[
             pl.col("v").list.get(i, null_on_oob=True).alias(f"_{name}")
             for i, name in enumerate(("object", *FIELDS))
         ],
     )
     typed = values.with_columns(
-        (pl.col("_object").str.slice(0, 1) == "{").fill_null(False).alias("is_object"),
+        # NOTE: a repeated key makes the row ambiguous: it is never billed (malformed_row).
+        ((pl.col("_object").str.slice(0, 1) == "{") & ~pl.col("repeated_key"))
+        .fill_null(False)
+        .alias("is_object"),
         *[_json_type(pl.col(f"_{name}")).alias(f"{name}_type") for name in FIELDS],
     )
     frame = typed.select(
@@ -236,6 +244,8 @@ def read_csv_rows(data: bytes) -> pl.DataFrame:
         )
     except pl.exceptions.PolarsError as exc:
         raise UnreadableFile(f"not a readable CSV file: {exc}") from exc
+    if not table.columns:
+        return pl.DataFrame(schema={**RAW_EVENT_SCHEMA, "raw": pl.String()})
     columns = {c.strip().lower(): c for c in table.columns}
     exprs: list[pl.Expr] = []
     for field in FIELDS:
@@ -326,12 +336,17 @@ def read_parquet_rows(path: Path) -> pl.DataFrame:
 def read_event_file(path: Path) -> pl.DataFrame:
     """The raw event frame of one usage file (RAW_EVENT_SCHEMA columns + `raw` bytes)."""
     kind = file_format(path)
-    if kind == "parquet":
-        frame = read_parquet_rows(path)
-    elif kind == "json":
-        frame = read_json_lines(_read_bytes(path))
-    elif kind == "csv":
-        frame = read_csv_rows(_read_bytes(path))
-    else:
-        raise UnreadableFile(f"unknown file type: {path.name}")
-    return frame.select(*RAW_EVENT_SCHEMA.names(), "raw").cast(RAW_EVENT_SCHEMA)
+    try:
+        if kind == "parquet":
+            frame = read_parquet_rows(path)
+        elif kind == "json":
+            frame = read_json_lines(_read_bytes(path))
+        elif kind == "csv":
+            frame = read_csv_rows(_read_bytes(path))
+        else:
+            raise UnreadableFile(f"unknown file type: {path.name}")
+        return frame.select(*RAW_EVENT_SCHEMA.names(), "raw").cast(RAW_EVENT_SCHEMA)
+    except (pl.exceptions.PolarsError, duckdb.Error, OSError, ValueError) as exc:
+        # NOTE: whatever a reader library cannot make sense of quarantines this one file;
+        # the run goes on with the others.
+        raise UnreadableFile(f"cannot be read as {kind}: {type(exc).__name__}: {exc}") from exc

@@ -69,7 +69,8 @@ BAD_ROWS = [
     ("missing_field", {"metric": None, "metric_type": None}),
     ("missing_field", {"quantity": None, "quantity_type": None}),
     ("malformed_row", {"is_object": False}),
-    ("malformed_row", {"event_id": "5", "event_id_type": "number"}),
+    ("invalid_event_id", {"event_id": "5", "event_id_type": "number"}),
+    ("invalid_metric", {"metric": "[1]", "metric_type": "other"}),
     ("malformed_row", {"properties": "[1]", "properties_type": "other"}),
 ]
 

@@ -59,7 +59,7 @@ def test_json_types_checked(tmp_path: Path) -> None:
         (1, "invalid_quantity"),
         (2, "invalid_quantity"),
         (3, "missing_field"),
-        (4, "malformed_row"),
+        (4, "invalid_event_id"),
         (5, "malformed_row"),
     ]
 
