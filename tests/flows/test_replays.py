@@ -153,7 +153,8 @@ def _invoices(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         heads = conn.execute(
             sa.text(
-                "SELECT id, tenant_id, period_start, currency, status, total FROM invoices ORDER BY id"
+                "SELECT id, tenant_id, period_start, currency, status, total"
+                " FROM invoices ORDER BY id"
             )
         ).all()
         lines = conn.execute(
