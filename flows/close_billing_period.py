@@ -56,6 +56,7 @@ def close_billing_period(
     summary: dict[str, Any] = {
         "period": billing_period.label,
         "generated": result.generated,
+        "updated": result.updated,
         "skipped": result.skipped,
         "closed": result.closed,
         "removed": result.removed,

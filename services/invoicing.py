@@ -41,6 +41,7 @@ from services.proration import (
 )
 from tallyflow.db import driver_connection
 from tallyflow.errors import Conflict, NotFound
+from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 
 # NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
@@ -262,10 +263,16 @@ class InvoiceSummary:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """What an invoice run did. `generated` counts drafts created or refreshed."""
+    """What an invoice run did.
+
+    `generated`: drafts of the run (created, refreshed or already up to date);
+    `updated`: those created or whose lines/total changed (0 on a rerun over unchanged
+    usage); `skipped`: tenants left alone (closed invoice, mixed currencies).
+    """
 
     period: BillingPeriod
     generated: int
+    updated: int
     skipped: int
     closed: int
     removed: int
@@ -295,9 +302,10 @@ def generate_invoices(
 ) -> GenerationResult:
     """Create or refresh the period's drafts (all tenants or `tenant_ids`); optionally close.
 
-    Safe to rerun: drafts are upserted on (tenant, period) and their lines replaced in
-    this one transaction, so a rerun yields the same drafts with the same ids. Closed
-    and void invoices are never touched (a void one no longer blocks a fresh draft).
+    Safe to rerun: one draft per (tenant, period) is created or refreshed in place (only
+    lines that changed are rewritten) in this one transaction, so a rerun yields the same
+    drafts with the same ids. Closed and void invoices are never touched (a void one no
+    longer blocks a fresh draft).
     Drafts of tenants that no longer have a subscription in the period are removed.
     """
     tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
@@ -321,37 +329,56 @@ def generate_invoices(
     live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
     windows = _load_billable_windows(conn, params, catalog)
     clock.lap("read")
+    crash_point("invoices.read")
 
     skipped: dict[str, str] = {}
+    candidates: list[tuple[str, str]] = []  # (tenant, currency) to price
+    for tenant_id in sorted(windows):
+        currencies = {w.plan.currency for w in windows[tenant_id]}
+        if live.get(tenant_id) == "closed":
+            skipped[tenant_id] = "invoice_closed"
+        elif len(currencies) > 1:
+            skipped[tenant_id] = MixedCurrencies.code
+        else:
+            candidates.append((tenant_id, currencies.pop()))
 
-    def drafts() -> Iterator[DraftInvoice]:
-        for tenant_id in sorted(windows):
-            if live.get(tenant_id) == "closed":
-                skipped[tenant_id] = "invoice_closed"
-                continue
-            try:
-                yield compute_invoice(tenant_id, period, windows[tenant_id])
-            except MixedCurrencies:
-                skipped[tenant_id] = MixedCurrencies.code
+    drafts = _open_run_drafts(conn, params, run_id, candidates)
+    for tenant_id, _ in candidates:
+        if tenant_id not in drafts:  # closed by someone else since it was read
+            skipped[tenant_id] = "invoice_closed"
 
+    def priced(tenants: Iterable[str]) -> Iterator[DraftInvoice]:
+        for tenant_id in tenants:
+            yield compute_invoice(tenant_id, period, windows[tenant_id])
+
+    new = [t for t, _ in candidates if t in drafts and drafts[t][1]]
+    known = [t for t, _ in candidates if t in drafts and not drafts[t][1]]
     # NOTE: the loaded windows are a few hundred thousand long-lived objects; freezing them
     # keeps Python's cyclic GC from rescanning them on every collection while pricing
     # allocates (and frees, by refcount) millions of short-lived ones.
     gc.freeze()
     try:
-        staged = _stage_drafts(conn, drafts())
+        heads = _copy_lines(conn, priced(new), {t: drafts[t][0] for t in new}, direct=True)
+        heads += _copy_lines(conn, priced(known), {}, direct=False)
     finally:
         gc.unfreeze()
     clock.lap("price_and_stage")
-    summaries, removed = _write_drafts(conn, period, tenants, staged, run_id)
+    crash_point("invoices.staged")
+    updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
+    summaries = [
+        InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
+    ]
     clock.lap("write")
+    crash_point("invoices.written")
     closed = 0
     if close:
         closed = len(close_period_invoices(conn, period, tenant_ids=tenants, now=now))
         clock.lap("close")
+        crash_point("invoices.closed")
     return GenerationResult(
         period=period,
         generated=len(summaries),
+        updated=updated,
         skipped=len(skipped),
         closed=closed,
         removed=removed,
@@ -441,87 +468,114 @@ def _load_billable_windows(
 
 
 _LINE_COLUMNS = (
-    "tenant_id, line_no, kind, subscription_id, plan_code, metric, description, window_start,"
+    "line_no, kind, subscription_id, plan_code, metric, description, window_start,"
     " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown"
 )
 
 
-def _stage_drafts(conn: sa.Connection, drafts: Iterable[DraftInvoice]) -> list[DraftInvoice]:
-    """COPY the drafts into temporary staging tables as they are priced.
+def _open_run_drafts(
+    conn: sa.Connection,
+    params: Mapping[str, Any],
+    run_id: uuid.UUID | None,
+    candidates: Sequence[tuple[str, str]],
+) -> dict[str, tuple[int, bool]]:
+    """The draft of every candidate tenant, locked: tenant -> (invoice id, created now).
 
-    NOTE: lines are streamed to Postgres while the next tenants are priced, so Python's
-    pricing and the server's COPY parsing run side by side; only the invoice heads are
-    kept in memory (their lines are dropped once written). Returns the heads.
+    A tenant without a live invoice gets a new draft (its total is filled in once priced);
+    existing drafts are locked FOR UPDATE, so nobody closes them under this run. A tenant
+    whose invoice is closed (even if closed since it was read) gets none.
     """
     conn.execute(sql("create_invoice_stage"))
     conn.execute(sql("create_invoice_line_stage"))
-    conn.execute(sql("create_invoice_upserted"))
+    conn.execute(sql("create_invoice_run_drafts"))
+    with (
+        driver_connection(conn).cursor() as cur,
+        cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
+    ):
+        for tenant_id, currency in candidates:
+            copy.write_row((tenant_id, currency, ZERO))
+    conn.execute(sql("insert_new_draft_invoices"), {**params, "run_id": run_id})
+    conn.execute(sql("lock_run_draft_invoices"), params)
+    return {
+        r.tenant_id: (r.invoice_id, r.is_new) for r in conn.execute(sql("select_run_drafts")).all()
+    }
+
+
+def _copy_lines(
+    conn: sa.Connection,
+    drafts: Iterable[DraftInvoice],
+    invoice_ids: Mapping[str, int],
+    *,
+    direct: bool,
+) -> list[DraftInvoice]:
+    """COPY the lines of the drafts as they are priced; returns the heads (no lines).
+
+    direct: the drafts were created by this run and hold no lines yet, so their lines go
+    straight into invoice_lines; otherwise into the staging table, to be compared with
+    the lines the draft holds (`_finish_drafts`).
+    NOTE: the lines stream to Postgres while the next tenants are priced, so Python's
+    pricing and the server's inserts run side by side; only the heads stay in memory.
+    """
     heads: list[DraftInvoice] = []
     dumps = orjson.dumps
-    with driver_connection(conn).cursor() as cur:
-        with cur.copy(f"COPY invoice_line_stage ({_LINE_COLUMNS}) FROM STDIN") as copy:
-            for d in drafts:
-                for li in d.lines:
-                    copy.write_row(
-                        (
-                            d.tenant_id,
-                            li.line_no,
-                            li.kind,
-                            li.subscription_id,
-                            li.plan_code,
-                            li.metric,
-                            li.description,
-                            li.window_start,
-                            li.window_end,
-                            li.quantity,
-                            li.included,
-                            li.billable_quantity,
-                            li.pricing_model,
-                            li.amount,
-                            dumps(li.breakdown).decode(),
-                        )
+    target = (
+        f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
+        if direct
+        else f"invoice_line_stage (tenant_id, {_LINE_COLUMNS})"
+    )
+    with driver_connection(conn).cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
+        for d in drafts:
+            key = invoice_ids[d.tenant_id] if direct else d.tenant_id
+            for li in d.lines:
+                copy.write_row(
+                    (
+                        key,
+                        li.line_no,
+                        li.kind,
+                        li.subscription_id,
+                        li.plan_code,
+                        li.metric,
+                        li.description,
+                        li.window_start,
+                        li.window_end,
+                        li.quantity,
+                        li.included,
+                        li.billable_quantity,
+                        li.pricing_model,
+                        li.amount,
+                        dumps(li.breakdown).decode(),
                     )
-                heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
-        with cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy:
-            for d in heads:
-                copy.write_row((d.tenant_id, d.currency, d.total))
+                )
+            heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
+            crash_point("invoices.tenant_staged")
     return heads
 
 
-def _write_drafts(
-    conn: sa.Connection,
-    period: BillingPeriod,
-    tenant_ids: Sequence[str] | None,
-    heads: Sequence[DraftInvoice],
-    run_id: uuid.UUID | None,
-) -> tuple[list[InvoiceSummary], int]:
-    """Upsert the staged drafts, replace their lines, drop stale drafts (same transaction).
+def _finish_drafts(
+    conn: sa.Connection, params: Mapping[str, Any], heads: Sequence[DraftInvoice]
+) -> tuple[int, int]:
+    """Sync refreshed drafts' lines, write every total, drop stale drafts.
 
-    NOTE: why a rerun is safe: the upsert keys on (tenant_id, period_start) among non-void
-    invoices (the partial unique index), only updates rows still in draft, and the lines
-    of exactly those drafts are deleted and re-inserted in the same transaction.
+    Returns (drafts created or changed, stale drafts removed).
+
+    NOTE: why a rerun is safe and cheap: a draft that existed before this run only loses
+    the lines the new pricing does not reproduce identically and gains the missing ones;
+    a rerun over unchanged usage writes nothing and keeps every id. New drafts were
+    inserted ON CONFLICT DO NOTHING against the partial unique index (one non-void
+    invoice per tenant and period). All of it is in the caller's one transaction.
     """
-    params = {
-        "period_start": period.start,
-        "period_end": period.end,
-        "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
-        "run_id": run_id,
-    }
-    conn.execute(sql("upsert_draft_invoices"), params)
-    conn.execute(sql("delete_refreshed_draft_lines"))
-    conn.execute(sql("insert_staged_invoice_lines"))
+    conn.execute(sql("truncate_invoice_stage"))
+    with (
+        driver_connection(conn).cursor() as cur,
+        cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
+    ):
+        for h in heads:
+            copy.write_row((h.tenant_id, h.currency, h.total))
+    conn.execute(sql("delete_changed_draft_lines"))
+    conn.execute(sql("insert_missing_draft_lines"))
+    updated = int(conn.execute(sql("update_changed_draft_invoices"), params).scalar_one())
     removed = conn.execute(sql("delete_stale_draft_invoices"), params).rowcount
-    ids = {r.tenant_id: r.invoice_id for r in conn.execute(sa.text(_SELECT_UPSERTED))}
-    summaries = [
-        InvoiceSummary(ids[d.tenant_id], d.tenant_id, d.currency, d.total)
-        for d in heads
-        if d.tenant_id in ids
-    ]
-    return summaries, removed
-
-
-# NOTE: a read of this run's own temp table; not worth a file in sql/.
-_SELECT_UPSERTED = "SELECT invoice_id, tenant_id FROM invoice_upserted"
+    return updated, removed
 
 
 # ---------------------------------------------------------------------------------------

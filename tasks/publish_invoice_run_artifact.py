@@ -25,9 +25,10 @@ def render_invoice_run_report(
     out = [
         f"# Invoice run for {result.period.label}",
         "",
-        "| generated | skipped | closed | removed stale drafts |",
-        "|---:|---:|---:|---:|",
-        f"| {result.generated} | {result.skipped} | {result.closed} | {result.removed} |",
+        "| generated | created or changed | skipped | closed | removed stale drafts |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {result.generated} | {result.updated} | {result.skipped} | {result.closed}"
+        f" | {result.removed} |",
         "",
         "## Total per currency",
         "",

@@ -103,6 +103,7 @@ def test_report_lists_what_could_not_be_billed() -> None:
     result = GenerationResult(
         period=NOV,
         generated=2,
+        updated=2,
         skipped=1,
         closed=0,
         removed=0,
@@ -124,7 +125,7 @@ def test_report_lists_what_could_not_be_billed() -> None:
         dt.datetime(2026, 11, 2, 3, 4, tzinfo=dt.UTC),
     )
     md = render_invoice_run_report(result, [UnsubscribedUsage("ghost", 1, 1, 1)], [late])
-    assert "| 2 | 1 | 0 | 0 |" in md
+    assert "| 2 | 2 | 1 | 0 | 0 |" in md
     assert "| USD | 1 | 55.01 |" in md and "| JPY | 1 | 1050 |" in md
     assert md.index("| nihon |") < md.index("| acme |")  # ranked by amount
     assert "| ghost | 1 | 1 | 1 |" in md

@@ -262,6 +262,8 @@ def test_rerun_gives_identical_drafts(engine: Engine) -> None:
     second = _generate(engine)
     after = _invoice_of(engine, "acme")
     assert sorted(first.invoice_ids) == sorted(second.invoice_ids)
+    assert (first.updated, second.updated) == (3, 0)  # the rerun wrote nothing
+    assert after.updated_at == before.updated_at
     assert (before.id, before.total, before.lines) == (after.id, after.total, after.lines)
     with engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one()
@@ -273,8 +275,13 @@ def test_rerun_refreshes_a_draft_with_new_usage(engine: Engine) -> None:
     _generate(engine)
     with engine.begin() as conn:
         add_usage(conn, "acme", "api.calls", "2026-11-21", "100")
-    _generate(engine)
-    assert _invoice_of(engine, "acme").total == D("56.01")
+    before = _invoice_of(engine, "acme")
+    result = _generate(engine)
+    after = _invoice_of(engine, "acme")
+    assert result.updated == 1 and after.id == before.id
+    assert after.total == D("56.01") and after.updated_at > before.updated_at
+    changed = [a.line_no for a, b in zip(after.lines, before.lines, strict=True) if a != b]
+    assert changed == [2]  # only the api.calls line was rewritten
 
 
 def test_closed_invoices_are_never_touched(engine: Engine) -> None:
