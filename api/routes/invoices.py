@@ -16,6 +16,7 @@ from api.state import ApiState, api_state
 from models.tables import TENANT_ID_RE
 from services import invoicing
 from services.proration import BillingPeriod
+from tallyflow.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 
@@ -143,8 +144,19 @@ def get_invoice(
     """One invoice with its lines; 404 if there is none."""
     with state.engine.connect() as conn:
         view = invoicing.get_invoice(conn, invoice_id)
-    principal.check_tenant(view.tenant_id)
+    _check_own_invoice(principal, invoice_id, view.tenant_id)
     return InvoiceOut.of(view)
+
+
+def _check_own_invoice(principal: Principal, invoice_id: int, tenant_id: str) -> None:
+    """Another tenant's invoice answers exactly like a missing one.
+
+    NOTE: ids are sequential; a 403 here would tell a tenant key which ids exist (and how
+    many invoices others have). Paths naming a tenant answer 403 instead: that depends on
+    the key and the path only, never on data.
+    """
+    if principal.tenant_id is not None and principal.tenant_id != tenant_id:
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
 
 
 @router.post("/invoices/{invoice_id}:close", response_model=InvoiceOut)
@@ -155,7 +167,7 @@ def close_invoice(
 ) -> InvoiceOut:
     """draft -> closed (sequential number, closed_at, frozen); 409 naming the current status."""
     with state.engine.begin() as conn:
-        principal.check_tenant(invoicing.get_invoice(conn, invoice_id).tenant_id)
+        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
         return InvoiceOut.of(invoicing.close_invoice(conn, invoice_id))
 
 
@@ -167,5 +179,5 @@ def void_invoice(
 ) -> InvoiceOut:
     """draft or closed -> void (voided_at); 409 when already void."""
     with state.engine.begin() as conn:
-        principal.check_tenant(invoicing.get_invoice(conn, invoice_id).tenant_id)
+        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
         return InvoiceOut.of(invoicing.void_invoice(conn, invoice_id))

@@ -80,6 +80,7 @@ class Endpoint:
     body: Callable[[], Any] | None = None
     tenant_scoped: bool = True  # another tenant's key gets 403
     global_only: bool = False  # any tenant key gets 403
+    by_id: bool = False  # addressed by id: another tenant's key gets 404, as if missing
 
     def __str__(self) -> str:
         path = self.path if isinstance(self.path, str) else self.path.__name__
@@ -113,9 +114,9 @@ ENDPOINTS = [
         lambda: {"period": "2020-01", "tenant_ids": [TENANT]},
     ),
     Endpoint("GET", f"{T}/invoices", "read", 200),
-    Endpoint("GET", invoice, "read", 200),
-    Endpoint("POST", invoice_close, "write", 200),
-    Endpoint("POST", invoice_void, "write", 200),
+    Endpoint("GET", invoice, "read", 200, by_id=True),
+    Endpoint("POST", invoice_close, "write", 200, by_id=True),
+    Endpoint("POST", invoice_void, "write", 200, by_id=True),
 ]
 
 ROLES = ["none", "bad", "read", "write", "tenant", "other_tenant"]
@@ -132,6 +133,8 @@ def expected(endpoint: Endpoint, role: str) -> tuple[int, str | None]:
         return 403, f"this key lacks the {scope} scope"
     if role in ("tenant", "other_tenant") and endpoint.global_only:
         return 403, "this endpoint needs a key not restricted to a tenant"
+    if role == "other_tenant" and endpoint.by_id:
+        return 404, None  # the detail names the id, like a missing invoice's
     if role == "other_tenant" and endpoint.tenant_scoped:
         return 403, "this key is restricted to tenant 'globex'"
     return endpoint.ok, None
@@ -168,6 +171,8 @@ def test_auth_matrix(
             assert payload["detail"] == detail, f"{endpoint} as {role}"
             if status == 401:
                 assert answer.headers["www-authenticate"] == "Bearer"
+        elif status >= 400:
+            assert payload["code"] == "invoice_not_found", f"{endpoint} as {role}"
         else:
             assert "detail" not in payload if isinstance(payload, dict) else True
 
