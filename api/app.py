@@ -12,16 +12,18 @@ NOTE: nothing on this import path imports Prefect: `tallyflow serve` starts with
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from api.auth import bearer_security_openapi
-from api.errors import install_error_handlers
+from api.errors import error_schema_openapi, install_error_handlers
 from api.listener import ChangeListener
 from api.routes import invoices, overrides, plans, quotas, subscriptions, usage
 from api.state import ApiState
+from services.inbox import warm_up
 from tallyflow.db import database_url, get_engine, to_libpq_url
 from tallyflow.settings import Settings, load_settings
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.reload_quotas(None)
         state.reload_keys()
         listener.start()
+        threading.Thread(target=warm_up, name="tallyflow-warm-up", daemon=True).start()
         log.info("quota snapshot loaded: %d rows", len(state.snapshot))
         app.state.tallyflow = state
         try:
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     bearer_security_openapi(app)
+    error_schema_openapi(app)
     # NOTE: quotas first: the hot quota check is matched before the other routes.
     for module in (quotas, plans, subscriptions, overrides, usage, invoices):
         app.include_router(module.router)
