@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -251,6 +252,15 @@ def orm_loop(engine: sa.Engine, tenant_ids: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a local process (the Postgres backend), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sample_totals(engine: sa.Engine, tenant_ids: list[str]) -> dict[str, Decimal]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -302,13 +312,20 @@ def main() -> None:
         runs = []
         for label in ("first run", "rerun (refresh)"):
             t0 = time.perf_counter()
+            cpu0 = time.process_time()
             with engine.begin() as conn:
+                backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+                pg0 = _cpu_seconds(backend)
                 result = generate_invoices(conn, PERIOD)
+                pg_cpu = _cpu_seconds(backend) - pg0
             seconds = time.perf_counter() - t0
+            py_cpu = time.process_time() - cpu0
             runs.append(seconds)
             print(
                 f"set-based {label}: {result.generated:,} invoices in {seconds:.1f} s"
-                f" = {result.generated / seconds:,.0f} invoices/s; phases {dict(result.timings)}"
+                f" = {result.generated / seconds:,.0f} invoices/s; phases {dict(result.timings)};"
+                f" CPU: Python {py_cpu:.1f} s, Postgres backend {pg_cpu:.1f} s"
+                f" (+ parallel workers); load average {os.getloadavg()[0]:.1f}"
             )
         first_ids = sorted(result.invoice_ids)
         with engine.connect() as conn:
