@@ -141,6 +141,7 @@ def test_export_points_this_process_at_the_server(
         monkeypatch.setattr(
             prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.GLOBAL_SETTINGS_CONTEXT
         )
+    home.prefect_home.mkdir(parents=True)
     rt.export_prefect_env(home, "http://127.0.0.1:4321/api")
     assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
     assert os.environ["PREFECT_HOME"] == str(home.prefect_home)
