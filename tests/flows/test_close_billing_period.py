@@ -73,7 +73,7 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    payload = json.loads(result.stdout)  # the whole of stdout is one object
     assert set(payload) == {"generated", "skipped", "closed", "invoice_ids"}
     assert (payload["generated"], payload["closed"]) == (3, 0)
 
@@ -81,7 +81,7 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
         app,
         ["invoices", "generate", "--period", "2026-11", "--tenant", "acme", "--close", "--json"],
     )
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    payload = json.loads(result.stdout)  # the whole of stdout is one object
     assert (payload["generated"], payload["closed"]) == (1, 1)
 
 

@@ -661,3 +661,21 @@ def test_invoice_total_is_the_sum_of_its_rounded_lines(windows: list[BillableWin
     )
     base = sum(li.quantity for li in invoice.lines if li.kind == "base_fee")
     assert base == NOV.days  # the windows cover the month once
+
+
+def test_freeze_migration_downgrades_and_upgrades(engine: Engine) -> None:
+    from tallyflow import migrate
+
+    seed_basic(engine)
+    _generate(engine, close=True)
+    statement = sa.text("UPDATE invoices SET updated_at = now() WHERE tenant_id = 'acme'")
+    migrate.downgrade(engine, "0002")
+    engine.dispose()
+    with engine.begin() as conn:  # without 0003 nothing guards a closed invoice
+        conn.execute(statement)
+    migrate.upgrade(engine)
+    engine.dispose()
+    with engine.begin() as conn:  # updated_at alone is not frozen
+        conn.execute(statement)
+    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE invoices SET total = 0 WHERE tenant_id = 'acme'"))
