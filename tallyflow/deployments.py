@@ -35,6 +35,7 @@ class DeploymentSpecError(ValueError):
 class CronSpec:
     cron: str
     timezone: str
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,13 @@ def _parse_spec(raw: dict[str, Any]) -> DeploymentSpec:
     for schedule in raw.get("schedules") or []:
         if set(schedule) - {"cron", "timezone", "active"} or "cron" not in schedule:
             raise DeploymentSpecError(f"{name}: only cron schedules are supported: {schedule!r}")
-        schedules.append(CronSpec(cron=schedule["cron"], timezone=schedule.get("timezone", "UTC")))
+        schedules.append(
+            CronSpec(
+                cron=schedule["cron"],
+                timezone=schedule.get("timezone", "UTC"),
+                active=bool(schedule.get("active", True)),
+            )
+        )
     limit = raw.get("concurrency_limit")
     strategy = None
     if isinstance(limit, dict):
@@ -123,7 +130,7 @@ def to_deployment_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
         "description": spec.description,
         "tags": list(spec.tags),
         "parameters": spec.parameters,
-        "schedules": [Cron(s.cron, timezone=s.timezone) for s in spec.schedules],
+        "schedules": [Cron(s.cron, timezone=s.timezone, active=s.active) for s in spec.schedules],
         "concurrency_limit": concurrency,
         # NOTE: module path (flows.ingest_usage.ingest_usage), not a file path, so the
         # served runs import the installed package whatever the working directory.
