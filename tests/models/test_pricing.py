@@ -6,7 +6,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.pricing import (
@@ -235,6 +235,7 @@ def tier_lists(draw: st.DrawFn) -> tuple[Tier, ...]:
     return tuple(Tier(up_to=u, unit_price=draw(money), flat_fee=draw(money)) for u in ups)
 
 
+@settings(deadline=None)  # no timing assertions on a shared machine
 @given(tier_lists(), quantities, quantities)
 def test_graduated_is_monotone(tiers: tuple[Tier, ...], a: D, b: D) -> None:
     low, high = sorted((a, b))
@@ -242,12 +243,14 @@ def test_graduated_is_monotone(tiers: tuple[Tier, ...], a: D, b: D) -> None:
     assert model.compute(low).amount <= model.compute(high).amount
 
 
+@settings(deadline=None)  # no timing assertions on a shared machine
 @given(money, money, quantities)
 def test_volume_equals_graduated_with_one_tier(price: D, fee: D, q: D) -> None:
     tiers = (Tier(up_to=None, unit_price=price, flat_fee=fee),)
     assert Volume(tiers=tiers).compute(q).amount == Graduated(tiers=tiers).compute(q).amount
 
 
+@settings(deadline=None)  # no timing assertions on a shared machine
 @given(
     tier_lists(), money, st.decimals(min_value=D("0.000001"), max_value=10**6, places=6), quantities
 )

@@ -648,7 +648,7 @@ def billable_windows(draw: st.DrawFn) -> list[BillableWindow]:
     return out
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(billable_windows())
 def test_invoice_total_is_the_sum_of_its_rounded_lines(windows: list[BillableWindow]) -> None:
     invoice = compute_invoice("t", NOV, windows)
