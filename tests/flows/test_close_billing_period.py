@@ -130,3 +130,15 @@ def test_report_lists_what_could_not_be_billed() -> None:
     assert md.index("| nihon |") < md.index("| acme |")  # ranked by amount
     assert "| ghost | 1 | 1 | 1 |" in md
     assert "INV-202610-000001" in md and "| old | invoice_closed |" in md
+
+
+def test_cli_failed_run_exits_1(settings: Settings, engine: Engine) -> None:
+    from tallyflow.cli import app
+
+    seed_basic(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
+    result = CliRunner().invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "unit_price" in result.stderr
