@@ -55,3 +55,38 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TallyflowError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "What was wrong, for a person"},
+        "code": {"type": "string", "description": "Stable machine-readable code"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def error_schema_openapi(app: FastAPI) -> None:
+    """Document the errors as they are answered: {"detail": str, "code": str}, on every
+    operation (FastAPI's default 422 schema, a list of details, is not what we send)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Error"] = ERROR_SCHEMA
+            schemas["HTTPValidationError"] = ERROR_SCHEMA
+            ref = {"$ref": "#/components/schemas/Error"}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.setdefault("responses", {}).setdefault(
+                        "default",
+                        {"description": "Error", "content": {"application/json": {"schema": ref}}},
+                    )
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -48,7 +48,12 @@ def _decimal_text(value: Decimal) -> str:
 
 
 DecimalIn = Annotated[Decimal, BeforeValidator(_to_decimal)]
-NonNegative = Annotated[Decimal, BeforeValidator(_to_decimal), Field(ge=0)]
+# NOTE: bounded so every value fits its NUMERIC column (quantities NUMERIC(38,6), money
+# NUMERIC(24,6)) and at most 6 decimals, which the database would otherwise round silently.
+MAX_AMOUNT = Decimal("1e15")
+NonNegative = Annotated[
+    Decimal, BeforeValidator(_to_decimal), Field(ge=0, le=MAX_AMOUNT, decimal_places=6)
+]
 DecimalOut = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
 
 Metric = Annotated[str, Field(pattern=METRIC_RE, examples=["api_calls"])]

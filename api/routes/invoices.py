@@ -20,7 +20,7 @@ from tallyflow.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 
-InvoiceIdPath = Annotated[int, Path(ge=1, description="The invoice id")]
+InvoiceIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The invoice id")]
 PERIOD_PATTERN = r"^\d{4}-\d{2}$"
 
 
