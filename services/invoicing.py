@@ -5,8 +5,11 @@ One service shared by the HTTP API, the CLI and the `close_billing_period` flow:
 - `generate_invoices` computes the drafts of a period set-based: three SQL reads
   (subscription windows, usage totals per window and metric, override days) over
   usage_daily and the catalog, pricing in Python over per-subscription totals
-  (`compute_invoice`, pure), then bulk writes (COPY into staging tables, one upsert, one
-  delete and one insert). No per-tenant round trips.
+  (`compute_invoice`, pure), then bulk writes: new drafts are opened in one statement and
+  their lines COPYed straight into invoice_lines while the next tenants are priced;
+  existing drafts get their lines COPYed to a staging table and only the lines that
+  differ are rewritten (a rerun over unchanged usage writes nothing). No per-tenant
+  round trips; one transaction, one advisory lock per period.
 - `close_invoice` / `void_invoice` / `close_period_invoices` move invoices through
   draft -> closed -> void. The database itself refuses changes to a closed invoice
   (migration 0003), so this module is not the only guard.
