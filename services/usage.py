@@ -28,6 +28,10 @@ def usage_summary(
 
     `as_of` is the latest aggregation time among the rows read (null when there are none).
     """
+    for bound in (start, end):
+        # NOTE: the edges of the calendar have no neighbouring month to default to.
+        if bound is not None and not dt.date(1, 2, 1) <= bound <= dt.date(9999, 11, 30):
+            raise InvalidInput(f"date {bound} is out of range", code="invalid_range")
     if start is None and end is None:
         start, end = period_of(today or utc_today())
     elif end is None:
