@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from tallyflow.faults import crash_point
 from tallyflow.resources import Resources, resources_from_env
 from tasks import lake
 from tasks.ingest import (
@@ -60,25 +61,32 @@ def run_ingest(
             {"paths": [str(r) for r in roots], "drain_inbox": drain_inbox},
             flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
         )
+        crash_point("ingest.started")
         try:
             with res.engine.connect() as conn:
                 removed = lake.remove_orphan_files(lake_root, lake.committed_lake_files(conn))
             if removed:
                 logger.warning("removed %d lake files left by an interrupted run", len(removed))
+            crash_point("ingest.orphans_removed")
             files, skipped, ignored = discover_landing_files(res.engine, roots)
+            crash_point("ingest.discovered")
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
             batch = read_and_validate_files(files, now)
+            crash_point("ingest.validated")
             if drain_inbox:
                 pushed = read_pushed_events(res.engine)
                 if pushed.height:
                     batch.accepted = pl.concat([batch.accepted, pushed], how="vertical_relaxed")
                     batch.inbox_ids = pushed.get_column("inbox_id").to_list()
             deduped = dedupe_against_lake(res.engine, lake_root, batch)
+            crash_point("ingest.deduped")
             quarantine_unreadable_files(lake_root / "quarantine", batch.files)
             new_files = write_lake_partitions(lake_root, deduped.new, run_id)
+            crash_point("ingest.lake_written")
             days, daily = aggregate_touched_days(res.engine, lake_root, new_files)
+            crash_point("ingest.aggregated")
             summary = commit_ingest_run(
                 res.engine,
                 run_id,
@@ -91,6 +99,7 @@ def run_ingest(
                 ignored,
                 refresh_quotas_at(now),
             )
+            crash_point("ingest.committed")
         except BaseException as exc:
             fail_job_run(res.engine, run_id, exc)
             raise

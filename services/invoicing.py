@@ -44,6 +44,7 @@ from services.proration import (
 )
 from tallyflow.db import driver_connection
 from tallyflow.errors import Conflict, NotFound
+from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 
 # NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
@@ -331,6 +332,7 @@ def generate_invoices(
     live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
     windows = _load_billable_windows(conn, params, catalog)
     clock.lap("read")
+    crash_point("invoices.read")
 
     skipped: dict[str, str] = {}
     candidates: list[tuple[str, str]] = []  # (tenant, currency) to price
@@ -364,15 +366,18 @@ def generate_invoices(
     finally:
         gc.unfreeze()
     clock.lap("price_and_stage")
+    crash_point("invoices.staged")
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]
     clock.lap("write")
+    crash_point("invoices.written")
     closed = 0
     if close:
         closed = len(close_period_invoices(conn, period, tenant_ids=tenants, now=now))
         clock.lap("close")
+        crash_point("invoices.closed")
     return GenerationResult(
         period=period,
         generated=len(summaries),
@@ -545,6 +550,7 @@ def _copy_lines(
                     )
                 )
             heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
+            crash_point("invoices.tenant_staged")
     return heads
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason, validate_raw_events
 from tallyflow.db import driver_connection
+from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 from tasks import lake
 from tasks.aggregate_usage import aggregate_usage_days
@@ -359,8 +360,10 @@ def commit_ingest_run(
         raise AssertionError(f"rows do not add up: {summary}")
     with engine.begin() as conn:
         _copy_rejected(conn, run_id, deduped.rejected)
+        crash_point("commit.rejected_copied")
         for row in _file_counts(batch.files, deduped.new, deduped):
             conn.execute(sql("insert_ingest_file"), {**row, "run_id": run_id})
+        crash_point("commit.ledger_written")
         for f in new_files:
             conn.execute(
                 sql("insert_lake_file"),
@@ -371,13 +374,17 @@ def commit_ingest_run(
                     "run_id": run_id,
                 },
             )
+        crash_point("commit.manifest_written")
         if batch.inbox_ids:
             conn.execute(
                 sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": batch.inbox_ids}
             )
         replace_usage_days(conn, daily, days)
+        crash_point("commit.usage_replaced")
         refresh_quotas(conn)
+        crash_point("commit.quotas_refreshed")
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
+        crash_point("commit.before_commit")
     return summary
 
 

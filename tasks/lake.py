@@ -18,6 +18,7 @@ from typing import Final
 import polars as pl
 import sqlalchemy as sa
 
+from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 
 LAKE_COLUMNS: Final = (
@@ -62,8 +63,10 @@ def write_lake_files(lake: Path, events: pl.DataFrame, run_id: uuid.UUID) -> lis
         part.sort("tenant_id", "metric", "occurred_at").write_parquet(temp, statistics=True)
         with temp.open("rb") as handle:
             os.fsync(handle.fileno())
+        crash_point("lake.temp_written")
         temp.replace(final)
         written.append(LakeFile(str(final.relative_to(lake)), day, part.height))
+        crash_point("lake.file_written")
     return written
 
 
