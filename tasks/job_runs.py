@@ -21,9 +21,13 @@ USAGE_LOCK_KEY: Final = 7_366_001
 
 @contextmanager
 def usage_write_lock(engine: Engine) -> Iterator[None]:
-    """Hold the usage advisory lock (waits for a running ingest/backfill to finish)."""
+    """Hold the usage advisory lock (waits for a running ingest/backfill to finish).
+
+    Once held, no other ingest or backfill is alive: a run still marked 'running' was
+    killed before it could record its outcome, and is marked failed ('interrupted')."""
     with engine.connect() as conn:
         conn.execute(sql("lock_usage_writes"), {"key": USAGE_LOCK_KEY})
+        conn.execute(sql("fail_interrupted_usage_runs"))
         conn.commit()
         try:
             yield
