@@ -1,0 +1,323 @@
+"""Crash safety: the ingest and the invoice run killed with SIGKILL at many points, then
+rerun; the end state must equal an oracle computed from the input files by the generator.
+
+Every ingest test starts from the same state: batch A (JSON lines, every kind of bad row,
+duplicates, conflicts, a late file) already ingested. The run under test ingests batch B
+(CSV, same month, so it re-aggregates A's days) plus pushed events waiting in the inbox;
+it is killed, then rerun to completion, while a reader polls per-day totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import signal
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from services.inbox import push_events
+from tallyflow.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
+from tallyflow.settings import Settings
+from tests.reliability import harness
+from tests.reliability.harness import DayReader, Expected, assert_consistent, day_totals
+
+MONTH = "2026-10"
+PUSHED_TENANT = "pushed-co"
+
+
+@dataclass(frozen=True)
+class Landing:
+    a: GenerateSummary
+    b: GenerateSummary
+    expected_a: Expected
+    expected: Expected  # A + B + pushed events
+    pushed: list[dict[str, Any]]
+
+
+def _pushed_events() -> list[dict[str, Any]]:
+    """Events for the inbox: some new, one on a key batch B also carries (counted once)."""
+    events = []
+    for i in range(60):
+        day = 1 + i % 28
+        events.append(
+            {
+                "event_id": f"push-{i}",
+                "tenant_id": PUSHED_TENANT,
+                "metric": "api.calls",
+                "quantity": f"{i}.125",
+                "occurred_at": f"{MONTH}-{day:02d}T{i % 24:02d}:30:00Z",
+            }
+        )
+    return events
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Landing:
+    root = tmp_path_factory.mktemp("crash-landing").resolve()
+    shares = {"duplicates": 0.02, "conflicts": 0.01, "late": 0.03, "bad": 0.05}
+    a = generate_usage(
+        root / "a",
+        UsageSpec(month=MONTH, tenants=6, events=3000, seed=11, **shares),
+        format="jsonl",
+        files_by="rows",
+        rows_per_file=1000,
+        oracle_path=root / "oracle-a.parquet",
+    )
+    b = generate_usage(
+        root / "b",
+        UsageSpec(month=MONTH, tenants=6, events=2000, seed=12, **shares),
+        format="csv",
+        files_by="rows",
+        rows_per_file=700,
+        oracle_path=root / "oracle-b.parquet",
+    )
+    expected_a, expected = Expected(), Expected()
+    expected_a.add_oracle(read_oracle(root / "oracle-a.parquet"))
+    expected_a.add_generated(a)
+    for oracle in ("oracle-a.parquet", "oracle-b.parquet"):
+        expected.add_oracle(read_oracle(root / oracle))
+    expected.add_generated(a)
+    expected.add_generated(b)
+    pushed = _pushed_events()
+    for e in pushed:
+        at = dt.datetime.fromisoformat(e["occurred_at"])
+        q = Decimal(e["quantity"])
+        expected.add_day((PUSHED_TENANT, e["metric"], at.date()), q, 1, q, at, at)
+    return Landing(a, b, expected_a, expected, pushed)
+
+
+@dataclass
+class Stage:
+    settings: Settings
+    engine: Engine
+    work: Path
+    landing: Landing
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return {"paths": [self.landing.b.out_dir]}
+
+    def rerun_and_check(self, reader: DayReader, *, kills: int) -> None:
+        harness.run_ok("ingest", self.settings, self.work, self.args)
+        deadline = time.monotonic() + 10
+        while reader.seen_new == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reader.stop.set()
+        reader.join()
+        reader.check()
+        assert reader.seen_new > 0
+        assert_consistent(
+            self.engine, self.settings.lake_path, self.landing.expected, len(self.landing.pushed)
+        )
+        with self.engine.connect() as conn:
+            statuses = conn.execute(
+                sa.text("SELECT status, count(*) FROM job_runs GROUP BY status")
+            ).all()
+        # stage A, the runs killed before their commit (marked failed when the next run
+        # starts), and the run that committed batch B; a run killed after its commit
+        # succeeded, and its rerun found nothing new (also succeeded)
+        assert sum(n for s, n in statuses if s == "failed") <= kills
+        assert dict(statuses).get("succeeded", 0) >= 2
+
+
+@pytest.fixture
+def stage(settings: Settings, engine: Engine, tmp_path: Path, landing: Landing) -> Stage:
+    """Batch A ingested and checked; B's pushed events waiting in the inbox."""
+    work = tmp_path / "work"
+    summary = harness.run_ok("ingest", settings, work, {"paths": [landing.a.out_dir]})
+    assert summary["rejected_by_reason"] == landing.a.rejected_by_reason
+    assert_consistent(engine, settings.lake_path, landing.expected_a)
+    with engine.begin() as conn:
+        outcome = push_events(conn, landing.pushed, now=dt.datetime.now(dt.UTC))
+    assert outcome.rejected == [] and outcome.duplicates == 0
+    return Stage(settings, engine, work, landing)
+
+
+def _reader(stage: Stage) -> DayReader:
+    with stage.engine.connect() as conn:
+        old = day_totals(conn)
+    assert old == stage.landing.expected_a.day_totals()
+    return DayReader(stage.engine, old, stage.landing.expected.day_totals())
+
+
+def _state_is_old_or_new(stage: Stage, reader: DayReader) -> None:
+    """Right after a kill: the whole of the old state or the whole of the new, nothing between."""
+    with stage.engine.connect() as conn:
+        now = day_totals(conn)
+    assert now in (reader.old, reader.new)
+
+
+# Every named step boundary of an ingest run (tallyflow/faults.py calls in the pipeline).
+KILL_POINTS = [
+    "ingest.started",  # job run recorded, lock held
+    "ingest.orphans_removed",
+    "ingest.discovered",
+    "ingest.validated",
+    "ingest.deduped",
+    "lake.temp_written@1",  # first lake file written under its temp name, not renamed
+    "lake.file_written@1",  # first lake file in place (not in the manifest)
+    "lake.temp_written@12",
+    "lake.file_written@20",
+    "ingest.lake_written",  # every lake file in place
+    "ingest.aggregated",
+    "commit.rejected_copied",  # inside the transaction: quarantine COPY done
+    "commit.ledger_written",
+    "commit.manifest_written",
+    "commit.usage_replaced",  # usage days replaced, not committed
+    "commit.quotas_refreshed",
+    "commit.before_commit",  # job run marked succeeded, COMMIT not sent
+    "ingest.committed",  # committed, lock still held
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_ingest_killed_at_a_step_then_rerun(stage: Stage, point: str) -> None:
+    with _reader(stage) as reader:
+        harness.run_killed_at("ingest", stage.settings, stage.work, point, stage.args)
+        _state_is_old_or_new(stage, reader)
+        if point != "ingest.committed":
+            assert day_totals_now(stage) == reader.old  # nothing of the killed run visible
+        stage.rerun_and_check(reader, kills=1)
+
+
+def day_totals_now(stage: Stage) -> Any:
+    with stage.engine.connect() as conn:
+        return day_totals(conn)
+
+
+# Kills sent from outside after a random sleep, while the lake files are being written
+# (each file slowed by 25 ms) or while the commit transaction runs (each statement group
+# slowed by 120 ms). The seed is fixed: the same draws on every run of the suite.
+RANDOM_KILLS = [("lake", "ingest.deduped", "lake.", 25, seed) for seed in range(4)] + [
+    ("load", "ingest.aggregated", "commit.", 120, seed) for seed in range(4)
+]
+
+
+@pytest.mark.parametrize(
+    ("phase", "after", "slow", "delay_ms", "seed"),
+    RANDOM_KILLS,
+    ids=[f"{k[0]}-{k[4]}" for k in RANDOM_KILLS],
+)
+def test_ingest_killed_at_a_random_time_then_rerun(
+    stage: Stage, phase: str, after: str, slow: str, delay_ms: int, seed: int
+) -> None:
+    steps = 2 * 31 if phase == "lake" else 6  # points slowed down in that phase
+    window = steps * delay_ms / 1000
+    sleep = random.Random(f"{phase}-{seed}").uniform(0.15, window * 0.75)
+    faults = {"TALLYFLOW_FAULT_DELAY_MS": str(delay_ms), "TALLYFLOW_FAULT_DELAY_AT": slow}
+    with _reader(stage) as reader:
+        child = harness.start("ingest", stage.settings, stage.work, stage.args, faults)
+        child.wait_for_point(after)
+        time.sleep(sleep)
+        child.kill()
+        assert child.join() == -signal.SIGKILL, "the run finished before the kill"
+        last = child.points()[-1]
+        assert last.startswith(slow), f"kill landed after {last}, not during the {phase}"
+        assert day_totals_now(stage) == reader.old
+        stage.rerun_and_check(reader, kills=1)
+
+
+def test_ingest_killed_again_and_again(stage: Stage) -> None:
+    """Five runs in a row, each killed somewhere else, then one completes."""
+    points = [
+        "lake.file_written@5",
+        "commit.usage_replaced",
+        "ingest.aggregated",
+        "lake.temp_written@30",
+        "commit.before_commit",
+    ]
+    with _reader(stage) as reader:
+        for point in points:
+            harness.run_killed_at("ingest", stage.settings, stage.work, point, stage.args)
+            assert day_totals_now(stage) == reader.old
+        with stage.engine.connect() as conn:
+            running = conn.execute(
+                sa.text("SELECT count(*) FROM job_runs WHERE status = 'running'")
+            ).scalar_one()
+        assert running == 1  # the last killed run; each rerun marked the one before failed
+        stage.rerun_and_check(reader, kills=len(points))
+    with stage.engine.connect() as conn:
+        failed = conn.execute(
+            sa.text("SELECT error FROM job_runs WHERE status = 'failed'")
+        ).scalars()
+        assert [e.startswith("interrupted") for e in failed] == [True] * len(points)
+
+
+# --- the invoice run ----------------------------------------------------------------------
+
+PERIOD = harness.INVOICE_PERIOD
+
+
+@pytest.fixture
+def drafted(settings: Settings, engine: Engine, tmp_path: Path) -> tuple[Path, Any, Any]:
+    """Drafts from an uninterrupted run; then late usage that the next run must price."""
+    harness.seed_billing(engine)
+    work = tmp_path / "work"
+    result = harness.run_ok("invoices", settings, work, {"period": PERIOD})
+    assert result["generated"] == len(harness.INVOICE_TENANTS)
+    before, ids = harness.current_invoice_content(engine)
+    assert before == harness.uninterrupted_invoice_content(engine, PERIOD)
+    harness.bump_usage(engine)
+    after = harness.uninterrupted_invoice_content(engine, PERIOD)
+    assert after != before and after.keys() == before.keys()
+    return work, (before, ids), after
+
+
+INVOICE_KILLS = [
+    ("invoices.read", False),  # period locked, catalog and usage read
+    ("invoices.tenant_staged@1", False),  # first draft's lines in the COPY
+    ("invoices.tenant_staged@17", False),  # half-way through the COPY
+    ("invoices.staged", False),
+    ("invoices.written", False),  # drafts upserted, lines replaced, not committed
+    ("invoices.written", True),
+    ("invoices.closed", True),  # drafts closed and numbered, not committed
+]
+
+
+@pytest.mark.parametrize(("point", "close"), INVOICE_KILLS)
+def test_invoice_run_killed_then_rerun(
+    settings: Settings, engine: Engine, drafted: Any, point: str, close: bool
+) -> None:
+    work, (before, ids), after = drafted
+    args = {"period": PERIOD, "close": close}
+    harness.run_killed_at("invoices", settings, work, point, args)
+    assert harness.current_invoice_content(engine) == (before, ids)  # untouched
+    result = harness.run_ok("invoices", settings, work, args)
+    content, new_ids = harness.current_invoice_content(engine)
+    assert new_ids == ids  # the same drafts, refreshed in place: one per tenant
+    assert content == harness.with_status(after, "closed" if close else "draft")
+    assert result["closed"] == (len(ids) if close else 0)
+    if close:
+        _assert_numbers_unique(engine, len(ids))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_invoice_run_killed_at_a_random_time_then_rerun(
+    settings: Settings, engine: Engine, drafted: Any, seed: int
+) -> None:
+    work, (before, ids), after = drafted
+    faults = {"TALLYFLOW_FAULT_DELAY_MS": "30", "TALLYFLOW_FAULT_DELAY_AT": "invoices."}
+    child = harness.start("invoices", settings, work, {"period": PERIOD}, faults)
+    child.wait_for_point("invoices.read")
+    time.sleep(random.Random(seed).uniform(0.1, 0.7))
+    child.kill()
+    assert child.join() == -signal.SIGKILL
+    assert child.points()[-1].startswith("invoices.")
+    assert harness.current_invoice_content(engine) == (before, ids)
+    harness.run_ok("invoices", settings, work, {"period": PERIOD})
+    assert harness.current_invoice_content(engine) == (after, ids)
+
+
+def _assert_numbers_unique(engine: Engine, n: int) -> None:
+    with engine.connect() as conn:
+        numbers = conn.execute(
+            sa.text("SELECT number FROM invoices WHERE status = 'closed'")
+        ).scalars()
+        assert len(set(numbers)) == n
