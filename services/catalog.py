@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -24,42 +25,62 @@ from models.api import (
     SubscriptionOut,
 )
 from services.quota import refresh_quota_usage, utc_today
-from tallyflow.errors import Conflict, NotFound
+from tallyflow.errors import Conflict, InvalidInput, NotFound
 from tallyflow.sqlfiles import sql
 
 EXCLUSION_VIOLATION = "23P01"
+NUMERIC_OUT_OF_RANGE = "22003"
+
+
+@contextmanager
+def numbers_in_range() -> Iterator[None]:
+    """A value too large for its NUMERIC column is the caller's error (422), not a 500.
+
+    NOTE: the request schemas bound amounts too; this keeps the database's own limit from
+    ever surfacing as a server error.
+    """
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == NUMERIC_OUT_OF_RANGE:
+            raise InvalidInput(
+                "a number is too large for its field", code="number_out_of_range"
+            ) from None
+        raise
 
 
 def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
     """Create a plan and its quotas; Conflict when the code exists."""
-    created = conn.execute(
-        sql("insert_plan"),
-        {
-            "code": plan.code,
-            "name": plan.name,
-            "currency": plan.currency,
-            "base_fee": plan.base_fee,
-        },
-    ).one_or_none()
+    with numbers_in_range():
+        created = conn.execute(
+            sql("insert_plan"),
+            {
+                "code": plan.code,
+                "name": plan.name,
+                "currency": plan.currency,
+                "base_fee": plan.base_fee,
+            },
+        ).one_or_none()
     if created is None:
         raise Conflict(f"plan {plan.code!r} already exists", code="plan_exists")
     if plan.quotas:
-        conn.execute(
-            sql("insert_plan_quota"),
-            [
-                {
-                    "plan_id": created.id,
-                    "metric": q.metric,
-                    "aggregation": q.aggregation,
-                    "included": q.included,
-                    "limit": q.limit,
-                    "enforcement": q.enforcement,
-                    "pricing_model": q.pricing["model"],
-                    "pricing": json.dumps(q.pricing),
-                }
-                for q in plan.quotas
-            ],
-        )
+        with numbers_in_range():
+            conn.execute(
+                sql("insert_plan_quota"),
+                [
+                    {
+                        "plan_id": created.id,
+                        "metric": q.metric,
+                        "aggregation": q.aggregation,
+                        "included": q.included,
+                        "limit": q.limit,
+                        "enforcement": q.enforcement,
+                        "pricing_model": q.pricing["model"],
+                        "pricing": json.dumps(q.pricing),
+                    }
+                    for q in plan.quotas
+                ],
+            )
     # NOTE: a new plan has no subscribers yet, so no quota_usage row can change.
     return list_plans(conn, codes=[plan.code])[0]
 
@@ -148,10 +169,11 @@ def replace_overrides(
     so a rerun with the same body gives the same set)."""
     conn.execute(sql("delete_quota_overrides"), {"tenant_id": tenant_id})
     if overrides:
-        conn.execute(
-            sql("insert_quota_override"),
-            [{"tenant_id": tenant_id, **o.model_dump()} for o in overrides],
-        )
+        with numbers_in_range():
+            conn.execute(
+                sql("insert_quota_override"),
+                [{"tenant_id": tenant_id, **o.model_dump()} for o in overrides],
+            )
     refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
     return list_overrides(conn, tenant_id)
 

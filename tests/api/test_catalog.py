@@ -254,3 +254,20 @@ def test_override_validation(client: TestClient, admin: dict[str, str]) -> None:
     )
     assert backwards.status_code == 422
     assert client.get(OVERRIDES, headers=admin).json() == []
+
+
+def test_numbers_too_large_for_the_database_are_422(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    for plan in (
+        _plan(base_fee="1e30"),
+        _plan(quotas=[{**PRO_PLAN["quotas"][0], "limit": "1e40"}]),
+    ):
+        answer = client.post(PLANS, json=plan, headers=admin)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"]
+    override = client.put(
+        OVERRIDES, json={"overrides": [{"metric": "api_calls", "included": "1e40"}]}, headers=admin
+    )
+    assert override.status_code == 422 and override.json()["detail"]
+    assert client.get(PLANS, headers=admin).json() == []
