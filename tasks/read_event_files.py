@@ -170,27 +170,45 @@ def _patch(frame: pl.DataFrame, mask: pl.Expr, column: str, value: pl.Expr) -> p
     return frame.with_row_index("_i").update(fixed, on="_i", include_nulls=True).drop("_i")
 
 
+_FIELD_KEY = r'"(?:event_id|tenant_id|metric|quantity|occurred_at|properties)"\s*:'
+
+
+def _repeated_keys(
+    con: duckdb.DuckDBPyConnection, json_lines: pl.DataFrame, values: pl.DataFrame
+) -> pl.DataFrame:
+    """Rows whose top-level keys repeat. Cheap screen first: a line mentioning an event
+    field's key more often than it has fields is checked exactly (json_keys, rare)."""
+    present = pl.sum_horizontal([pl.col(f"_{name}").is_not_null() for name in FIELDS])
+    screen = json_lines.select("row", "text").join(
+        values.select("row", present.alias("present")), on="row"
+    )
+    suspects = screen.filter(  # noqa: F841 - read by DuckDB by name
+        pl.col("text").str.count_matches(_FIELD_KEY) > pl.col("present")
+    )
+    result: pl.DataFrame = con.sql(load_sql("select_repeated_json_keys")).pl()
+    return result.cast({"row": pl.Int64})
+
+
 def read_json_lines(data: bytes) -> pl.DataFrame:
     """Raw event frame of a JSON Lines payload (one JSON parse per line, in DuckDB)."""
     json_lines = _split_lines(data)
     con = duckdb.connect()
     try:
         extracted = con.sql(load_sql("extract_json_event_fields")).pl()
+        values = extracted.select(
+            pl.col("row").cast(pl.Int64),
+            (pl.col("v").is_not_null() & pl.col("braces")).fill_null(False).alias("is_object"),
+            *[
+                pl.col("v").list.get(i, null_on_oob=True).alias(f"_{name}")
+                for i, name in enumerate(FIELDS)
+            ],
+        )
+        repeated = _repeated_keys(con, json_lines, values)
     finally:
         con.close()
-    values = extracted.select(
-        pl.col("row").cast(pl.Int64),
-        "repeated_key",
-        *[
-            pl.col("v").list.get(i, null_on_oob=True).alias(f"_{name}")
-            for i, name in enumerate(("object", *FIELDS))
-        ],
-    )
-    typed = values.with_columns(
+    typed = values.join(repeated, on="row", how="left", maintain_order="left").with_columns(
         # NOTE: a repeated key makes the row ambiguous: it is never billed (malformed_row).
-        ((pl.col("_object").str.slice(0, 1) == "{") & ~pl.col("repeated_key"))
-        .fill_null(False)
-        .alias("is_object"),
+        (pl.col("is_object") & ~pl.col("repeated_key").fill_null(False)).alias("is_object"),
         *[_json_type(pl.col(f"_{name}")).alias(f"{name}_type") for name in FIELDS],
     )
     frame = typed.select(
