@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tallyflow.resources import Resources
-from tallyflow.sqlfiles import sql
+from tasks.job_runs import finish_job_run, start_job_run
 
 JOB = "close_billing_period"
 
@@ -22,19 +20,7 @@ def start_invoice_run(
     resources: Resources, parameters: Mapping[str, Any], flow_run_id: str | None = None
 ) -> uuid.UUID:
     """Insert the running job_runs row in its own transaction; returns the run id."""
-    run_id = uuid.uuid4()
-    with resources.engine.begin() as conn:
-        conn.execute(
-            sql("insert_invoice_job_run"),
-            {
-                "run_id": run_id,
-                "job": JOB,
-                "started_at": dt.datetime.now(dt.UTC),
-                "parameters": json.dumps(parameters, default=str),
-                "flow_run_id": flow_run_id,
-            },
-        )
-    return run_id
+    return start_job_run(resources.engine, JOB, dict(parameters), flow_run_id)
 
 
 @task(name="finish_invoice_run", cache_policy=NONE, retries=2, retry_delay_seconds=2)
@@ -46,13 +32,6 @@ def finish_invoice_run(
 ) -> None:
     """Mark the run succeeded (with its summary) or failed (with the error)."""
     with resources.engine.begin() as conn:
-        conn.execute(
-            sql("finish_invoice_job_run"),
-            {
-                "run_id": run_id,
-                "status": "failed" if error else "succeeded",
-                "finished_at": dt.datetime.now(dt.UTC),
-                "summary": json.dumps(summary, default=str),
-                "error": error,
-            },
+        finish_job_run(
+            conn, run_id, dict(summary), status="failed" if error else "succeeded", error=error
         )
