@@ -5,7 +5,7 @@
 
 Generates N clean events (tallyflow.generate, JSONL, 1M rows a file) and times, each in
 its own child process (so each peak RSS is its own; the parent samples the child's
-process tree with psutil and the child reports its ru_maxrss):
+process tree with psutil and the child reports its own peak, VmHWM):
 
   (a) ingest  the full flow `flows.ingest_usage.ingest_usage(paths=[...])`: validate ->
               lake -> aggregate -> usage_daily (COPY) -> quota refresh, in a fresh
@@ -149,6 +149,15 @@ RESULT_COLUMNS = (
 
 
 def _self_rss_mb() -> float:
+    """Peak RSS of this process since its exec (VmHWM).
+
+    NOTE: not ru_maxrss: Linux carries that across fork+exec, so a child of a parent
+    holding 1 GB would report at least 1 GB.
+    """
+    with open("/proc/self/status") as status:
+        for entry in status:
+            if entry.startswith("VmHWM:"):
+                return int(entry.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
