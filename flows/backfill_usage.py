@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 
 from flows.ingest_usage import refresh_quotas_at
 from tallyflow.errors import InvalidInput
+from tallyflow.faults import crash_point
 from tallyflow.resources import Resources, resources_from_env
 from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
 from tasks.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
@@ -66,6 +67,7 @@ def run_backfill(
                     "invoices_regenerated": regenerated,
                 }
                 finish_job_run(conn, run_id, summary)
+                crash_point("backfill.before_commit")
         except BaseException as exc:
             fail_job_run(res.engine, run_id, exc)
             raise

@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
+from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 from tasks import lake
 from tasks.aggregate_usage import aggregate_usage_days
@@ -55,6 +56,8 @@ def recompute_day(
         daily = aggregate_usage_days(files, tenant_ids)
         replace_usage_days(conn, daily, [day], tenant_ids)
         rows_after, after = _day_totals(conn, day, tenant_ids)
+        crash_point("backfill.day_replaced")
+    crash_point("backfill.day_committed")
     return DayChange(day, rows_before, rows_after, before, after)
 
 
