@@ -138,25 +138,6 @@ def _split_lines(data: bytes) -> pl.DataFrame:
     return frame.filter(~blank)
 
 
-def _json_type(value: pl.Expr) -> pl.Expr:
-    """Type tag of a field from its JSON text (as json_extract returns it): '"' string,
-    digit or '-' number, '{' object, null (= absent), else (true, false, [..]) other."""
-    first = value.str.slice(0, 1)
-    return (
-        pl.when(value.is_null() | (value == "null"))
-        .then(pl.lit(None, pl.String))
-        .when(first == '"')
-        .then(pl.lit(STRING))
-        # NOTE: DuckDB's parser also takes NaN / Infinity literals (what Python's
-        # json.dumps writes): numbers here, then refused as not finite.
-        .when(first.is_in(list("-0123456789")) | value.str.to_lowercase().str.contains("nan|inf"))
-        .then(pl.lit(NUMBER))
-        .when(first == "{")
-        .then(pl.lit("object"))
-        .otherwise(pl.lit(OTHER))
-    )
-
-
 _NUMBER_LITERAL = r'"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)'
 
 
@@ -173,18 +154,13 @@ def _patch(frame: pl.DataFrame, mask: pl.Expr, column: str, value: pl.Expr) -> p
 _FIELD_KEY = r'"(?:event_id|tenant_id|metric|quantity|occurred_at|properties)"\s*:'
 
 
-def _repeated_keys(
-    con: duckdb.DuckDBPyConnection, json_lines: pl.DataFrame, values: pl.DataFrame
-) -> pl.DataFrame:
+def _repeated_keys(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame:
     """Rows whose top-level keys repeat. Cheap screen first: a line mentioning an event
     field's key more often than it has fields is checked exactly (json_keys, rare)."""
-    present = pl.sum_horizontal([pl.col(f"_{name}").is_not_null() for name in FIELDS])
-    screen = json_lines.select("row", "text").join(
-        values.select("row", present.alias("present")), on="row"
-    )
-    suspects = screen.filter(  # noqa: F841 - read by DuckDB by name
-        pl.col("text").str.count_matches(_FIELD_KEY) > pl.col("present")
-    )
+    present = pl.sum_horizontal([pl.col(f"{name}_type").is_not_null() for name in FIELDS])
+    suspects = frame.filter(  # noqa: F841 - read by DuckDB by name
+        pl.col("is_object") & (pl.col("raw").str.count_matches(_FIELD_KEY) > present)
+    ).select("row", pl.col("raw").alias("text"))
     result: pl.DataFrame = con.sql(load_sql("select_repeated_json_keys")).pl()
     return result.cast({"row": pl.Int64})
 
@@ -192,46 +168,20 @@ def _repeated_keys(
 def read_json_lines(data: bytes) -> pl.DataFrame:
     """Raw event frame of a JSON Lines payload (one JSON parse per line, in DuckDB)."""
     json_lines = _split_lines(data)
+    if json_lines.height == 0:
+        return pl.DataFrame(schema={**RAW_EVENT_SCHEMA, "raw": pl.String()})
     con = duckdb.connect()
     try:
-        extracted = con.sql(load_sql("extract_json_event_fields")).pl()
-        values = extracted.select(
-            pl.col("row").cast(pl.Int64),
-            (pl.col("v").is_not_null() & pl.col("braces")).fill_null(False).alias("is_object"),
-            *[
-                pl.col("v").list.get(i, null_on_oob=True).alias(f"_{name}")
-                for i, name in enumerate(FIELDS)
-            ],
-        )
-        repeated = _repeated_keys(con, json_lines, values)
+        frame = con.sql(load_sql("extract_json_event_fields")).pl().cast({"row": pl.Int64})
+        repeated = _repeated_keys(con, frame)
     finally:
         con.close()
-    typed = values.join(repeated, on="row", how="left", maintain_order="left").with_columns(
+    if repeated.height:
         # NOTE: a repeated key makes the row ambiguous: it is never billed (malformed_row).
-        (pl.col("is_object") & ~pl.col("repeated_key").fill_null(False)).alias("is_object"),
-        *[_json_type(pl.col(f"_{name}")).alias(f"{name}_type") for name in FIELDS],
-    )
-    frame = typed.select(
-        "row",
-        "is_object",
-        *[
-            e
-            for name in FIELDS
-            for e in (
-                pl.when(pl.col(f"{name}_type") == STRING)
-                .then(pl.col(f"_{name}").str.slice(1, pl.col(f"_{name}").str.len_chars() - 2))
-                .when(pl.col(f"{name}_type").is_not_null())
-                .then(pl.col(f"_{name}"))
-                .alias(name),
-                pl.col(f"{name}_type"),
-            )
-        ],
-        *[pl.col(f"_{name}") for name in FIELDS],
-    ).join(json_lines.select("row", "raw"), on="row", maintain_order="left")
-    for name in FIELDS:
-        # JSON strings with escapes (\n, \u00e9, ...): decode them properly
-        escaped = (pl.col(f"{name}_type") == STRING) & pl.col(name).str.contains("\\", literal=True)
-        frame = _patch(frame, escaped, name, pl.col(f"_{name}").str.json_decode(pl.String))
+        bad = repeated.filter("repeated_key").get_column("row")
+        frame = frame.with_columns(
+            (pl.col("is_object") & ~pl.col("row").is_in(bad.implode())).alias("is_object")
+        )
     # NOTE: DuckDB re-prints JSON numbers from a double ("0.1234567890123456789" comes
     # back shorter); take the literal as written when it denotes the same double.
     inexact = (pl.col("quantity_type") == NUMBER) & pl.col("quantity").str.contains("[.eE]")
@@ -239,13 +189,12 @@ def read_json_lines(data: bytes) -> pl.DataFrame:
     same = literal.cast(pl.Float64, strict=False) == pl.col("quantity").cast(
         pl.Float64, strict=False
     )
-    frame = _patch(
+    return _patch(
         frame,
         inexact,
         "quantity",
         pl.when(same.fill_null(False)).then(literal).otherwise(pl.col("quantity")),
     )
-    return frame.drop([f"_{name}" for name in FIELDS])
 
 
 def read_csv_rows(data: bytes) -> pl.DataFrame:

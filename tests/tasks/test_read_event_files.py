@@ -112,3 +112,12 @@ def test_discover_skips_hidden_and_lists_ignored(tmp_path: Path) -> None:
     files, ignored = discover_files([tmp_path])
     assert [f.path.name for f in files] == ["a.jsonl", "b.csv.gz"]
     assert [p.name for p in ignored] == ["notes.txt"]
+
+
+def test_rows_keep_file_order_in_big_files(tmp_path: Path) -> None:
+    # NOTE: DuckDB scans large inputs in parallel chunks; the first occurrence of a key
+    # must stay first (it is the version that stands), so rows come back in file order.
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(GOOD % (i, "1") + "\n" for i in range(300_000)))
+    rows = read_event_file(path).get_column("row")
+    assert rows.is_sorted() and rows.len() == 300_000
