@@ -10,8 +10,11 @@ it is killed, then rerun to completion, while a reader polls per-day totals.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -248,6 +251,46 @@ def test_ingest_killed_again_and_again(stage: Stage) -> None:
             sa.text("SELECT error FROM job_runs WHERE status = 'failed'")
         ).scalars()
         assert [e.startswith("interrupted") for e in failed] == [True] * len(points)
+
+
+def test_the_prefect_flow_killed_then_rerun(stage: Stage, prefect_harness: None) -> None:
+    """The deployed path: the `ingest_usage` Prefect flow (tasks through Prefect's engine,
+    reporting to the session's Prefect server) in a fresh Python process, killed inside its
+    commit; rerun as a flow; the same end state as the harness's runs."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.ingest_usage import ingest_usage
+
+    trace = stage.work / "flow.trace"
+    env = {
+        **os.environ,
+        **harness.settings_env(stage.settings),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "TALLYFLOW_CRASH_AT": "commit.usage_replaced",
+        "TALLYFLOW_FAULT_TRACE": str(trace),
+    }
+    code = (
+        "import sys; from flows.ingest_usage import ingest_usage; ingest_usage(paths=sys.argv[1:])"
+    )
+    with _reader(stage) as reader:
+        done = subprocess.run(
+            [sys.executable, "-c", code, stage.landing.b.out_dir],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            timeout=300,
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+        assert trace.read_text().split()[-2] == "commit.usage_replaced"
+        assert day_totals_now(stage) == reader.old
+        result = ingest_usage(paths=[stage.landing.b.out_dir])
+        assert result["rows"] == result["accepted"] + result["duplicates"] + result["rejected"]
+        deadline = time.monotonic() + 10
+        while reader.seen_new == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    reader.check()
+    pushed = len(stage.landing.pushed)
+    assert_consistent(stage.engine, stage.settings.lake_path, stage.landing.expected, pushed)
 
 
 # --- the backfill -------------------------------------------------------------------------
