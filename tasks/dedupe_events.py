@@ -28,14 +28,14 @@ class DedupeResult:
 
 def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
     """Split a batch of accepted events against the lake files and itself."""
+    # NOTE: only key and content columns are copied while deciding; the full rows are
+    # filtered once at the end (a batch can hold millions of events).
     batch = batch.with_row_index("position").cast({"position": pl.Int64})
-    is_first = pl.struct(*KEY).is_first_distinct()
-    firsts = batch.filter(is_first)
-    repeats = batch.filter(~is_first)
+    first_mask = batch.select(pl.struct(*KEY).is_first_distinct()).to_series()
+    firsts = batch.select("position", *KEY, *CONTENT).filter(first_mask)
+    repeats = batch.filter(~first_mask)
 
-    standing = firsts.select("position", *KEY, *CONTENT).with_columns(
-        pl.lit(False).alias("in_lake")
-    )
+    standing = firsts.with_columns(pl.lit(False).alias("in_lake"))
     if lake_files and firsts.height:
         batch_keys = firsts.select("position", *KEY)  # noqa: F841 - read by DuckDB by name
         con = duckdb.connect()
@@ -60,12 +60,12 @@ def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
 
     same = pl.all_horizontal(pl.col(c) == pl.col(f"{c}_standing") for c in CONTENT)
     # firsts that are already in the lake are repeats of the lake's version
-    firsts_vs_lake = firsts.join(
-        standing.filter("in_lake").select(
-            "position", *[pl.col(c).alias(f"{c}_standing") for c in CONTENT]
-        ),
+    in_lake = standing.filter("in_lake")
+    firsts_vs_lake = batch.join(
+        in_lake.select("position", *[pl.col(c).alias(f"{c}_standing") for c in CONTENT]),
         on="position",
         how="inner",
+        maintain_order="left",
     )
     repeats_vs_standing = repeats.join(
         standing.select(*KEY, *[pl.col(c).alias(f"{c}_standing") for c in CONTENT]),
@@ -77,10 +77,8 @@ def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
     drop_cols = ["position", *[f"{c}_standing" for c in CONTENT]]
     duplicates = checked.filter(same).drop(drop_cols)
     conflicts = checked.filter(~same).drop(drop_cols)
-    new = firsts.join(
-        standing.filter("in_lake").select("position"),
-        on="position",
-        how="anti",
-        maintain_order="left",
-    ).drop("position")
+    keep = first_mask & ~batch.get_column("position").is_in(
+        in_lake.get_column("position").implode()
+    )
+    new = batch.filter(keep).drop("position")
     return DedupeResult(new=new, duplicates=duplicates, conflicts=conflicts)

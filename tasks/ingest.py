@@ -160,9 +160,11 @@ def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch
             continue
         outcome.rows_read = raw.height
         result = validate_raw_events(raw, now)
+        # NOTE: accepted rows drop their raw text (the largest column): only a conflicting
+        # duplicate needs it, and `raw_text_of_rows` reads those few lines back.
         accepted.append(
             _with_source(result.accepted, str(f.path), f.sha256).with_columns(
-                pl.lit(None, pl.Int64).alias("inbox_id")
+                pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
             )
         )
         rejected.append(
@@ -230,8 +232,33 @@ def dedupe_against_lake(engine: Engine, lake_root: Path, batch: Batch) -> Dedupe
         "event_id",
         "raw",
     )
-    rejected = pl.concat([batch.rejected, conflicts], how="vertical_relaxed")
+    rejected = pl.concat([batch.rejected, raw_text_of_rows(conflicts)], how="vertical_relaxed")
     return Deduped(new=result.new, duplicates=result.duplicates, rejected=rejected)
+
+
+def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """Fill `raw` of rows that lack it by reading their files' lines back (rare: conflicts)."""
+    missing = rows.filter(pl.col("raw").is_null() & pl.col("file_sha256").is_not_null())
+    if missing.height == 0:
+        return rows
+    texts = []
+    for source in missing.get_column("source").unique().to_list():
+        try:
+            texts.append(
+                read_event_file(Path(source))
+                .select("row", pl.col("raw").alias("_raw"))
+                .with_columns(pl.lit(source).alias("source"))
+            )
+        except (UnreadableFile, OSError):
+            continue  # the file went away mid-run: the row keeps file and line number
+    if not texts:
+        return rows
+    found = pl.concat(texts)
+    return (
+        rows.join(found, on=["source", "row"], how="left", maintain_order="left")
+        .with_columns(pl.coalesce("raw", "_raw").alias("raw"))
+        .drop("_raw")
+    )
 
 
 @task(name="write_lake_partitions", cache_policy=NO_CACHE)

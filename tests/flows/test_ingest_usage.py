@@ -140,6 +140,12 @@ def test_conflicting_duplicate_rejected_first_version_stands(
     )
     result = ingest()
     assert result["rejected_by_reason"] == {"conflicting_duplicate": 2}
+    with engine.connect() as conn:
+        kept = conn.execute(
+            sa.text("SELECT line_no, raw FROM rejected_rows ORDER BY line_no")
+        ).all()
+    lines = (settings.landing_path / "2.jsonl").read_text().splitlines()
+    assert [(r.line_no, bytes(r.raw).decode()) for r in kept] == [(1, lines[0]), (3, lines[2])]
     assert usage(engine)[("acme", "api.calls", "2026-10-05")] == (Decimal(3), 2, Decimal(2))
     assert ("acme", "other", "2026-10-05") not in usage(engine)
 
