@@ -11,6 +11,7 @@ NOTE: nothing on this import path imports Prefect: `tallyflow serve` starts with
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             listener.stop()
+            gc.unfreeze()  # see ApiState.reload_quotas
 
     app = FastAPI(
         title="tallyflow",
