@@ -25,16 +25,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or refresh the period's draft invoices (closed/void ones are left alone)."""
         from services.proration import BillingPeriod
-        from tallyflow.cli import fail, print_json, usage_error
+        from tallyflow.cli import print_json, usage_error
+        from tallyflow.commands._flows import run_flow
         from tallyflow.errors import InvalidInput
 
         try:
             billing_period = BillingPeriod.parse(period)
         except InvalidInput as exc:
             usage_error(exc.message)
-        outcome = _run_flow(billing_period.label, tenant or None, close)
-        if outcome is None:
-            fail("the invoice run failed (see the Prefect flow run logs)")
+
+        def load() -> Any:
+            from flows.close_billing_period import close_billing_period
+
+            return close_billing_period
+
+        outcome = run_flow(
+            load, period=billing_period.label, tenant_ids=tenant or None, close=close
+        )
         payload = {
             "generated": outcome["generated"],
             "skipped": outcome["skipped"],
@@ -52,29 +59,3 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  total {currency}: {total}")
         for t, reason in sorted(outcome.get("skipped_tenants", {}).items()):
             typer.echo(f"  skipped {t}: {reason}")
-
-
-def _run_flow(period: str, tenant_ids: list[str] | None, close: bool) -> dict[str, Any] | None:
-    """Run the flow against the reused Prefect server; None when the run failed."""
-    import logging
-
-    from tallyflow.settings import load_settings
-
-    try:
-        from tallyflow.prefect_runtime import ensure_prefect_api
-    except ImportError:  # pragma: no cover - the runtime helper ships with the CLI
-        pass
-    else:
-        ensure_prefect_api(load_settings())
-
-    from flows.close_billing_period import close_billing_period
-
-    try:
-        result: dict[str, Any] = close_billing_period(
-            period=period, tenant_ids=tenant_ids, close=close
-        )
-    except Exception as exc:  # the flow already recorded the failure in job_runs
-        logging.getLogger("tallyflow").debug("invoice run failed", exc_info=exc)
-        typer.echo(f"error: {exc}", err=True)
-        return None
-    return result
