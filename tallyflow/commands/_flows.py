@@ -11,10 +11,10 @@ import typer
 def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     """Point Prefect at a long-lived server (before importing it), then run the flow.
 
-    `load` imports and returns the flow, so Prefect is imported only here. A domain error
-    (bad input) exits 2 with its message; any other failure exits 1.
+    `load` imports and returns the flow, so Prefect is imported only here. Commands check
+    their arguments before (exit 2); any failure of the run itself exits 1, domain errors
+    included (a stored plan that no longer prices is a failed run, not bad usage).
     """
-    from tallyflow.errors import InvalidInput
     from tallyflow.prefect_runtime import PrefectServerError, ensure_prefect_api
     from tallyflow.settings import load_settings
 
@@ -26,9 +26,6 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     flow = load()
     try:
         return flow(**parameters)
-    except InvalidInput as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
     except Exception as exc:
         typer.echo(f"error: the run failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
