@@ -304,3 +304,75 @@ def test_close_and_void_at_once_over_http(settings: Settings, engine: Engine) ->
             final = client.get(f"/api/billing/invoices/{invoice_id}", headers=headers).json()
             assert final["status"] == "void"
             assert (final["number"] is not None) == (codes["close"] == 200)
+
+
+# --- pushed events arriving while ingests drain the inbox -----------------------------------
+
+
+def test_pushes_during_ingests_are_counted_once(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """Two threads push batches (each in its own transaction, so inbox ids commit out of
+    order) while ingest runs drain the inbox; every accepted event ends in usage_daily once."""
+    from services.inbox import push_events
+
+    expected = Expected()
+    lock = threading.Lock()
+    accepted: list[dict[str, Any]] = []
+    failures: list[str] = []
+    enough = threading.Event()  # set once two ingest runs have committed
+
+    def pusher(n: int) -> None:
+        try:
+            for b in range(400):
+                if b >= 20 and enough.is_set():
+                    break
+                batch = [
+                    {
+                        "event_id": f"p{n}-{b}-{i}",
+                        "tenant_id": f"tenant-{i % 3}",
+                        "metric": "api.calls",
+                        "quantity": f"{b}.{i:03d}",
+                        "occurred_at": f"2026-10-{1 + (b + i) % 28:02d}T{i % 24:02d}:00:00Z",
+                    }
+                    for i in range(25)
+                ]
+                resend = batch[:3] if b % 4 == 3 else []  # a client retry: exact duplicates
+                with engine.begin() as conn:
+                    outcome = push_events(conn, batch, now=dt.datetime.now(dt.UTC))
+                with engine.begin() as conn:
+                    again = push_events(conn, resend, now=dt.datetime.now(dt.UTC))
+                if outcome.rejected or again.rejected or again.duplicates != len(resend):
+                    failures.append(f"{outcome} {again}")
+                with lock:
+                    accepted.extend(batch)
+                time.sleep(0.01)
+        except Exception as exc:  # reported below
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=pusher, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    work = tmp_path / "work"
+    runs = 0
+    while any(t.is_alive() for t in threads):
+        harness.run_ok("ingest", settings, work, {})
+        runs += 1
+        if runs >= 2:
+            enough.set()
+    for t in threads:
+        t.join()
+    harness.run_ok("ingest", settings, work, {})  # whatever arrived during the last run
+    assert not failures, failures[:3]
+    assert runs >= 2
+    for e in accepted:
+        at = dt.datetime.fromisoformat(e["occurred_at"])
+        q = Decimal(e["quantity"])
+        expected.add_day((e["tenant_id"], e["metric"], at.date()), q, 1, q, at, at)
+    assert len({e["event_id"] for e in accepted}) == len(accepted) >= 2 * 20 * 25
+    assert_consistent(engine, settings.lake_path, expected, pushed=len(accepted))
+    with engine.connect() as conn:
+        drained = conn.execute(
+            sa.text("SELECT sum((summary->>'accepted')::int) FROM job_runs")
+        ).scalar_one()
+    assert drained == len(accepted)
