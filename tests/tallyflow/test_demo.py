@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
+from tallyflow.cli import app
 from tallyflow.demo import format_report, run_demo
 from tallyflow.resources import Resources
 from tallyflow.settings import Settings
@@ -16,20 +18,26 @@ from tallyflow.settings import Settings
 @pytest.mark.usefixtures("prefect_harness")
 def test_demo_small_and_rerunnable(settings: Settings, engine: Engine) -> None:
     res = Resources(settings, engine)
-    today = dt.date(2026, 11, 24)
-    first = run_demo(res, tenants=12, events=2000, today=today, progress=lambda _: None)
-    assert first.subscribed == 9
-    assert first.rows == first.accepted + first.duplicates + sum(first.rejected.values())
-    assert first.rejected["conflicting_duplicate"] > 0 and first.duplicates > 0
-    assert first.invoices["generated"] == first.invoices["closed"] == 9
-    text = format_report(first, settings.home_path, None)
-    assert "Invoices: 9 generated, 9 closed" in text
+    today = dt.datetime.now(dt.UTC).date()
+    # the command itself, on a small size (what the README's demo runs, smaller)
+    shown = CliRunner().invoke(app, ["demo", "--tenants", "12", "--events", "2000"])
+    assert shown.exit_code == 0, shown.output
+    assert "Invoices: 9 generated, 9 closed" in shown.stdout
+    assert "Quota checks" in shown.stdout and "Where to look next" in shown.stdout
+    with engine.connect() as conn:
+        kinds = dict(
+            conn.execute(
+                sa.text("SELECT reason, count(*) FROM rejected_rows GROUP BY reason")
+            ).all()
+        )
+        assert kinds["conflicting_duplicate"] > 0 and len(kinds) == 12
 
     with engine.connect() as conn:
         invoices = conn.execute(
             sa.text("SELECT tenant_id, number, total FROM invoices ORDER BY tenant_id")
         ).all()
     second = run_demo(res, tenants=12, events=2000, today=today, progress=lambda _: None)
+    assert "nothing new" in format_report(second, settings.home_path, None)
     assert second.accepted == 0 and second.rows == 0  # same files: skipped by sha256
     assert second.invoices["generated"] == 0 and second.invoices["skipped"] == 9
     with engine.connect() as conn:
