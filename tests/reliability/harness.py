@@ -1,16 +1,20 @@
 """Crash and concurrency harness: pipeline runs in real child processes, killed with SIGKILL.
 
 Why a fork server: importing the pipeline (Prefect, Polars, DuckDB, SQLAlchemy) costs 5 s of
-CPU (15 s wall on the shared test machine). The children are forked from a server that
-imported it once (`multiprocessing` "forkserver" with a preload), so each child is a
-separate process with its own Postgres connections, started in a fraction of a second,
-and a SIGKILL stops it exactly as an OOM kill or power loss would.
+CPU (15 s wall on the shared test machine), and the suite starts 120-odd children. They
+are forked from a server that imported it once (`multiprocessing` "forkserver" with a
+preload), so each child is a separate process with its own Postgres connections, started
+in a fraction of a second, and a SIGKILL stops it exactly as an OOM kill or power loss
+would. NOTE: the fork server keeps the Python code it imported at its start, while sql/
+files are read at run time: editing the pipeline during a test session gives children
+mismatched code (e.g. every file "unreadable"); rerun the session.
 
 What a child runs is the body of the Prefect flow, unchanged: `flows.ingest_usage.run_ingest`
 with its Prefect tasks called as their plain functions (`Task.fn`; Prefect 3 cannot run a
 task outside a flow without an API server, 10-20 s to start per process) and a stdlib
 logger in place of `get_run_logger`. The invoice run is the `generate_period_invoices`
-task's function between `start_invoice_run` and `finish_invoice_run`, as in the flow.
+task's function between `start_invoice_run` and `finish_invoice_run`, as in the flow; the
+backfill is `flows.backfill_usage.run_backfill` like the ingest.
 
 Faults are set through the child's environment (tallyflow/faults.py): TALLYFLOW_CRASH_AT
 kills at a named point; TALLYFLOW_FAULT_DELAY_MS slows the named points down so that a kill

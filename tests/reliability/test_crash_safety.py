@@ -45,7 +45,7 @@ class Landing:
 
 
 def _pushed_events() -> list[dict[str, Any]]:
-    """Events for the inbox: some new, one on a key batch B also carries (counted once)."""
+    """Events for the inbox: a tenant of their own, spread over the month's days."""
     events = []
     for i in range(60):
         day = 1 + i % 28
