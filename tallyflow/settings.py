@@ -21,9 +21,6 @@ class Settings(BaseSettings):
     )
     landing: str | None = Field(default=None, description="Landing folder for raw usage logs")
     lake: str | None = Field(default=None, description="Event lake folder (Parquet)")
-    future_tolerance_seconds: int = Field(
-        default=300, description="occurred_at may be at most this far in the future"
-    )
     max_push_events: int = Field(default=10_000, description="Cap of events per usage:ingest")
 
     @property
