@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,6 +160,18 @@ def _check_own_invoice(principal: Principal, invoice_id: int, tenant_id: str) ->
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
 
 
+def _transition(
+    state: ApiState,
+    principal: Principal,
+    invoice_id: int,
+    change: Callable[[sa.Connection, int], invoicing.InvoiceView],
+) -> InvoiceOut:
+    """Check ownership, then apply a lifecycle change, in one transaction."""
+    with state.engine.begin() as conn:
+        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
+        return InvoiceOut.of(change(conn, invoice_id))
+
+
 @router.post("/invoices/{invoice_id}:close", response_model=InvoiceOut)
 def close_invoice(
     invoice_id: InvoiceIdPath,
@@ -166,9 +179,7 @@ def close_invoice(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> InvoiceOut:
     """draft -> closed (sequential number, closed_at, frozen); 409 naming the current status."""
-    with state.engine.begin() as conn:
-        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
-        return InvoiceOut.of(invoicing.close_invoice(conn, invoice_id))
+    return _transition(state, principal, invoice_id, invoicing.close_invoice)
 
 
 @router.post("/invoices/{invoice_id}:void", response_model=InvoiceOut)
@@ -178,6 +189,4 @@ def void_invoice(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> InvoiceOut:
     """draft or closed -> void (voided_at); 409 when already void."""
-    with state.engine.begin() as conn:
-        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
-        return InvoiceOut.of(invoicing.void_invoice(conn, invoice_id))
+    return _transition(state, principal, invoice_id, invoicing.void_invoice)
