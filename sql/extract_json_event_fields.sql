@@ -1,71 +1,68 @@
--- purpose: the raw event frame of JSON lines: each field's text and JSON type (one parse per line)
--- NOTE: a field's JSON text tells its type by its first character: '"' string, digit or '-'
--- number (NaN / Infinity literals too, refused later as not finite), '{' object, null =
--- absent, anything else (true, false, [...]) another type. Strings with escapes are decoded.
-SELECT
-    row,
-    coalesce(v IS NOT NULL AND starts_with(ltrim(text), '{'), false) AS is_object,
-    CASE WHEN v[1] IS NULL OR v[1] = 'null' THEN NULL
-             WHEN v[1][1] = '"' THEN (CASE WHEN contains(v[1], '\') THEN CAST(v[1] AS JSON)->>'$' ELSE v[1][2:-2] END)
-             ELSE v[1] END AS event_id,
-    CASE WHEN v[1] IS NULL OR v[1] = 'null' THEN NULL
-             WHEN v[1][1] = '"' THEN 'string'
-             WHEN v[1][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[1]), 'nan|inf') THEN 'number'
-             WHEN v[1][1] = '{' THEN 'object'
-             ELSE 'other' END AS event_id_type,
-    CASE WHEN v[2] IS NULL OR v[2] = 'null' THEN NULL
-             WHEN v[2][1] = '"' THEN (CASE WHEN contains(v[2], '\') THEN CAST(v[2] AS JSON)->>'$' ELSE v[2][2:-2] END)
-             ELSE v[2] END AS tenant_id,
-    CASE WHEN v[2] IS NULL OR v[2] = 'null' THEN NULL
-             WHEN v[2][1] = '"' THEN 'string'
-             WHEN v[2][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[2]), 'nan|inf') THEN 'number'
-             WHEN v[2][1] = '{' THEN 'object'
-             ELSE 'other' END AS tenant_id_type,
-    CASE WHEN v[3] IS NULL OR v[3] = 'null' THEN NULL
-             WHEN v[3][1] = '"' THEN (CASE WHEN contains(v[3], '\') THEN CAST(v[3] AS JSON)->>'$' ELSE v[3][2:-2] END)
-             ELSE v[3] END AS metric,
-    CASE WHEN v[3] IS NULL OR v[3] = 'null' THEN NULL
-             WHEN v[3][1] = '"' THEN 'string'
-             WHEN v[3][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[3]), 'nan|inf') THEN 'number'
-             WHEN v[3][1] = '{' THEN 'object'
-             ELSE 'other' END AS metric_type,
-    CASE WHEN v[4] IS NULL OR v[4] = 'null' THEN NULL
-             WHEN v[4][1] = '"' THEN (CASE WHEN contains(v[4], '\') THEN CAST(v[4] AS JSON)->>'$' ELSE v[4][2:-2] END)
-             ELSE v[4] END AS quantity,
-    CASE WHEN v[4] IS NULL OR v[4] = 'null' THEN NULL
-             WHEN v[4][1] = '"' THEN 'string'
-             WHEN v[4][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[4]), 'nan|inf') THEN 'number'
-             WHEN v[4][1] = '{' THEN 'object'
-             ELSE 'other' END AS quantity_type,
-    CASE WHEN v[5] IS NULL OR v[5] = 'null' THEN NULL
-             WHEN v[5][1] = '"' THEN (CASE WHEN contains(v[5], '\') THEN CAST(v[5] AS JSON)->>'$' ELSE v[5][2:-2] END)
-             ELSE v[5] END AS occurred_at,
-    CASE WHEN v[5] IS NULL OR v[5] = 'null' THEN NULL
-             WHEN v[5][1] = '"' THEN 'string'
-             WHEN v[5][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[5]), 'nan|inf') THEN 'number'
-             WHEN v[5][1] = '{' THEN 'object'
-             ELSE 'other' END AS occurred_at_type,
-    CASE WHEN v[6] IS NULL OR v[6] = 'null' THEN NULL
-             WHEN v[6][1] = '"' THEN (CASE WHEN contains(v[6], '\') THEN CAST(v[6] AS JSON)->>'$' ELSE v[6][2:-2] END)
-             ELSE v[6] END AS properties,
-    CASE WHEN v[6] IS NULL OR v[6] = 'null' THEN NULL
-             WHEN v[6][1] = '"' THEN 'string'
-             WHEN v[6][1] IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
-                  OR regexp_matches(lower(v[6]), 'nan|inf') THEN 'number'
-             WHEN v[6][1] = '{' THEN 'object'
-             ELSE 'other' END AS properties_type,
-    raw
-FROM (
+-- purpose: the raw event frame of JSON lines `json_lines` (row, text): each field's text and JSON type, one parse per line
+-- NOTE: a field's JSON text tells its type by its first character: '"' string, '{' object,
+-- 't', 'f', '[' another type (true, false, array), else a number (NaN and Infinity too,
+-- refused later as not finite); JSON null is absent. Strings with escapes are decoded.
+-- DuckDB prints a JSON number back from a double: where that could change the quantity's
+-- value at 6 decimals (an exponent, more than 6 decimals, 10 or more integer digits), the
+-- literal as written is taken from the line when it denotes the same double.
+-- NOTE: a repeated top-level key makes the row ambiguous: it is never billed (is_object is
+-- false, so malformed_row). Only a line with more keys than event fields can repeat one,
+-- so only those lines pay for the exact check.
+WITH parsed AS (
     SELECT
         row,
         text,
-        raw,
-        try(json_extract(text, ['$.event_id', '$.tenant_id', '$.metric', '$.quantity', '$.occurred_at', '$.properties']))::VARCHAR[] AS v
+        try(json_keys(text)) AS k,
+        try(json_transform(text, '{"event_id": "JSON", "tenant_id": "JSON", "metric": "JSON", "quantity": "JSON", "occurred_at": "JSON", "properties": "JSON"}')) AS v
     FROM json_lines
+),
+fields AS (
+    SELECT
+        row,
+        text,
+        k,
+        coalesce(v IS NOT NULL AND starts_with(ltrim(text), '{'), false) AS parsed_object,
+        CAST(v.event_id AS VARCHAR) AS j_event_id,
+        CAST(v.tenant_id AS VARCHAR) AS j_tenant_id,
+        CAST(v.metric AS VARCHAR) AS j_metric,
+        CAST(v.quantity AS VARCHAR) AS j_quantity,
+        CAST(v.occurred_at AS VARCHAR) AS j_occurred_at,
+        CAST(v.properties AS VARCHAR) AS j_properties
+    FROM parsed
 )
-ORDER BY row
+SELECT
+    row,
+    parsed_object AND NOT coalesce(
+        CASE
+            WHEN len(k) > (j_event_id IS NOT NULL)::INT + (j_tenant_id IS NOT NULL)::INT + (j_metric IS NOT NULL)::INT
+                          + (j_quantity IS NOT NULL)::INT + (j_occurred_at IS NOT NULL)::INT + (j_properties IS NOT NULL)::INT
+                THEN len(list_distinct(k)) < len(k)
+        END,
+        false
+    ) AS is_object,
+    CASE WHEN j_event_id[1] = '"' THEN (CASE WHEN contains(j_event_id, '\') THEN CAST(j_event_id AS JSON)->>'$' ELSE j_event_id[2:-2] END) ELSE j_event_id END AS event_id,
+    CASE WHEN j_event_id IS NULL THEN NULL WHEN j_event_id[1] = '"' THEN 'string' WHEN j_event_id[1] = '{' THEN 'object'
+         WHEN j_event_id[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS event_id_type,
+    CASE WHEN j_tenant_id[1] = '"' THEN (CASE WHEN contains(j_tenant_id, '\') THEN CAST(j_tenant_id AS JSON)->>'$' ELSE j_tenant_id[2:-2] END) ELSE j_tenant_id END AS tenant_id,
+    CASE WHEN j_tenant_id IS NULL THEN NULL WHEN j_tenant_id[1] = '"' THEN 'string' WHEN j_tenant_id[1] = '{' THEN 'object'
+         WHEN j_tenant_id[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS tenant_id_type,
+    CASE WHEN j_metric[1] = '"' THEN (CASE WHEN contains(j_metric, '\') THEN CAST(j_metric AS JSON)->>'$' ELSE j_metric[2:-2] END) ELSE j_metric END AS metric,
+    CASE WHEN j_metric IS NULL THEN NULL WHEN j_metric[1] = '"' THEN 'string' WHEN j_metric[1] = '{' THEN 'object'
+         WHEN j_metric[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS metric_type,
+    CASE
+        WHEN j_quantity[1] = '"' THEN (CASE WHEN contains(j_quantity, '\') THEN CAST(j_quantity AS JSON)->>'$' ELSE j_quantity[2:-2] END)
+        WHEN j_quantity[1] NOT IN ('{', 't', 'f', '[')
+             AND (regexp_matches(j_quantity, '[eE]') OR length(split_part(j_quantity, '.', 2)) > 6 OR length(split_part(j_quantity, '.', 1)) > 9)
+             AND TRY_CAST(regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1) AS DOUBLE) = TRY_CAST(j_quantity AS DOUBLE)
+            THEN regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1)
+        ELSE j_quantity
+    END AS quantity,
+    CASE WHEN j_quantity IS NULL THEN NULL WHEN j_quantity[1] = '"' THEN 'string' WHEN j_quantity[1] = '{' THEN 'object'
+         WHEN j_quantity[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS quantity_type,
+    CASE WHEN j_occurred_at[1] = '"' THEN (CASE WHEN contains(j_occurred_at, '\') THEN CAST(j_occurred_at AS JSON)->>'$' ELSE j_occurred_at[2:-2] END) ELSE j_occurred_at END AS occurred_at,
+    CASE WHEN j_occurred_at IS NULL THEN NULL WHEN j_occurred_at[1] = '"' THEN 'string' WHEN j_occurred_at[1] = '{' THEN 'object'
+         WHEN j_occurred_at[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS occurred_at_type,
+    CASE WHEN j_properties[1] = '"' THEN (CASE WHEN contains(j_properties, '\') THEN CAST(j_properties AS JSON)->>'$' ELSE j_properties[2:-2] END) ELSE j_properties END AS properties,
+    CASE WHEN j_properties IS NULL THEN NULL WHEN j_properties[1] = '"' THEN 'string' WHEN j_properties[1] = '{' THEN 'object'
+         WHEN j_properties[1] IN ('t', 'f', '[') THEN 'other' ELSE 'number' END AS properties_type
+FROM fields

@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from models.events import ACCEPTED_SCHEMA, RejectReason, validate_raw_events
+from models.events import ACCEPTED_SCHEMA, RejectReason
 from tallyflow.db import driver_connection
 from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
@@ -27,7 +27,13 @@ from tasks.aggregate_usage import aggregate_usage_days
 from tasks.dedupe_events import dedupe_events
 from tasks.job_runs import finish_job_run
 from tasks.load_usage_daily import replace_usage_days
-from tasks.read_event_files import LandingFile, UnreadableFile, discover_files, read_event_file
+from tasks.read_event_files import (
+    LandingFile,
+    UnreadableFile,
+    discover_files,
+    read_event_file,
+    validate_event_file,
+)
 
 HTTP_SOURCE = "http"
 
@@ -136,7 +142,7 @@ def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch
         outcome = FileOutcome(f)
         outcomes.append(outcome)
         try:
-            raw = read_event_file(f.path)
+            result = validate_event_file(f.path, now)
         except UnreadableFile as exc:
             outcome.unreadable = str(exc)
             outcome.rows_read = 1  # NOTE: the file counts as one rejected row
@@ -158,8 +164,7 @@ def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch
                 )
             )
             continue
-        outcome.rows_read = raw.height
-        result = validate_raw_events(raw, now)
+        outcome.rows_read = result.accepted.height + result.rejected.height
         # NOTE: accepted rows drop their raw text (the largest column): only a conflicting
         # duplicate needs it, and `raw_text_of_rows` reads those few lines back.
         accepted.append(

@@ -7,6 +7,7 @@ shown and replayed. A file that cannot be read at all raises UnreadableFile.
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -18,7 +19,16 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from models.events import FIELDS, NUMBER, OTHER, RAW_EVENT_SCHEMA, STRING
+from models.events import (
+    FIELDS,
+    NUMBER,
+    OTHER,
+    RAW_EVENT_SCHEMA,
+    STRING,
+    ValidationResult,
+    validate_json_lines,
+    validate_raw_events,
+)
 from tallyflow.sqlfiles import load_sql
 
 JSON_SUFFIXES: Final = (".jsonl", ".ndjson")
@@ -96,9 +106,8 @@ def _split_lines(data: bytes) -> pl.DataFrame:
         data = data[len(BOM) :]
     n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     frame: pl.DataFrame | None = None
-    try:
-        data.decode("utf-8")
-        if b"\x01" not in data and n_lines:
+    if b"\x01" not in data and n_lines:
+        try:  # NOTE: Polars refuses text that is not UTF-8 (then the slow path below)
             frame = pl.read_csv(
                 io.BytesIO(data),
                 has_header=False,
@@ -108,14 +117,14 @@ def _split_lines(data: bytes) -> pl.DataFrame:
                 schema={"text": pl.String},
                 raise_if_empty=False,
             )
-            if frame.height != n_lines:
-                frame = None
-            else:
-                frame = frame.with_columns(
-                    pl.col("text").str.strip_chars_end("\r").fill_null(""),
-                )
-    except (UnicodeDecodeError, pl.exceptions.PolarsError):
-        frame = None
+        except pl.exceptions.PolarsError:
+            frame = None
+        if frame is not None and frame.height != n_lines:
+            frame = None
+        if frame is not None:
+            frame = frame.with_columns(pl.col("text").fill_null(""))
+            if b"\r" in data:
+                frame = frame.with_columns(pl.col("text").str.strip_chars_end("\r"))
     if frame is None:  # slow path: invalid UTF-8, control bytes, odd line endings
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
@@ -134,35 +143,10 @@ def _split_lines(data: bytes) -> pl.DataFrame:
         frame = frame.with_columns(pl.col("text").alias("raw"))
     frame = frame.with_row_index("row", offset=1).cast({"row": pl.Int64})
     # NOTE: blank lines are not rows (they carry no event), so they are not counted.
+    if frame.select(pl.col("text").str.starts_with("{").all()).item():
+        return frame
     blank = pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() == "")
     return frame.filter(~blank)
-
-
-_NUMBER_LITERAL = r'"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)'
-
-
-def _patch(frame: pl.DataFrame, mask: pl.Expr, column: str, value: pl.Expr) -> pl.DataFrame:
-    """Recompute `column` only on the rows matching `mask` (costly expressions stay off
-    the common path: when/then would evaluate them on every row)."""
-    rows = frame.with_row_index("_i").filter(mask)
-    if rows.height == 0:
-        return frame
-    fixed = rows.select("_i", value.alias(column))
-    return frame.with_row_index("_i").update(fixed, on="_i", include_nulls=True).drop("_i")
-
-
-_FIELD_KEY = r'"(?:event_id|tenant_id|metric|quantity|occurred_at|properties)"\s*:'
-
-
-def _repeated_keys(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows whose top-level keys repeat. Cheap screen first: a line mentioning an event
-    field's key more often than it has fields is checked exactly (json_keys, rare)."""
-    present = pl.sum_horizontal([pl.col(f"{name}_type").is_not_null() for name in FIELDS])
-    suspects = frame.filter(  # noqa: F841 - read by DuckDB by name
-        pl.col("is_object") & (pl.col("raw").str.count_matches(_FIELD_KEY) > present)
-    ).select("row", pl.col("raw").alias("text"))
-    result: pl.DataFrame = con.sql(load_sql("select_repeated_json_keys")).pl()
-    return result.cast({"row": pl.Int64})
 
 
 def read_json_lines(data: bytes) -> pl.DataFrame:
@@ -173,28 +157,11 @@ def read_json_lines(data: bytes) -> pl.DataFrame:
     con = duckdb.connect()
     try:
         frame = con.sql(load_sql("extract_json_event_fields")).pl().cast({"row": pl.Int64})
-        repeated = _repeated_keys(con, frame)
     finally:
         con.close()
-    if repeated.height:
-        # NOTE: a repeated key makes the row ambiguous: it is never billed (malformed_row).
-        bad = repeated.filter("repeated_key").get_column("row")
-        frame = frame.with_columns(
-            (pl.col("is_object") & ~pl.col("row").is_in(bad.implode())).alias("is_object")
-        )
-    # NOTE: DuckDB re-prints JSON numbers from a double ("0.1234567890123456789" comes
-    # back shorter); take the literal as written when it denotes the same double.
-    inexact = (pl.col("quantity_type") == NUMBER) & pl.col("quantity").str.contains("[.eE]")
-    literal = pl.col("raw").str.extract(_NUMBER_LITERAL, 1)
-    same = literal.cast(pl.Float64, strict=False) == pl.col("quantity").cast(
-        pl.Float64, strict=False
-    )
-    return _patch(
-        frame,
-        inexact,
-        "quantity",
-        pl.when(same.fill_null(False)).then(literal).otherwise(pl.col("quantity")),
-    )
+    if not frame.get_column("row").is_sorted():  # NOTE: a parallel scan may reorder rows
+        frame = frame.sort("row")
+    return frame.hstack([json_lines.get_column("raw")])  # both in row order
 
 
 def read_csv_rows(data: bytes) -> pl.DataFrame:
@@ -298,6 +265,17 @@ def read_parquet_rows(path: Path) -> pl.DataFrame:
         )
     except pl.exceptions.PolarsError as exc:
         raise UnreadableFile(f"Parquet columns cannot be read as events: {exc}") from exc
+
+
+def validate_event_file(path: Path, now: dt.datetime) -> ValidationResult:
+    """Read one usage file and validate its rows (JSON lines are taken apart and parsed in
+    one DuckDB statement). Raises UnreadableFile when the file cannot be read at all."""
+    if file_format(path) != "json":
+        return validate_raw_events(read_event_file(path), now)
+    try:
+        return validate_json_lines(_split_lines(_read_bytes(path)), now)
+    except (pl.exceptions.PolarsError, duckdb.Error, OSError, ValueError) as exc:
+        raise UnreadableFile(f"cannot be read as json: {type(exc).__name__}: {exc}") from exc
 
 
 def read_event_file(path: Path) -> pl.DataFrame:
