@@ -21,6 +21,7 @@ from typing import Final
 import duckdb
 import pandera.polars as pa
 import polars as pl
+from duckdb.func import FunctionNullHandling
 from pandera.errors import SchemaErrors
 
 from tallyflow.sqlfiles import load_sql
@@ -194,7 +195,7 @@ def quantity_micros_exact(text: str, kind: str | None) -> int | None:
             dropped[0] == "5" and (dropped[1:].strip("0") != "" or micros % 2 == 1)
         ):
             micros += 1
-    return min(micros, MAX_QUANTITY_MICROS + 1)
+    return micros if micros <= MAX_QUANTITY_MICROS else MAX_QUANTITY_MICROS + 1
 
 
 def occurred_at_micros_exact(text: str, kind: str | None) -> int | None:
@@ -241,14 +242,14 @@ def event_parser() -> duckdb.DuckDBPyConnection:
         quantity_micros_exact,
         ["VARCHAR", "VARCHAR"],
         "BIGINT",
-        null_handling="special",
+        null_handling=FunctionNullHandling.SPECIAL,
     )
     con.create_function(
         "occurred_at_micros_exact",
         occurred_at_micros_exact,
         ["VARCHAR", "VARCHAR"],
         "BIGINT",
-        null_handling="special",
+        null_handling=FunctionNullHandling.SPECIAL,
     )
     con.create_function("is_naive_timestamp", is_naive_timestamp, ["VARCHAR"], "BOOLEAN")
     return con
@@ -256,7 +257,7 @@ def event_parser() -> duckdb.DuckDBPyConnection:
 
 def _parse(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> pl.DataFrame:
     """Run sql/parse_raw_events.sql over the relation `raw_events` of `con`, in row order."""
-    typed = con.sql(
+    typed: pl.DataFrame = con.sql(
         load_sql("parse_raw_events"),
         params={"earliest_us": _micros(EARLIEST_OCCURRED_AT), "now_us": _micros(now)},
     ).pl()

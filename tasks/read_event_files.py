@@ -156,9 +156,10 @@ def read_json_lines(data: bytes) -> pl.DataFrame:
         return pl.DataFrame(schema={**RAW_EVENT_SCHEMA, "raw": pl.String()})
     con = duckdb.connect()
     try:
-        frame = con.sql(load_sql("extract_json_event_fields")).pl().cast({"row": pl.Int64})
+        frame: pl.DataFrame = con.sql(load_sql("extract_json_event_fields")).pl()
     finally:
         con.close()
+    frame = frame.cast({"row": pl.Int64})
     if not frame.get_column("row").is_sorted():  # NOTE: a parallel scan may reorder rows
         frame = frame.sort("row")
     return frame.hstack([json_lines.get_column("raw")])  # both in row order
