@@ -62,5 +62,8 @@ SELECT
     CASE WHEN t_valid THEN (t_us - $now_us) // 1000000 END AS seconds_ahead,
     CASE WHEN t_valid THEN t_us END AS occurred_at,
     properties,
-    NOT regexp_full_match(event_id, '[\t\n\x0B\f\r\x{85}\p{Z}]*') AS event_id_not_blank
+    CASE
+        WHEN ascii(event_id) BETWEEN 33 AND 126 THEN true  -- starts with a visible ASCII character
+        ELSE NOT regexp_full_match(event_id, '[\t\n\x0B\f\r\x{85}\p{Z}]*')
+    END AS event_id_not_blank
 FROM checked

@@ -60,7 +60,9 @@ def write_lake_files(lake: Path, events: pl.DataFrame, run_id: uuid.UUID) -> lis
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{run_id}.parquet"
         temp = folder / f".{run_id}.parquet.tmp"
-        part.sort("tenant_id", "metric", "occurred_at").write_parquet(temp, statistics=True)
+        # NOTE: rows stay in arrival order. Sorting by tenant cost half the write (0.7 s of
+        # 1.3 s for 2M events) and bought nothing measured: readers take whole day files.
+        part.write_parquet(temp, statistics=True)
         with temp.open("rb") as handle:
             os.fsync(handle.fileno())
         crash_point("lake.temp_written")

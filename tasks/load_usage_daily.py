@@ -1,4 +1,4 @@
-"""Replace usage days in Postgres inside the caller's transaction (COPY + upsert + delete).
+"""Replace usage days in Postgres in the caller's transaction (COPY, update, insert, delete).
 
 Safe to rerun: the staged rows are the complete truth for the days (and tenants) given,
 so a second run writes the same rows and leaves unchanged rows (and their updated_at) as
@@ -46,7 +46,8 @@ def replace_usage_days(
     columns = ", ".join(STAGE_COLUMNS)
     with raw.cursor().copy(f"COPY usage_daily_stage ({columns}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getvalue())
-    conn.execute(sql("upsert_usage_daily_from_stage"))
+    conn.execute(sql("update_changed_usage_daily_from_stage"))
+    conn.execute(sql("insert_new_usage_daily_from_stage"))
     conn.execute(sql("delete_usage_daily_not_in_stage"), {"days": days, "tenants": tenant_ids})
     conn.execute(sa.text("DROP TABLE usage_daily_stage"))
     return daily.height
