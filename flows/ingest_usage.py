@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import sqlalchemy as sa
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -19,13 +18,10 @@ from tasks.ingest import (
     IngestSummary,
     aggregate_touched_days,
     commit_ingest_run,
-    dedupe_against_lake,
     discover_landing_files,
     quarantine_unreadable_files,
-    read_and_validate_files,
-    read_pushed_events,
+    stage_new_events,
     summary_markdown,
-    write_lake_partitions,
 )
 from tasks.job_runs import fail_job_run, start_job_run, usage_write_lock
 
@@ -73,26 +69,17 @@ def run_ingest(
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
-            batch = read_and_validate_files(files, now)
-            crash_point("ingest.validated")
-            if drain_inbox:
-                pushed = read_pushed_events(res.engine)
-                if pushed.height:
-                    batch.accepted = pl.concat([batch.accepted, pushed], how="vertical_relaxed")
-                    batch.inbox_ids = pushed.get_column("inbox_id").to_list()
-            deduped = dedupe_against_lake(res.engine, lake_root, batch)
-            crash_point("ingest.deduped")
-            quarantine_unreadable_files(lake_root / "quarantine", batch.files)
-            new_files = write_lake_partitions(lake_root, deduped.new, run_id)
+            staged = stage_new_events(
+                res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
+            )
+            quarantine_unreadable_files(lake_root / "quarantine", staged.files)
             crash_point("ingest.lake_written")
-            days, daily = aggregate_touched_days(res.engine, lake_root, new_files)
+            days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files)
             crash_point("ingest.aggregated")
             summary = commit_ingest_run(
                 res.engine,
                 run_id,
-                batch,
-                deduped,
-                new_files,
+                staged,
                 days,
                 daily,
                 skipped,

@@ -26,8 +26,11 @@ class DedupeResult:
     conflicts: pl.DataFrame  # rejected with conflicting_duplicate
 
 
-def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
-    """Split a batch of accepted events against the lake files and itself."""
+def dedupe_events(
+    batch: pl.DataFrame, lake_files: list[str], prior: pl.DataFrame | None = None
+) -> DedupeResult:
+    """Split a batch of accepted events against the lake files, `prior` (KEY + CONTENT of
+    the events accepted earlier in the same run, not yet in the committed lake) and itself."""
     # NOTE: only key and content columns are copied while deciding; the full rows are
     # filtered once at the end (a batch can hold millions of events).
     batch = batch.with_row_index("position").cast({"position": pl.Int64})
@@ -36,17 +39,38 @@ def dedupe_events(batch: pl.DataFrame, lake_files: list[str]) -> DedupeResult:
     repeats = batch.filter(~first_mask)
 
     standing = firsts.with_columns(pl.lit(False).alias("in_lake"))
+    found_parts: list[pl.DataFrame] = []
     if lake_files and firsts.height:
         batch_keys = firsts.select("position", *KEY)  # noqa: F841 - read by DuckDB by name
         con = duckdb.connect()
         try:
-            found = (
+            found_parts.append(
                 con.sql(load_sql("select_lake_versions_of_keys"), params={"files": lake_files})
                 .pl()
-                .cast({"position": pl.Int64, "lake_occurred_at": pl.Datetime("us", "UTC")})
+                .cast(
+                    {
+                        "position": pl.Int64,
+                        "lake_quantity_micros": pl.Int64,
+                        "lake_occurred_at": pl.Datetime("us", "UTC"),
+                    }
+                )
             )
         finally:
             con.close()
+    if prior is not None and prior.height and firsts.height:
+        found_parts.append(
+            firsts.select("position", *KEY)
+            .join(
+                prior.select(*KEY, *[pl.col(c).alias(f"lake_{c}") for c in CONTENT]),
+                on=list(KEY),
+                how="inner",
+            )
+            .drop(*KEY)
+        )
+    if found_parts:
+        # NOTE: a key is in the committed lake or in `prior`, never both (prior holds only
+        # events that were new to the lake), so one standing version per position.
+        found = pl.concat(found_parts, how="vertical_relaxed")
         standing = (
             standing.join(found, on="position", how="left", maintain_order="left")
             .with_columns(

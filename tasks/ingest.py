@@ -24,7 +24,7 @@ from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 from tasks import lake
 from tasks.aggregate_usage import aggregate_usage_days
-from tasks.dedupe_events import dedupe_events
+from tasks.dedupe_events import CONTENT, KEY, DedupeResult, dedupe_events
 from tasks.job_runs import finish_job_run
 from tasks.load_usage_daily import replace_usage_days
 from tasks.read_event_files import (
@@ -65,16 +65,23 @@ class FileOutcome:
     file: LandingFile
     rows_read: int = 0
     unreadable: str | None = None
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
 
 
 @dataclass
-class Batch:
-    """What a run read: accepted candidates, rejected rows, and per-file outcomes."""
+class Staged:
+    """What a run staged: per-file outcomes, rejected rows (validation and conflicting
+    duplicates, raw text kept), counts, the drained inbox ids and the new lake files (written,
+    not yet committed)."""
 
-    accepted: pl.DataFrame
+    files: list[FileOutcome]
     rejected: pl.DataFrame
-    files: list[FileOutcome] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
     inbox_ids: list[int] = field(default_factory=list)
+    new_files: list[lake.LakeFile] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -132,62 +139,138 @@ def _with_source(frame: pl.DataFrame, source: str, sha: str | None) -> pl.DataFr
     )
 
 
-@task(name="read_and_validate_files", cache_policy=NO_CACHE)
-def read_and_validate_files(files: list[LandingFile], now: dt.datetime) -> Batch:
-    """Read each file, validate its rows; an unreadable file is quarantined whole."""
-    accepted: list[pl.DataFrame] = []
+def _unreadable_row(f: LandingFile, reason: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "source": str(f.path),
+                "file_sha256": f.sha256,
+                "row": None,
+                "reason": RejectReason.UNREADABLE_FILE.value,
+                "detail": reason,
+                "tenant_id": None,
+                "event_id": None,
+                "raw": "",
+            }
+        ],
+        schema=REJECTED_SCHEMA,
+    )
+
+
+class _LakeStager:
+    """Dedupes each part (a file, then the pushed events) against the committed lake and
+    the parts before it, and writes new events to the lake in slices of LAKE_SLICE_ROWS.
+
+    NOTE: memory is bounded by one part plus one slice plus the keys and content of this
+    run's new events (for dedupe), not by the run: 10M events no longer sit in one frame.
+    """
+
+    LAKE_SLICE_ROWS = 2_000_000
+
+    def __init__(self, lake_root: Path, run_id: uuid.UUID, committed: list[str]) -> None:
+        self.lake_root, self.run_id, self.committed = lake_root, run_id, committed
+        self.seen = pl.DataFrame(schema={c: BATCH_SCHEMA[c] for c in (*KEY, *CONTENT)})
+        self.pending: list[pl.DataFrame] = []
+        self.pending_rows = 0
+        self.new_files: list[lake.LakeFile] = []
+
+    def add(self, events: pl.DataFrame) -> DedupeResult:
+        result = dedupe_events(events, self.committed, prior=self.seen)
+        crash_point("ingest.deduped")
+        if result.new.height:
+            self.seen = pl.concat([self.seen, result.new.select(*KEY, *CONTENT)])
+            self.pending.append(result.new)
+            self.pending_rows += result.new.height
+            if self.pending_rows >= self.LAKE_SLICE_ROWS:
+                self.flush()
+        return result
+
+    def flush(self) -> list[lake.LakeFile]:
+        if self.pending:
+            crash_point("ingest.lake_slice")
+            events = pl.concat(self.pending, how="vertical_relaxed")
+            self.pending, self.pending_rows = [], 0
+            part = f"{self.run_id}-{len(self.new_files):05d}"
+            self.new_files += lake.write_lake_files(self.lake_root, events, part)
+        return self.new_files
+
+
+def _conflicts(result: DedupeResult) -> pl.DataFrame:
+    conflicts = result.conflicts.select(
+        "source",
+        "file_sha256",
+        "row",
+        pl.lit(RejectReason.CONFLICTING_DUPLICATE.value).alias("reason"),
+        pl.lit("another version of this (tenant_id, event_id) was accepted first").alias("detail"),
+        "tenant_id",
+        "event_id",
+        "raw",
+    )
+    return raw_text_of_rows(conflicts)
+
+
+@task(name="stage_new_events", cache_policy=NO_CACHE)
+def stage_new_events(
+    engine: Engine,
+    lake_root: Path,
+    files: list[LandingFile],
+    now: dt.datetime,
+    run_id: uuid.UUID,
+    *,
+    drain_inbox: bool,
+) -> Staged:
+    """File by file (then the pushed events): validate, dedupe by (tenant_id, event_id)
+    against the lake and everything before it, write the new events to the lake (files not
+    yet committed). An unreadable file is rejected whole; the others go on."""
+    with engine.connect() as conn:
+        committed = lake.absolute(lake_root, lake.committed_lake_files(conn))
+    stager = _LakeStager(lake_root, run_id, committed)
+    staged = Staged(files=[], rejected=pl.DataFrame(schema=REJECTED_SCHEMA))
     rejected: list[pl.DataFrame] = []
-    outcomes: list[FileOutcome] = []
     for f in files:
         outcome = FileOutcome(f)
-        outcomes.append(outcome)
+        staged.files.append(outcome)
         try:
             result = validate_event_file(f.path, now)
         except UnreadableFile as exc:
             outcome.unreadable = str(exc)
-            outcome.rows_read = 1  # NOTE: the file counts as one rejected row
-            rejected.append(
-                pl.DataFrame(
-                    [
-                        {
-                            "source": str(f.path),
-                            "file_sha256": f.sha256,
-                            "row": None,
-                            "reason": RejectReason.UNREADABLE_FILE.value,
-                            "detail": str(exc),
-                            "tenant_id": None,
-                            "event_id": None,
-                            "raw": "",
-                        }
-                    ],
-                    schema=REJECTED_SCHEMA,
-                )
-            )
+            outcome.rows_read = outcome.rejected = 1  # NOTE: the file counts as one row
+            rejected.append(_unreadable_row(f, str(exc)))
             continue
+        crash_point("ingest.validated")
         outcome.rows_read = result.accepted.height + result.rejected.height
         # NOTE: accepted rows drop their raw text (the largest column): only a conflicting
         # duplicate needs it, and `raw_text_of_rows` reads those few lines back.
-        accepted.append(
-            _with_source(result.accepted, str(f.path), f.sha256).with_columns(
-                pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
-            )
+        accepted = _with_source(result.accepted, str(f.path), f.sha256).with_columns(
+            pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
         )
-        rejected.append(
-            _with_source(result.rejected, str(f.path), f.sha256).select(REJECTED_SCHEMA.names())
-        )
-    return Batch(
-        accepted=pl.concat(accepted, how="vertical_relaxed").select(BATCH_SCHEMA.names())
-        if accepted
-        else pl.DataFrame(schema=BATCH_SCHEMA),
-        rejected=pl.concat(rejected, how="vertical_relaxed").cast(REJECTED_SCHEMA)
-        if rejected
-        else pl.DataFrame(schema=REJECTED_SCHEMA),
-        files=outcomes,
+        deduped = stager.add(accepted.select(BATCH_SCHEMA.names()))
+        conflicts = _conflicts(deduped)
+        rejected += [
+            _with_source(result.rejected, str(f.path), f.sha256).select(REJECTED_SCHEMA.names()),
+            conflicts,
+        ]
+        outcome.accepted = deduped.new.height
+        outcome.duplicates = deduped.duplicates.height
+        outcome.rejected = result.rejected.height + conflicts.height
+        staged.accepted += outcome.accepted
+        staged.duplicates += outcome.duplicates
+    if drain_inbox:
+        pushed = pushed_events(engine)
+        if pushed.height:
+            staged.inbox_ids = pushed.get_column("inbox_id").to_list()
+            deduped = stager.add(pushed)
+            rejected.append(_conflicts(deduped))
+            staged.accepted += deduped.new.height
+            staged.duplicates += deduped.duplicates.height
+    staged.new_files = stager.flush()
+    staged.rejected = pl.concat([staged.rejected, *rejected], how="vertical_relaxed").cast(
+        REJECTED_SCHEMA
     )
+    return staged
 
 
-@task(name="read_pushed_events", cache_policy=NO_CACHE)
-def read_pushed_events(engine: Engine) -> pl.DataFrame:
+def pushed_events(engine: Engine) -> pl.DataFrame:
     """Undrained inbox events (validated when pushed) as batch rows, in arrival order."""
     with engine.connect() as conn:
         rows = conn.execute(sql("select_undrained_inbox_events")).mappings().all()
@@ -214,33 +297,6 @@ def read_pushed_events(engine: Engine) -> pl.DataFrame:
     ).cast(BATCH_SCHEMA)
 
 
-@dataclass
-class Deduped:
-    new: pl.DataFrame
-    duplicates: pl.DataFrame
-    rejected: pl.DataFrame  # validation rejections + conflicting duplicates
-
-
-@task(name="dedupe_against_lake", cache_policy=NO_CACHE)
-def dedupe_against_lake(engine: Engine, lake_root: Path, batch: Batch) -> Deduped:
-    """Drop duplicates and reject conflicting duplicates by (tenant_id, event_id)."""
-    with engine.connect() as conn:
-        files = lake.absolute(lake_root, lake.committed_lake_files(conn))
-    result = dedupe_events(batch.accepted, files)
-    conflicts = result.conflicts.select(
-        "source",
-        "file_sha256",
-        "row",
-        pl.lit(RejectReason.CONFLICTING_DUPLICATE.value).alias("reason"),
-        pl.lit("another version of this (tenant_id, event_id) was accepted first").alias("detail"),
-        "tenant_id",
-        "event_id",
-        "raw",
-    )
-    rejected = pl.concat([batch.rejected, raw_text_of_rows(conflicts)], how="vertical_relaxed")
-    return Deduped(new=result.new, duplicates=result.duplicates, rejected=rejected)
-
-
 def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
     """Fill `raw` of rows that lack it by reading their files' lines back (rare: conflicts)."""
     missing = rows.filter(pl.col("raw").is_null() & pl.col("file_sha256").is_not_null())
@@ -264,14 +320,6 @@ def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.coalesce("raw", "_raw").alias("raw"))
         .drop("_raw")
     )
-
-
-@task(name="write_lake_partitions", cache_policy=NO_CACHE)
-def write_lake_partitions(
-    lake_root: Path, events: pl.DataFrame, run_id: uuid.UUID
-) -> list[lake.LakeFile]:
-    """Append new events to the lake, one Parquet file per usage day (not yet committed)."""
-    return lake.write_lake_files(lake_root, events, run_id)
 
 
 @task(name="aggregate_touched_days", cache_policy=NO_CACHE)
@@ -315,35 +363,21 @@ def _clean_text(value: str | None) -> str | None:
     return value.replace("\x00", "\\u0000") if value is not None else None
 
 
-def _file_counts(
-    outcomes: list[FileOutcome], new: pl.DataFrame, deduped: Deduped
-) -> list[dict[str, Any]]:
-    def per_sha(frame: pl.DataFrame) -> dict[str, int]:
-        counts = frame.group_by("file_sha256").len()
-        return {r[0]: r[1] for r in counts.iter_rows() if r[0] is not None}
-
-    accepted, duplicates, rejected = (
-        per_sha(new),
-        per_sha(deduped.duplicates),
-        per_sha(deduped.rejected),
-    )
-    rows = []
-    for o in outcomes:
-        sha = o.file.sha256
-        rows.append(
-            {
-                "sha256": sha,
-                "path": str(o.file.path),
-                "size_bytes": o.file.size_bytes,
-                "status": "quarantined" if o.unreadable else "ingested",
-                "reason": RejectReason.UNREADABLE_FILE.value if o.unreadable else None,
-                "rows_read": o.rows_read,
-                "rows_accepted": accepted.get(sha, 0),
-                "rows_duplicate": duplicates.get(sha, 0),
-                "rows_rejected": rejected.get(sha, 0),
-            }
-        )
-    return rows
+def _file_counts(outcomes: list[FileOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "sha256": o.file.sha256,
+            "path": str(o.file.path),
+            "size_bytes": o.file.size_bytes,
+            "status": "quarantined" if o.unreadable else "ingested",
+            "reason": RejectReason.UNREADABLE_FILE.value if o.unreadable else None,
+            "rows_read": o.rows_read,
+            "rows_accepted": o.accepted,
+            "rows_duplicate": o.duplicates,
+            "rows_rejected": o.rejected,
+        }
+        for o in outcomes
+    ]
 
 
 def quarantine_unreadable_files(quarantine: Path, outcomes: list[FileOutcome]) -> None:
@@ -358,9 +392,7 @@ def quarantine_unreadable_files(quarantine: Path, outcomes: list[FileOutcome]) -
 def commit_ingest_run(
     engine: Engine,
     run_id: uuid.UUID,
-    batch: Batch,
-    deduped: Deduped,
-    new_files: list[lake.LakeFile],
+    staged: Staged,
     days: list[dt.date],
     daily: pl.DataFrame,
     skipped_files: int,
@@ -369,20 +401,20 @@ def commit_ingest_run(
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""
-    reasons = Counter(deduped.rejected.get_column("reason").to_list())
+    reasons = Counter(staged.rejected.get_column("reason").to_list())
     examples: dict[str, str] = {}
-    for r in deduped.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
+    for r in staged.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
         named=True
     ):
         examples[r["reason"]] = (r["raw"] or "")[:300]
     summary = IngestSummary(
         run_id=str(run_id),
-        files=len(batch.files),
+        files=len(staged.files),
         skipped_files=skipped_files,
-        rows=batch.rows,
-        accepted=deduped.new.height,
-        duplicates=deduped.duplicates.height,
-        rejected=deduped.rejected.height,
+        rows=staged.rows,
+        accepted=staged.accepted,
+        duplicates=staged.duplicates,
+        rejected=staged.rejected.height,
         rejected_by_reason=dict(sorted(reasons.items())),
         days=[d.isoformat() for d in days],
         examples=examples,
@@ -391,12 +423,12 @@ def commit_ingest_run(
     if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
         raise AssertionError(f"rows do not add up: {summary}")
     with engine.begin() as conn:
-        _copy_rejected(conn, run_id, deduped.rejected)
+        _copy_rejected(conn, run_id, staged.rejected)
         crash_point("commit.rejected_copied")
-        for row in _file_counts(batch.files, deduped.new, deduped):
+        for row in _file_counts(staged.files):
             conn.execute(sql("insert_ingest_file"), {**row, "run_id": run_id})
         crash_point("commit.ledger_written")
-        for f in new_files:
+        for f in staged.new_files:
             conn.execute(
                 sql("insert_lake_file"),
                 {
@@ -407,9 +439,9 @@ def commit_ingest_run(
                 },
             )
         crash_point("commit.manifest_written")
-        if batch.inbox_ids:
+        if staged.inbox_ids:
             conn.execute(
-                sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": batch.inbox_ids}
+                sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
             )
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")

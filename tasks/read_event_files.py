@@ -11,7 +11,9 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -83,7 +85,10 @@ def discover_files(roots: list[Path]) -> tuple[list[LandingFile], list[Path]]:
                 ignored.append(path)
             else:
                 found[path.resolve()] = None
-    files = [LandingFile(p, sha256_of(p), p.stat().st_size) for p in sorted(found)]
+    paths = sorted(found)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # hashlib frees the GIL
+        hashes = list(pool.map(sha256_of, paths))
+    files = [LandingFile(p, h, p.stat().st_size) for p, h in zip(paths, hashes, strict=True)]
     return files, ignored
 
 

@@ -162,8 +162,9 @@ KILL_POINTS = [
     "ingest.started",  # job run recorded, lock held
     "ingest.orphans_removed",
     "ingest.discovered",
-    "ingest.validated",
-    "ingest.deduped",
+    "ingest.validated",  # first file validated
+    "ingest.deduped",  # first file deduped
+    "ingest.lake_slice",  # every file deduped, the run's new events about to be written
     "lake.temp_written@1",  # first lake file written under its temp name, not renamed
     "lake.file_written@1",  # first lake file in place (not in the manifest)
     "lake.temp_written@12",
@@ -198,7 +199,7 @@ def day_totals_now(stage: Stage) -> Any:
 # Kills sent from outside after a random sleep, while the lake files are being written
 # (each file slowed by 25 ms) or while the commit transaction runs (each statement group
 # slowed by 200 ms). The seed is fixed: the same draws on every run of the suite.
-RANDOM_KILLS = [("lake", "ingest.deduped", "lake.", 25, seed) for seed in range(4)] + [
+RANDOM_KILLS = [("lake", "ingest.lake_slice", "lake.", 25, seed) for seed in range(4)] + [
     ("load", "ingest.aggregated", "commit.", 200, seed) for seed in range(4)
 ]
 

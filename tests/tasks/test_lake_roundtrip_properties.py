@@ -78,7 +78,7 @@ def test_accepted_events_aggregate_exactly(events: list[tuple[str, dt.datetime]]
     with TemporaryDirectory() as folder:
         lake = Path(folder)
         files = write_lake_files(
-            lake, result.accepted.with_columns(pl.lit("test").alias("source")), uuid.uuid4()
+            lake, result.accepted.with_columns(pl.lit("test").alias("source")), str(uuid.uuid4())
         )
         daily = aggregate_usage_days(absolute(lake, files))
     got = {r["usage_date"]: r["quantity_sum_micros"] for r in daily.iter_rows(named=True)}
