@@ -106,3 +106,42 @@ def dedupe_events(
     )
     new = batch.filter(keep).drop("position")
     return DedupeResult(new=new, duplicates=duplicates, conflicts=conflicts)
+
+
+def key_hashes(frame: pl.DataFrame) -> pl.Series:
+    """A 64-bit hash of each row's (tenant_id, event_id): a cheap first screen for repeats
+    across a run's files. A match is only a candidate: `versions_of_keys` checks it exactly."""
+    return frame.select(pl.struct(*KEY).hash(seed=0x7A11F10)).to_series()
+
+
+def versions_of_keys(
+    keys: pl.DataFrame, lake_files: list[str], frames: list[pl.DataFrame]
+) -> pl.DataFrame:
+    """KEY + CONTENT of the events with these keys in `lake_files` and in `frames`."""
+    parts = [f.join(keys, on=list(KEY), how="semi").select(*KEY, *CONTENT) for f in frames]
+    if lake_files and keys.height:
+        batch_keys = keys.with_row_index("position")
+        con = duckdb.connect()
+        try:
+            found = (
+                con.sql(load_sql("select_lake_versions_of_keys"), params={"files": lake_files})
+                .pl()
+                .cast({"position": pl.UInt32})
+            )
+        finally:
+            con.close()
+        parts.append(
+            batch_keys.join(found, on="position", how="inner").select(
+                *KEY, *[pl.col(f"lake_{c}").alias(c) for c in CONTENT]
+            )
+        )
+    schema = pl.Schema(
+        {
+            "tenant_id": pl.String(),
+            "event_id": pl.String(),
+            "metric": pl.String(),
+            "quantity_micros": pl.Int64(),
+            "occurred_at": pl.Datetime("us", "UTC"),
+        }
+    )
+    return pl.concat([p.cast(schema) for p in parts]) if parts else pl.DataFrame(schema=schema)

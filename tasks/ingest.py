@@ -24,7 +24,7 @@ from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 from tasks import lake
 from tasks.aggregate_usage import aggregate_usage_days
-from tasks.dedupe_events import CONTENT, KEY, DedupeResult, dedupe_events
+from tasks.dedupe_events import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
 from tasks.job_runs import finish_job_run
 from tasks.load_usage_daily import replace_usage_days
 from tasks.read_event_files import (
@@ -161,24 +161,38 @@ class _LakeStager:
     """Dedupes each part (a file, then the pushed events) against the committed lake and
     the parts before it, and writes new events to the lake in slices of LAKE_SLICE_ROWS.
 
-    NOTE: memory is bounded by one part plus one slice plus the keys and content of this
-    run's new events (for dedupe), not by the run: 10M events no longer sit in one frame.
+    NOTE: memory is bounded by one part, one slice and a 64-bit hash per new event of the
+    run, not by the run. A part's keys whose hash the run has seen are looked up exactly in
+    the slice in memory and the run's lake files written so far (rare: a repeat across
+    files, or a hash collision, which the exact lookup tells apart).
     """
 
     LAKE_SLICE_ROWS = 2_000_000
 
     def __init__(self, lake_root: Path, run_id: uuid.UUID, committed: list[str]) -> None:
         self.lake_root, self.run_id, self.committed = lake_root, run_id, committed
-        self.seen = pl.DataFrame(schema={c: BATCH_SCHEMA[c] for c in (*KEY, *CONTENT)})
+        self.seen: list[pl.Series] = []
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
+        self.slices = 0
         self.new_files: list[lake.LakeFile] = []
 
+    def _prior(self, events: pl.DataFrame) -> pl.DataFrame | None:
+        if not self.seen:
+            return None
+        seen = pl.concat(self.seen)
+        self.seen = [seen]
+        candidates = events.filter(key_hashes(events).is_in(seen.implode()))
+        if candidates.height == 0:
+            return None
+        written = lake.absolute(self.lake_root, self.new_files)
+        return versions_of_keys(candidates.select(*KEY).unique(), written, self.pending)
+
     def add(self, events: pl.DataFrame) -> DedupeResult:
-        result = dedupe_events(events, self.committed, prior=self.seen)
+        result = dedupe_events(events, self.committed, prior=self._prior(events))
         crash_point("ingest.deduped")
         if result.new.height:
-            self.seen = pl.concat([self.seen, result.new.select(*KEY, *CONTENT)])
+            self.seen.append(key_hashes(result.new))
             self.pending.append(result.new)
             self.pending_rows += result.new.height
             if self.pending_rows >= self.LAKE_SLICE_ROWS:
@@ -190,8 +204,9 @@ class _LakeStager:
             crash_point("ingest.lake_slice")
             events = pl.concat(self.pending, how="vertical_relaxed")
             self.pending, self.pending_rows = [], 0
-            part = f"{self.run_id}-{len(self.new_files):05d}"
-            self.new_files += lake.write_lake_files(self.lake_root, events, part)
+            name = f"{self.run_id}-{self.slices:05d}"
+            self.slices += 1
+            self.new_files += lake.write_lake_files(self.lake_root, events, name)
         return self.new_files
 
 

@@ -128,6 +128,27 @@ def test_duplicates_across_files_and_runs_counted_once(settings: Settings, engin
     assert usage(engine)[("acme", "api.calls", "2026-10-05")] == (Decimal(6), 3, Decimal(3))
 
 
+@pytest.mark.parametrize("slice_rows", [1, 2_000_000], ids=["slice-per-file", "one-slice"])
+def test_repeats_across_files_of_one_run(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch, slice_rows: int
+) -> None:
+    """A file's repeats of earlier files in the same run are found whether those files'
+    events are still in memory or already written to the lake (a slice per file)."""
+    from tasks import ingest as ingest_tasks
+
+    monkeypatch.setattr(ingest_tasks._LakeStager, "LAKE_SLICE_ROWS", slice_rows)
+    landing = settings.landing_path
+    write_jsonl(landing / "1.jsonl", [ev("e1", quantity=1), ev("e2", quantity=2)])
+    write_jsonl(landing / "2.jsonl", [ev("e2", quantity=2), ev("e3", quantity=3)])
+    write_jsonl(landing / "3.jsonl", [ev("e1", quantity=5), ev("e3", quantity=3), ev("e4")])
+    result = ingest()
+    assert (result["accepted"], result["duplicates"], result["rejected"]) == (4, 2, 1)
+    assert rejected(engine) == [(str(landing / "3.jsonl"), 1, "conflicting_duplicate")]
+    assert usage(engine)[("acme", "api.calls", "2026-10-05")] == (Decimal(7), 4, Decimal(3))
+    lake_files = list(settings.lake_path.rglob("*.parquet"))
+    assert len(lake_files) == (3 if slice_rows == 1 else 1)
+
+
 def test_conflicting_duplicate_rejected_first_version_stands(
     settings: Settings, engine: Engine
 ) -> None:
