@@ -240,7 +240,8 @@ _parser_lock = threading.Lock()
 
 
 def event_parser() -> duckdb.DuckDBPyConnection:
-    """A connection with the reference parsers registered (UTC session): a cursor on one
+    """A connection with the reference parsers (UDFs) and the JSON field macros registered
+    (UTC session): a cursor on one
     in-memory DuckDB per process, since opening a database costs 15 ms (a pushed request
     pays it otherwise). Temp views and registered frames stay local to the cursor."""
     global _parser_db
@@ -262,6 +263,8 @@ def event_parser() -> duckdb.DuckDBPyConnection:
                 null_handling=FunctionNullHandling.SPECIAL,
             )
             db.create_function("is_naive_timestamp", is_naive_timestamp, ["VARCHAR"], "BOOLEAN")
+            db.execute(load_sql("create_json_text_macro"))
+            db.execute(load_sql("create_json_kind_macro"))
             _parser_db = (os.getpid(), db)
         con = _parser_db[1].cursor()
     con.execute("SET TimeZone = 'UTC'")

@@ -1,7 +1,6 @@
 -- purpose: the raw event frame of JSON lines `json_lines` (row, text): each field's text and JSON type, one parse per line
--- NOTE: a field's JSON text tells its type by its first character: '"' string, '{' object,
--- 't', 'f', '[' another type (true, false, array), else a number (NaN and Infinity too,
--- refused later as not finite); JSON null is absent. Strings with escapes are decoded.
+-- NOTE: each field's text and type tag come from the macros json_text and json_kind
+-- (sql/create_json_*_macro.sql); JSON null is absent.
 -- DuckDB prints a JSON number back from a double: where that could change the quantity's
 -- value at 6 decimals (an exponent, more than 6 decimals, 10 or more integer digits: never
 -- in 7 characters or fewer, unless an exponent), the
@@ -41,30 +40,23 @@ SELECT
         END,
         false
     ) AS is_object,
-    CASE WHEN starts_with(j_event_id, '"') THEN (CASE WHEN contains(j_event_id, '\') THEN CAST(j_event_id AS JSON)->>'$' ELSE j_event_id[2:-2] END) ELSE j_event_id END AS event_id,
-    CASE WHEN j_event_id IS NULL THEN NULL WHEN starts_with(j_event_id, '"') THEN 'string' WHEN starts_with(j_event_id, '{') THEN 'object'
-         WHEN (starts_with(j_event_id, 't') OR starts_with(j_event_id, 'f') OR starts_with(j_event_id, '[')) THEN 'other' ELSE 'number' END AS event_id_type,
-    CASE WHEN starts_with(j_tenant_id, '"') THEN (CASE WHEN contains(j_tenant_id, '\') THEN CAST(j_tenant_id AS JSON)->>'$' ELSE j_tenant_id[2:-2] END) ELSE j_tenant_id END AS tenant_id,
-    CASE WHEN j_tenant_id IS NULL THEN NULL WHEN starts_with(j_tenant_id, '"') THEN 'string' WHEN starts_with(j_tenant_id, '{') THEN 'object'
-         WHEN (starts_with(j_tenant_id, 't') OR starts_with(j_tenant_id, 'f') OR starts_with(j_tenant_id, '[')) THEN 'other' ELSE 'number' END AS tenant_id_type,
-    CASE WHEN starts_with(j_metric, '"') THEN (CASE WHEN contains(j_metric, '\') THEN CAST(j_metric AS JSON)->>'$' ELSE j_metric[2:-2] END) ELSE j_metric END AS metric,
-    CASE WHEN j_metric IS NULL THEN NULL WHEN starts_with(j_metric, '"') THEN 'string' WHEN starts_with(j_metric, '{') THEN 'object'
-         WHEN (starts_with(j_metric, 't') OR starts_with(j_metric, 'f') OR starts_with(j_metric, '[')) THEN 'other' ELSE 'number' END AS metric_type,
+    json_text(j_event_id) AS event_id,
+    json_kind(j_event_id) AS event_id_type,
+    json_text(j_tenant_id) AS tenant_id,
+    json_kind(j_tenant_id) AS tenant_id_type,
+    json_text(j_metric) AS metric,
+    json_kind(j_metric) AS metric_type,
     CASE
-        WHEN starts_with(j_quantity, '"') THEN (CASE WHEN contains(j_quantity, '\') THEN CAST(j_quantity AS JSON)->>'$' ELSE j_quantity[2:-2] END)
         WHEN (contains(j_quantity, 'e') OR contains(j_quantity, 'E')
               OR (length(j_quantity) > 7 AND (length(split_part(j_quantity, '.', 2)) > 6 OR length(split_part(j_quantity, '.', 1)) > 9)))
-             AND NOT starts_with(j_quantity, '{') AND NOT starts_with(j_quantity, '[')
+             AND json_kind(j_quantity) = 'number'
              AND TRY_CAST(regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1) AS DOUBLE) = TRY_CAST(j_quantity AS DOUBLE)
             THEN regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1)
-        ELSE j_quantity
+        ELSE json_text(j_quantity)
     END AS quantity,
-    CASE WHEN j_quantity IS NULL THEN NULL WHEN starts_with(j_quantity, '"') THEN 'string' WHEN starts_with(j_quantity, '{') THEN 'object'
-         WHEN (starts_with(j_quantity, 't') OR starts_with(j_quantity, 'f') OR starts_with(j_quantity, '[')) THEN 'other' ELSE 'number' END AS quantity_type,
-    CASE WHEN starts_with(j_occurred_at, '"') THEN (CASE WHEN contains(j_occurred_at, '\') THEN CAST(j_occurred_at AS JSON)->>'$' ELSE j_occurred_at[2:-2] END) ELSE j_occurred_at END AS occurred_at,
-    CASE WHEN j_occurred_at IS NULL THEN NULL WHEN starts_with(j_occurred_at, '"') THEN 'string' WHEN starts_with(j_occurred_at, '{') THEN 'object'
-         WHEN (starts_with(j_occurred_at, 't') OR starts_with(j_occurred_at, 'f') OR starts_with(j_occurred_at, '[')) THEN 'other' ELSE 'number' END AS occurred_at_type,
-    CASE WHEN starts_with(j_properties, '"') THEN (CASE WHEN contains(j_properties, '\') THEN CAST(j_properties AS JSON)->>'$' ELSE j_properties[2:-2] END) ELSE j_properties END AS properties,
-    CASE WHEN j_properties IS NULL THEN NULL WHEN starts_with(j_properties, '"') THEN 'string' WHEN starts_with(j_properties, '{') THEN 'object'
-         WHEN (starts_with(j_properties, 't') OR starts_with(j_properties, 'f') OR starts_with(j_properties, '[')) THEN 'other' ELSE 'number' END AS properties_type
+    json_kind(j_quantity) AS quantity_type,
+    json_text(j_occurred_at) AS occurred_at,
+    json_kind(j_occurred_at) AS occurred_at_type,
+    json_text(j_properties) AS properties,
+    json_kind(j_properties) AS properties_type
 FROM fields

@@ -28,6 +28,7 @@ from models.events import (
     RAW_EVENT_SCHEMA,
     STRING,
     ValidationResult,
+    event_parser,
     validate_json_lines,
     validate_raw_events,
 )
@@ -159,7 +160,7 @@ def read_json_lines(data: bytes) -> pl.DataFrame:
     json_lines = _split_lines(data)
     if json_lines.height == 0:
         return pl.DataFrame(schema={**RAW_EVENT_SCHEMA, "raw": pl.String()})
-    con = duckdb.connect()
+    con = event_parser()
     try:
         frame: pl.DataFrame = con.sql(load_sql("extract_json_event_fields")).pl()
     finally:
