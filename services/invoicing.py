@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -663,8 +663,10 @@ def _utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class InvoiceLineView:
+    """One invoice line as the API and the CLI show it (the API's schema uses it as is)."""
+
     line_no: int
-    kind: str
+    kind: Literal["base_fee", "usage"]
     subscription_id: int | None
     plan_code: str
     metric: str | None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
@@ -40,23 +40,6 @@ class GenerateResponse(BaseModel):
     invoice_ids: list[int]
 
 
-class InvoiceLineOut(BaseModel):
-    line_no: int
-    kind: Literal["base_fee", "usage"]
-    subscription_id: int | None
-    plan_code: str
-    metric: str | None
-    description: str
-    window_start: dt.date
-    window_end: dt.date
-    quantity: Decimal
-    included: Decimal
-    billable_quantity: Decimal
-    pricing_model: str | None
-    amount: Decimal
-    breakdown: Mapping[str, Any]
-
-
 class InvoiceOut(BaseModel):
     id: int
     tenant_id: str
@@ -71,7 +54,7 @@ class InvoiceOut(BaseModel):
     updated_at: dt.datetime
     closed_at: dt.datetime | None
     voided_at: dt.datetime | None
-    lines: list[InvoiceLineOut] | None = Field(
+    lines: list[invoicing.InvoiceLineView] | None = Field(
         default=None, description="Present on the single-invoice endpoints"
     )
 
@@ -91,9 +74,7 @@ class InvoiceOut(BaseModel):
             updated_at=view.updated_at,
             closed_at=view.closed_at,
             voided_at=view.voided_at,
-            lines=None
-            if view.lines is None
-            else [InvoiceLineOut.model_validate(li, from_attributes=True) for li in view.lines],
+            lines=None if view.lines is None else list(view.lines),
         )
 
 
