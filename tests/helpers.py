@@ -57,39 +57,29 @@ def write_csv(path: Path, events: list[dict[str, Any]], *, gz: bool = False) -> 
     return path
 
 
+def rows(engine: Engine, query: str) -> list[tuple[Any, ...]]:
+    """The rows of one read-only query, as plain tuples."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(query)).all()]
+
+
 def usage(engine: Engine) -> dict[tuple[str, str, str], tuple[Decimal, int, Decimal]]:
     """usage_daily as {(tenant, metric, day): (sum, count, max)}."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT tenant_id, metric, usage_date, quantity_sum, event_count, quantity_max"
-                " FROM usage_daily ORDER BY 1, 2, 3"
-            )
-        ).all()
-    return {(r[0], r[1], r[2].isoformat()): (r[3], r[4], r[5]) for r in rows}
+    found = rows(
+        engine,
+        "SELECT tenant_id, metric, usage_date, quantity_sum, event_count, quantity_max"
+        " FROM usage_daily ORDER BY 1, 2, 3",
+    )
+    return {(r[0], r[1], r[2].isoformat()): (r[3], r[4], r[5]) for r in found}
 
 
 def usage_full(engine: Engine) -> list[tuple[Any, ...]]:
     """Every column of usage_daily, ordered (to compare reruns exactly)."""
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text("SELECT * FROM usage_daily ORDER BY tenant_id, metric, usage_date")
-            ).all()
-        ]
+    return rows(engine, "SELECT * FROM usage_daily ORDER BY tenant_id, metric, usage_date")
 
 
 def rejected(engine: Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text(
-                    "SELECT source, line_no, reason FROM rejected_rows ORDER BY source, line_no"
-                )
-            ).all()
-        ]
+    return rows(engine, "SELECT source, line_no, reason FROM rejected_rows ORDER BY 1, 2")
 
 
 def oracle_usage(path: Path) -> dict[tuple[str, str, str], tuple[Decimal, int]]:

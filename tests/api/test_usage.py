@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from services.quota import period_of, utc_today
 from tests.api.conftest import OTHER_TENANT, TENANT, Keys
+from tests.helpers import rows
 
 INGEST = "/api/billing/usage:ingest"
 SUMMARY = f"/api/billing/tenants/{TENANT}/usage/summary"
@@ -30,16 +31,11 @@ def event(event_id: str, **changes: Any) -> dict[str, Any]:
 
 
 def inbox(engine: Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text(
-                    "SELECT tenant_id, event_id, metric, quantity, occurred_at, properties"
-                    " FROM ingest_inbox ORDER BY id"
-                )
-            )
-        ]
+    return rows(
+        engine,
+        "SELECT tenant_id, event_id, metric, quantity, occurred_at, properties"
+        " FROM ingest_inbox ORDER BY id",
+    )
 
 
 def test_push_accepts_rejects_and_stores(

@@ -22,7 +22,7 @@ from services.invoicing import generate_invoices
 from services.proration import BillingPeriod
 from tallyflow.generate import UsageSpec, generate_usage
 from tallyflow.settings import Settings
-from tests.helpers import usage_full
+from tests.helpers import rows, usage_full
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -50,16 +50,11 @@ def _landing(settings: Settings, tmp_path: Path, seed: int = 11) -> Path:
 
 
 def _quota_usage(engine: Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text(
-                    'SELECT tenant_id, metric, used, "limit", included, enforcement, source'
-                    " FROM quota_usage ORDER BY 1, 2"
-                )
-            )
-        ]
+    return rows(
+        engine,
+        'SELECT tenant_id, metric, used, "limit", included, enforcement, source'
+        " FROM quota_usage ORDER BY 1, 2",
+    )
 
 
 def _subscribe_all(engine: Engine) -> None:
