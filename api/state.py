@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from services.api_keys import ApiKeyCache
 from services.quota import QuotaSnapshot, utc_today
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 
 
 @dataclass

@@ -46,9 +46,9 @@ from services.proration import (  # noqa: E402
     prorate_base_fee,
     subscription_window,
 )
-from tallyflow import migrate  # noqa: E402
-from tallyflow.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
-from tallyflow.settings import Settings  # noqa: E402
+from tallyflow.core import migrate  # noqa: E402
+from tallyflow.core.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
+from tallyflow.core.settings import Settings  # noqa: E402
 
 PERIOD = BillingPeriod.parse("2026-11")
 METRICS = ["api.calls", "storage.gb", "jobs", "egress.gb", "seats"]

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from models.tables import METRIC_RE, PLAN_CODE_RE, TENANT_ID_RE
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 def _to_decimal(value: object) -> object:

@@ -15,7 +15,7 @@ from services.invoicing import (
     unsubscribed_usage,
 )
 from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @dataclass(frozen=True)

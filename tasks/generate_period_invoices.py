@@ -10,7 +10,7 @@ from prefect.cache_policies import NONE
 
 from services.invoicing import GenerationResult, generate_invoices
 from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @task(name="generate_period_invoices", cache_policy=NONE)

@@ -17,7 +17,7 @@ from api.state import ApiState, api_state
 from models.tables import TENANT_ID_RE
 from services import invoicing
 from services.proration import BillingPeriod
-from tallyflow.errors import NotFound
+from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 

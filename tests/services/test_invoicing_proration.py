@@ -18,7 +18,7 @@ from services.proration import (
     prorate_base_fee,
     subscription_window,
 )
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 NOV = BillingPeriod.parse("2026-11")  # 30 days
 JAN = BillingPeriod.parse("2027-01")  # 31 days

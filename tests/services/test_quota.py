@@ -23,7 +23,7 @@ from services.quota import (
     period_of,
     refresh_quota_usage,
 )
-from tallyflow.db import to_libpq_url
+from tallyflow.core.db import to_libpq_url
 
 TODAY = dt.date(2026, 3, 20)
 RUN_AT = dt.datetime(2026, 3, 20, 2, 0, tzinfo=dt.UTC)
