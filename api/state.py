@@ -11,7 +11,8 @@ from fastapi import Request
 from sqlalchemy.engine import Engine
 
 from services.api_keys import ApiKeyCache
-from services.quota import QuotaSnapshot, utc_today
+from services.quota import QuotaSnapshot
+from tallyflow.core.clock import utc_today
 from tallyflow.core.settings import Settings
 
 

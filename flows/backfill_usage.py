@@ -9,12 +9,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.ingest_usage import refresh_quotas_at
+from services.ingest.backfill import DayChange, backfill_markdown
 from services.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+from services.quota import refresh_quota_usage
+from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
-from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
+from tasks.backfill import recompute_usage_day
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -55,10 +57,10 @@ def run_backfill(
                 recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
                 for day in days
             ]
-            now = dt.datetime.now(dt.UTC)
+            now = utc_now()
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
-                refresh_quotas_at(now)(conn)
+                refresh_quota_usage(conn, today=now.date(), as_of=now)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)
                 summary = {

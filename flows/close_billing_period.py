@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, runtime
 
 from services.proration import BillingPeriod
+from tallyflow.core.clock import utc_today
 from tallyflow.core.resources import resources_from_env
 from tasks.collect_billing_exceptions import collect_billing_exceptions
 from tasks.generate_period_invoices import generate_period_invoices
@@ -23,7 +24,7 @@ def resolve_period(period: str | None, today: dt.date | None = None) -> BillingP
     """'YYYY-MM', or by default the previous calendar month in UTC."""
     if period:
         return BillingPeriod.parse(period)
-    return BillingPeriod.previous(today or dt.datetime.now(dt.UTC).date())
+    return BillingPeriod.previous(today or utc_today())
 
 
 @flow(name="close_billing_period", log_prints=True)

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from services.ingest import lake
+from services.ingest.reports import IngestSummary, summary_markdown
+from services.ingest.staging import quarantine_unreadable_files
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
+from tallyflow.core.clock import utc_now
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
 from tasks.ingest import (
-    IngestSummary,
     aggregate_touched_days,
     commit_ingest_run,
     discover_landing_files,
-    quarantine_unreadable_files,
     stage_new_events,
-    summary_markdown,
 )
-
-
-def refresh_quotas_at(now: dt.datetime) -> Any:
-    """The quota refresh each usage run does inside its commit."""
-
-    def refresh(conn: sa.Connection) -> None:
-        from services.quota import refresh_quota_usage
-
-        refresh_quota_usage(conn, today=now.date(), as_of=now)
-
-    return refresh
 
 
 def run_ingest(
@@ -50,7 +37,7 @@ def run_ingest(
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     lake_root = res.settings.lake_path
     with usage_write_lock(res.engine):
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         run_id = start_job_run(
             res.engine,
             "ingest_usage",
@@ -84,7 +71,7 @@ def run_ingest(
                 daily,
                 skipped,
                 ignored,
-                refresh_quotas_at(now),
+                now,
             )
             crash_point("ingest.committed")
         except BaseException as exc:

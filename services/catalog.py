@@ -24,7 +24,8 @@ from models.api import (
     SubscriptionIn,
     SubscriptionOut,
 )
-from services.quota import refresh_quota_usage, utc_today
+from services.quota import refresh_quota_usage
+from tallyflow.core.clock import utc_today
 from tallyflow.core.errors import Conflict, InvalidInput, NotFound
 from tallyflow.core.sqlfiles import sql
 

@@ -42,6 +42,7 @@ from services.proration import (
     effective_included,
     prorate_base_fee,
 )
+from tallyflow.core.clock import utc_now
 from tallyflow.core.db import driver_connection
 from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.faults import crash_point
@@ -604,7 +605,7 @@ def close_period_invoices(
             "invoice_ids": None,
             "period_start": period.start,
             "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
-            "now": now or _utcnow(),
+            "now": now or utc_now(),
         },
     )
     return sorted(r.id for r in rows)
@@ -632,7 +633,7 @@ def close_invoice(
             "invoice_ids": [invoice_id],
             "period_start": None,
             "tenant_ids": None,
-            "now": now or _utcnow(),
+            "now": now or utc_now(),
         },
     )
     return get_invoice(conn, invoice_id)
@@ -645,7 +646,7 @@ def void_invoice(
     status = _lock_status(conn, invoice_id)
     if status == "void":
         raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
-    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
+    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or utc_now()})
     return get_invoice(conn, invoice_id)
 
 
@@ -656,10 +657,6 @@ def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
     if row is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return str(row.status)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # ---------------------------------------------------------------------------------------

@@ -52,10 +52,6 @@ def period_of(day: dt.date) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
 def refresh_quota_usage(
     conn: sa.Connection,
     *,

@@ -8,7 +8,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from models.api import UsageDayOut, UsageMetricOut, UsageSummaryOut
-from services.quota import period_of, utc_today
+from services.quota import period_of
+from tallyflow.core.clock import utc_today
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.sqlfiles import sql
 

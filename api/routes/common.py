@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import Path
@@ -10,7 +9,3 @@ from fastapi import Path
 from models.tables import TENANT_ID_RE
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_RE, description="The tenant id")]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

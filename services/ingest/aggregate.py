@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import duckdb
 import polars as pl
+import sqlalchemy as sa
 
+from services.ingest import lake
 from tallyflow.core.sqlfiles import duckdb_sql
 
 DAILY_SCHEMA = pl.Schema(
@@ -36,3 +41,15 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
         con.close()
     result: pl.DataFrame = daily.cast(DAILY_SCHEMA)
     return result
+
+
+def aggregate_run_days(
+    conn: sa.Connection, lake_root: Path, new_files: list[lake.LakeFile]
+) -> tuple[list[dt.date], pl.DataFrame]:
+    """The days a run touched (those of its new lake files), recomputed from the committed
+    lake files of those days plus the run's new ones."""
+    days = sorted({f.usage_date for f in new_files})
+    if not days:
+        return [], aggregate_usage_days([])
+    committed = lake.committed_lake_files(conn, days)
+    return days, aggregate_usage_days(lake.absolute(lake_root, committed + new_files))

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from models.api import OverrideIn, PlanIn, QuotaIn, SubscriptionIn
 from models.money import round_money
 from services import catalog, quota
+from tallyflow.core.clock import utc_now, utc_today
 from tallyflow.core.resources import Resources
 from tallyflow.synthetic.generate import UsageSpec, generate_usage, tenant_ids
 
@@ -161,7 +162,7 @@ def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> 
     The last 3 tenants get no subscription: their usage shows up in the invoice run's
     'usage without a subscription' report."""
     subscribed = tenants[:-3] if len(tenants) > 6 else tenants
-    today = dt.datetime.now(dt.UTC).date()
+    today = utc_today()
     with res.engine.begin() as conn:
         existing = {p.code for p in catalog.list_plans(conn)}
         for plan in PLANS:
@@ -225,7 +226,7 @@ def run_demo(
     from flows.ingest_usage import ingest_usage
     from tallyflow.core import migrate
 
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = today or utc_today()
     month_start = previous_month(today)
     month_end = today.replace(day=1)
     month = month_start.strftime("%Y-%m")
@@ -240,7 +241,7 @@ def run_demo(
 
     landing = res.settings.landing_path / "demo" / month
     progress(f"generating {events} usage events for {month} in {landing}")
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     generate_usage(
         landing,
         UsageSpec(

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from services.quota import period_of, utc_today
+from services.quota import period_of
+from tallyflow.core.clock import utc_today
 from tests.api.conftest import PRO_PLAN, TENANT
 
 pytestmark = pytest.mark.slow
@@ -110,15 +111,14 @@ def test_a_crash_before_the_commit_loses_nothing_and_counts_nothing_twice(
     pushed = client.post("/api/billing/usage:ingest", json={"events": _events(now)}, headers=admin)
     assert pushed.json()["accepted"] == 4
 
-    def crash_at(_: dt.datetime) -> Any:
-        def refresh(conn: sa.Connection) -> None:
-            # inside the run's one transaction, after the inbox was marked drained
-            raise RuntimeError("crash before commit")
+    import services.ingest.commit as ingest_commit
 
-        return refresh
+    def crash_at(conn: sa.Connection, **_: Any) -> None:
+        # inside the run's one transaction, after the inbox was marked drained
+        raise RuntimeError("crash before commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ingest_module, "refresh_quotas_at", crash_at)
+        patch.setattr(ingest_commit, "refresh_quota_usage", crash_at)
         with pytest.raises(RuntimeError, match="crash before commit"):
             ingest_module.ingest_usage()
     with engine.connect() as conn:

@@ -134,9 +134,9 @@ def test_repeats_across_files_of_one_run(
 ) -> None:
     """A file's repeats of earlier files in the same run are found whether those files'
     events are still in memory or already written to the lake (a slice per file)."""
-    from tasks import ingest as ingest_tasks
+    from services.ingest import staging
 
-    monkeypatch.setattr(ingest_tasks._LakeStager, "LAKE_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(staging.LakeStager, "LAKE_SLICE_ROWS", slice_rows)
     landing = settings.landing_path
     write_jsonl(landing / "1.jsonl", [ev("e1", quantity=1), ev("e2", quantity=2)])
     write_jsonl(landing / "2.jsonl", [ev("e2", quantity=2), ev("e3", quantity=3)])
@@ -284,13 +284,13 @@ def test_failed_run_changes_nothing_and_rerun_completes(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_jsonl(settings.landing_path / "a.jsonl", [ev("e1", quantity=4), "{bad"])
-    import tasks.ingest as ingest_tasks
+    import services.ingest.commit as ingest_commit
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
     with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="disk on fire"):
-        patch.setattr(ingest_tasks, "replace_usage_days", boom)
+        patch.setattr(ingest_commit, "replace_usage_days", boom)
         ingest_usage()
     assert usage(engine) == {} and rejected(engine) == []
     with engine.connect() as conn:

@@ -1,0 +1,130 @@
+"""The ingest run's one transaction: everything staged becomes visible at once, or nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from models.events import RejectReason
+from services.ingest.reports import IngestSummary
+from services.ingest.staging import FileOutcome, Staged
+from services.ingest.usage_daily import replace_usage_days
+from services.job_runs import finish_job_run
+from services.quota import refresh_quota_usage
+from tallyflow.core.db import driver_connection
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
+
+
+def _copy_rejected(conn: sa.Connection, run_id: uuid.UUID, rejected: pl.DataFrame) -> None:
+    if rejected.height == 0:
+        return
+    raw_conn = driver_connection(conn)
+    columns = "run_id, source, file_sha256, line_no, reason, detail, tenant_id, event_id, raw"
+    with raw_conn.cursor().copy(f"COPY rejected_rows ({columns}) FROM STDIN") as copy:
+        for r in rejected.iter_rows(named=True):
+            copy.write_row(
+                (
+                    run_id,
+                    r["source"],
+                    r["file_sha256"],
+                    r["row"],
+                    r["reason"],
+                    _clean_text(r["detail"]),
+                    _clean_text(r["tenant_id"]),
+                    _clean_text(r["event_id"]),
+                    (r["raw"] or "").encode("utf-8", "surrogateescape"),
+                )
+            )
+
+
+def _clean_text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL; the exact bytes are kept in `raw`."""
+    return value.replace("\x00", "\\u0000") if value is not None else None
+
+
+def _file_counts(outcomes: list[FileOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "sha256": o.file.sha256,
+            "path": str(o.file.path),
+            "size_bytes": o.file.size_bytes,
+            "status": "quarantined" if o.unreadable else "ingested",
+            "reason": RejectReason.UNREADABLE_FILE.value if o.unreadable else None,
+            "rows_read": o.rows_read,
+            "rows_accepted": o.accepted,
+            "rows_duplicate": o.duplicates,
+            "rows_rejected": o.rejected,
+        }
+        for o in outcomes
+    ]
+
+
+def commit_ingest(
+    engine: Engine,
+    run_id: uuid.UUID,
+    staged: Staged,
+    days: list[dt.date],
+    daily: pl.DataFrame,
+    skipped_files: int,
+    ignored_files: list[Path],
+    now: dt.datetime,
+) -> IngestSummary:
+    """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
+    quota refresh, job run. Before it commits, nothing of the run is visible."""
+    reasons = Counter(staged.rejected.get_column("reason").to_list())
+    examples: dict[str, str] = {}
+    for r in staged.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
+        named=True
+    ):
+        examples[r["reason"]] = (r["raw"] or "")[:300]
+    summary = IngestSummary(
+        run_id=str(run_id),
+        files=len(staged.files),
+        skipped_files=skipped_files,
+        rows=staged.rows,
+        accepted=staged.accepted,
+        duplicates=staged.duplicates,
+        rejected=staged.rejected.height,
+        rejected_by_reason=dict(sorted(reasons.items())),
+        days=[d.isoformat() for d in days],
+        examples=examples,
+        ignored_files=[str(p) for p in ignored_files],
+    )
+    if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
+        raise AssertionError(f"rows do not add up: {summary}")
+    with engine.begin() as conn:
+        _copy_rejected(conn, run_id, staged.rejected)
+        crash_point("commit.rejected_copied")
+        for row in _file_counts(staged.files):
+            conn.execute(sql("ingest/insert_ingest_file"), {**row, "run_id": run_id})
+        crash_point("commit.ledger_written")
+        for f in staged.new_files:
+            conn.execute(
+                sql("ingest/insert_lake_file"),
+                {
+                    "path": f.path,
+                    "usage_date": f.usage_date,
+                    "row_count": f.row_count,
+                    "run_id": run_id,
+                },
+            )
+        crash_point("commit.manifest_written")
+        if staged.inbox_ids:
+            conn.execute(
+                sql("ingest/mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
+            )
+        replace_usage_days(conn, daily, days)
+        crash_point("commit.usage_replaced")
+        refresh_quota_usage(conn, today=now.date(), as_of=now)
+        crash_point("commit.quotas_refreshed")
+        finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
+        crash_point("commit.before_commit")
+    return summary
