@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.tables import METRIC_RE, PLAN_CODE_RE, TENANT_ID_RE
+from models.identifiers import METRIC_PATTERN, PLAN_CODE_PATTERN, TENANT_ID_PATTERN
 from tallyflow.core.errors import InvalidInput
 
 
@@ -56,8 +56,8 @@ NonNegative = Annotated[
 ]
 DecimalOut = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
 
-Metric = Annotated[str, Field(pattern=METRIC_RE, examples=["api_calls"])]
-TenantId = Annotated[str, Field(pattern=TENANT_ID_RE)]
+Metric = Annotated[str, Field(pattern=METRIC_PATTERN, examples=["api_calls"])]
+TenantId = Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
 Aggregation = Literal["sum", "count", "max"]
 Enforcement = Literal["hard", "soft"]
 
@@ -94,7 +94,7 @@ class QuotaIn(Strict):
 
 
 class PlanIn(Strict):
-    code: Annotated[str, Field(pattern=PLAN_CODE_RE, examples=["pro"])]
+    code: Annotated[str, Field(pattern=PLAN_CODE_PATTERN, examples=["pro"])]
     name: Annotated[str, Field(min_length=1, max_length=200)]
     currency: Annotated[str, Field(examples=["USD"])]
     base_fee: NonNegative

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from models.identifiers import METRIC_PATTERN, PLAN_CODE_PATTERN, TENANT_ID_PATTERN
+
 Quantity = sa.Numeric(38, 6, asdecimal=True)
 EventQuantity = sa.Numeric(19, 6, asdecimal=True)
 Money = sa.Numeric(24, 6, asdecimal=True)
@@ -28,10 +30,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-TENANT_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-METRIC_RE = r"^[a-z][a-z0-9_.]{0,63}$"
-PLAN_CODE_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class Base(DeclarativeBase):
@@ -47,7 +45,7 @@ class Plan(Base):
 
     __tablename__ = "plans"
     __table_args__ = (
-        sa.CheckConstraint(f"code ~ '{PLAN_CODE_RE}'", name="code_format"),
+        sa.CheckConstraint(f"code ~ '{PLAN_CODE_PATTERN}'", name="code_format"),
         sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
         sa.CheckConstraint("base_fee >= 0", name="base_fee_non_negative"),
     )
@@ -70,7 +68,7 @@ class PlanQuota(Base):
     __tablename__ = "plan_quotas"
     __table_args__ = (
         sa.UniqueConstraint("plan_id", "metric", name="uq_plan_quotas_plan_metric"),
-        sa.CheckConstraint(f"metric ~ '{METRIC_RE}'", name="metric_format"),
+        sa.CheckConstraint(f"metric ~ '{METRIC_PATTERN}'", name="metric_format"),
         sa.CheckConstraint("aggregation IN ('sum', 'count', 'max')", name="aggregation_known"),
         sa.CheckConstraint("enforcement IN ('hard', 'soft')", name="enforcement_known"),
         sa.CheckConstraint("included >= 0", name="included_non_negative"),
@@ -104,7 +102,7 @@ class Subscription(Base):
 
     __tablename__ = "subscriptions"
     __table_args__ = (
-        sa.CheckConstraint(f"tenant_id ~ '{TENANT_ID_RE}'", name="tenant_id_format"),
+        sa.CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
         sa.CheckConstraint("ends_on IS NULL OR ends_on > starts_on", name="dates_ordered"),
         sa.Index("ix_subscriptions_tenant_starts", "tenant_id", "starts_on"),
         sa.Index("ix_subscriptions_window", "starts_on", "ends_on"),
@@ -126,7 +124,7 @@ class QuotaOverride(Base):
 
     __tablename__ = "quota_overrides"
     __table_args__ = (
-        sa.CheckConstraint(f"metric ~ '{METRIC_RE}'", name="metric_format"),
+        sa.CheckConstraint(f"metric ~ '{METRIC_PATTERN}'", name="metric_format"),
         sa.CheckConstraint(
             "enforcement IS NULL OR enforcement IN ('hard', 'soft')", name="enforcement_known"
         ),

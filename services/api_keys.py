@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from models.tables import TENANT_ID_RE
+from models.identifiers import is_tenant_id
 from tallyflow.core.errors import InvalidInput, NotFound
 from tallyflow.core.sqlfiles import sql
 
@@ -72,7 +71,7 @@ def check_new_key(name: str, scopes: Iterable[str], tenant_id: str | None) -> tu
     unknown = [s for s in wanted if s not in SCOPES]
     if unknown:
         raise InvalidInput(f"unknown scope {unknown[0]!r} (known: {', '.join(SCOPES)})")
-    if tenant_id is not None and not re.fullmatch(TENANT_ID_RE, tenant_id):
+    if tenant_id is not None and not is_tenant_id(tenant_id):
         raise InvalidInput(f"tenant {tenant_id!r} is not a valid tenant id")
     return wanted
 

@@ -6,6 +6,6 @@ from typing import Annotated
 
 from fastapi import Path
 
-from models.tables import TENANT_ID_RE
+from models.identifiers import TENANT_ID_PATTERN
 
-TenantPath = Annotated[str, Path(pattern=TENANT_ID_RE, description="The tenant id")]
+TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="The tenant id")]

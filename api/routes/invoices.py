@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
-from models.tables import TENANT_ID_RE
+from models.identifiers import TENANT_ID_PATTERN
 from services import invoicing
 from services.proration import BillingPeriod
 from tallyflow.core.errors import NotFound
@@ -29,7 +29,7 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     period: str = Field(pattern=PERIOD_PATTERN, description="Billing period, YYYY-MM (UTC)")
-    tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID_RE)]] | None = Field(
+    tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID_PATTERN)]] | None = Field(
         default=None, description="Only these tenants (default: all; a tenant key: its own)"
     )
 

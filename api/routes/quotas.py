@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +14,7 @@ from api.auth import READ, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import EffectiveQuotaOut, QuotaCheckIn, QuotaCheckOut
-from models.tables import TENANT_ID_RE
+from models.identifiers import TENANT_ID_PATTERN, TENANT_ID_RE
 from services.quota import tenant_quotas
 from tallyflow.core.clock import utc_today
 
@@ -53,7 +52,7 @@ def effective_quotas(
 
 CHECK_PATH = "/api/billing/tenants/{tenant_id}/quotas:check"
 _require_read = require_scope(READ)
-_tenant_id = re.compile(TENANT_ID_RE)
+_tenant_id = TENANT_ID_RE
 
 
 @router.post("/quotas:check", response_model=QuotaCheckOut)
@@ -86,7 +85,7 @@ async def fast_check_quota(request: Request) -> Response:
         errors.append(
             {
                 "loc": ("path", "tenant_id"),
-                "msg": f"String should match pattern '{TENANT_ID_RE}'",
+                "msg": f"String should match pattern '{TENANT_ID_PATTERN}'",
                 "type": "string_pattern_mismatch",
             }
         )

@@ -24,6 +24,7 @@ from models.events import (
     FIELDS,
     MICROS,
     NUMBER,
+    OBJECT,
     OTHER,
     RAW_EVENT_SCHEMA,
     STRING,
@@ -95,7 +96,7 @@ def raw_frame(events: Sequence[Any]) -> pl.DataFrame:
             text: str | None
             tag: str | None
             if name == "properties" and isinstance(value, dict):
-                text, tag = json.dumps(value, default=float), "object"
+                text, tag = json.dumps(value, default=float), OBJECT
             else:
                 text, tag = _field_text(value)
             columns[name].append(text)

@@ -24,6 +24,7 @@ import polars as pl
 from models.events import (
     FIELDS,
     NUMBER,
+    OBJECT,
     OTHER,
     RAW_EVENT_SCHEMA,
     STRING,
@@ -194,7 +195,7 @@ def read_csv_rows(data: bytes) -> pl.DataFrame:
         if field in columns:
             cell = pl.col(columns[field])
             value = pl.when(cell.str.strip_chars() != "").then(cell)
-        tag = STRING if field != "properties" else "object"
+        tag = STRING if field != "properties" else OBJECT
         exprs += [
             value.alias(field),
             pl.when(value.is_not_null()).then(pl.lit(tag)).alias(f"{field}_type"),
@@ -222,7 +223,7 @@ def _check_properties_are_objects(frame: pl.DataFrame) -> pl.DataFrame:
     finally:
         con.close()
     tags = tags.cast({"row": pl.Int64}).with_columns(
-        pl.when(pl.col("t") == "OBJECT").then(pl.lit("object")).otherwise(pl.lit(OTHER)).alias("t")
+        pl.when(pl.col("t") == "OBJECT").then(pl.lit(OBJECT)).otherwise(pl.lit(OTHER)).alias("t")
     )
     return (
         frame.join(tags, on="row", how="left", maintain_order="left")
@@ -247,7 +248,7 @@ def _parquet_field(table: pl.DataFrame, field: str) -> list[pl.Expr]:
         fmt = "%Y-%m-%dT%H:%M:%S%.f%:z" if dtype.time_zone else "%Y-%m-%dT%H:%M:%S%.f"
         text, tag = col.dt.to_string(fmt), STRING
     elif isinstance(dtype, pl.Struct) and field == "properties":
-        text, tag = col.struct.json_encode(), "object"
+        text, tag = col.struct.json_encode(), OBJECT
     else:
         text, tag = col.cast(pl.String, strict=False), OTHER
     return [
