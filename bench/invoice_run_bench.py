@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.money import round_money  # noqa: E402
+from models.period import BillingPeriod  # noqa: E402
 from models.pricing import pricing_from_row  # noqa: E402
 from models.tables import Invoice, InvoiceLine, QuotaOverride, Subscription, UsageDaily  # noqa: E402
 from services.invoicing import close_period_invoices, generate_invoices  # noqa: E402
 from services.proration import (  # noqa: E402
-    BillingPeriod,
     billable_quantity,
     effective_included,
     prorate_base_fee,

@@ -39,11 +39,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from models.period import BillingPeriod
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.api_keys import create_api_key  # noqa: E402
-from services.quota import period_of, refresh_quota_usage, utc_today  # noqa: E402
+from services.quota import refresh_quota_usage, utc_today  # noqa: E402
 from tallyflow.core import migrate  # noqa: E402
 from tallyflow.core.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
 from tallyflow.core.settings import Settings  # noqa: E402
@@ -107,7 +109,7 @@ def seed(settings: Settings, tenants: int) -> dict[str, object]:
     engine = get_engine(settings)
     migrate.upgrade(engine)
     today = utc_today()
-    start, _ = period_of(today)
+    start, _ = BillingPeriod.of(today).bounds
     first_day = max(start, today - dt.timedelta(days=4))
     t0 = time.perf_counter()
     with engine.begin() as conn:

@@ -81,8 +81,8 @@ def regenerate_drafts(
     conn: Any, days: list[dt.date], tenant_ids: list[str] | None
 ) -> dict[str, int]:
     """Refresh draft invoices of every period the days touch (closed ones stay as they are)."""
+    from models.period import BillingPeriod
     from services.invoicing import generate_invoices
-    from services.proration import BillingPeriod
 
     periods = sorted({BillingPeriod.of(d) for d in days}, key=lambda p: p.start)
     out = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, runtime
 
-from services.proration import BillingPeriod
+from models.period import BillingPeriod
 from tallyflow.core.clock import utc_today
 from tallyflow.core.resources import resources_from_env
 from tasks.collect_billing_exceptions import collect_billing_exceptions

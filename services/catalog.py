@@ -156,6 +156,17 @@ def create_subscription(
     return next(s for s in list_subscriptions(conn, tenant_id) if s.id == created.id)
 
 
+def end_subscription(
+    conn: sa.Connection, tenant_id: str, ends_on: dt.date, *, today: dt.date | None = None
+) -> bool:
+    """End the tenant's open subscription on `ends_on` (exclusive; a cancellation). False when
+    the tenant has no open subscription that started before that day."""
+    params = {"tenant_id": tenant_id, "starts_on": ends_on}
+    ended = conn.execute(sql("catalog/end_open_subscription"), params).first() is not None
+    refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
+    return ended
+
+
 def list_subscriptions(conn: sa.Connection, tenant_id: str) -> list[SubscriptionOut]:
     rows = conn.execute(sql("catalog/select_subscriptions"), {"tenant_id": tenant_id}).mappings()
     return [SubscriptionOut.model_validate(dict(r)) for r in rows]

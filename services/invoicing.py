@@ -33,15 +33,10 @@ import orjson
 import sqlalchemy as sa
 
 from models.money import quantum, round_money
+from models.period import BillingPeriod
 from models.pricing import PricingModel, pricing_from_row
 from models.pricing.base import PRICING_CONTEXT
-from services.proration import (
-    BillingPeriod,
-    Window,
-    billable_quantity,
-    effective_included,
-    prorate_base_fee,
-)
+from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
 from tallyflow.core.clock import utc_now
 from tallyflow.core.db import driver_connection
 from tallyflow.core.errors import Conflict, NotFound

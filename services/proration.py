@@ -6,57 +6,14 @@ Pure functions over dates and Decimals; services.invoicing wires them to the dat
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
+from models.period import BillingPeriod
 from models.pricing.base import PRICING_CONTEXT
-from tallyflow.core.errors import InvalidInput
 
-_PERIOD_RE = re.compile(r"^(\d{4})-(\d{2})$")
 QUANTITY_QUANTUM = Decimal("0.000001")  # quantities are NUMERIC(38, 6)
-
-
-@dataclass(frozen=True, order=True)
-class BillingPeriod:
-    """A calendar month in UTC: `start` inclusive, `end` exclusive."""
-
-    start: dt.date
-    end: dt.date
-
-    @classmethod
-    def parse(cls, text: str) -> BillingPeriod:
-        """'YYYY-MM' -> the period; InvalidInput (code invalid_period) otherwise."""
-        match = _PERIOD_RE.match(text.strip()) if isinstance(text, str) else None
-        if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-            raise InvalidInput(
-                f"period {text!r} must be a month written YYYY-MM", code="invalid_period"
-            )
-        return cls.of(dt.date(int(match.group(1)), int(match.group(2)), 1))
-
-    @classmethod
-    def of(cls, day: dt.date) -> BillingPeriod:
-        """The period containing `day`."""
-        start = day.replace(day=1)
-        end = (start + dt.timedelta(days=32)).replace(day=1)
-        return cls(start, end)
-
-    @classmethod
-    def previous(cls, today: dt.date) -> BillingPeriod:
-        """The month before the one containing `today` (the month-end run's default)."""
-        return cls.of(today.replace(day=1) - dt.timedelta(days=1))
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    @property
-    def label(self) -> str:
-        return f"{self.start:%Y-%m}"
-
-    def __str__(self) -> str:
-        return self.label
 
 
 @dataclass(frozen=True)

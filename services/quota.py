@@ -33,23 +33,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from models.period import BillingPeriod
 from tallyflow.core.sqlfiles import sql
 
 NOTIFY_CHANNEL = "tallyflow_quota_usage"
 # NOTE: a NOTIFY payload must stay under 8000 bytes; beyond this many tenants, listeners
 # are told to reload everything instead of a list.
 _MAX_NOTIFY_TENANTS = 100
-
-
-def period_of(day: dt.date) -> tuple[dt.date, dt.date]:
-    """The calendar month containing `day`: (period_start inclusive, period_end exclusive)."""
-    start = day.replace(day=1)
-    end = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else (start.replace(month=start.month + 1))
-    )
-    return start, end
 
 
 def refresh_quota_usage(
@@ -70,7 +60,7 @@ def refresh_quota_usage(
     tenants = None if tenant_ids is None else sorted(set(tenant_ids))
     if tenants == []:
         return 0
-    period_start, period_end = period_of(today)
+    period_start, period_end = BillingPeriod.of(today).bounds
     upserted, removed = conn.execute(
         sql("quotas/refresh_quota_usage"),
         {
@@ -137,7 +127,7 @@ class QuotaRow:
         has nothing aggregated for the new period, so it counts 0 used."""
         if self.period_start <= today < self.period_end:
             return self
-        start, end = period_of(today)
+        start, end = BillingPeriod.of(today).bounds
         return QuotaRow(
             **{
                 **{f: getattr(self, f) for f in self.__slots__},
@@ -180,7 +170,7 @@ def decide(
 ) -> QuotaDecision:
     """The quota check rule: unlimited, or used + requested <= limit, or soft enforcement."""
     if not has_subscription or row is None:
-        start, end = period_of(today)
+        start, end = BillingPeriod.of(today).bounds
         return QuotaDecision(
             allowed=False,
             reason="no_subscription" if not has_subscription else "not_entitled",

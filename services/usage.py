@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from models.api import UsageDayOut, UsageMetricOut, UsageSummaryOut
-from services.quota import period_of
+from models.period import BillingPeriod
 from tallyflow.core.clock import utc_today
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.sqlfiles import sql
@@ -34,12 +34,12 @@ def usage_summary(
         if bound is not None and not dt.date(1, 2, 1) <= bound <= dt.date(9999, 11, 30):
             raise InvalidInput(f"date {bound} is out of range", code="invalid_range")
     if start is None and end is None:
-        start, end = period_of(today or utc_today())
+        start, end = BillingPeriod.of(today or utc_today()).bounds
     elif end is None:
         assert start is not None
-        end = period_of(start)[1]
+        end = BillingPeriod.of(start).bounds[1]
     elif start is None:
-        start = period_of(end - dt.timedelta(days=1))[0]
+        start = BillingPeriod.of(end - dt.timedelta(days=1)).bounds[0]
     if end <= start:
         raise InvalidInput(f"end {end} must be after start {start} (end is exclusive)")
     if (end - start).days > MAX_RANGE_DAYS:

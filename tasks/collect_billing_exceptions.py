@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NONE
 
+from models.period import BillingPeriod
 from services.invoicing import (
     LateUsage,
     UnsubscribedUsage,
     late_usage_in_closed_periods,
     unsubscribed_usage,
 )
-from services.proration import BillingPeriod
 from tallyflow.core.resources import Resources
 
 

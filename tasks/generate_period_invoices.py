@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from prefect import task
 from prefect.cache_policies import NONE
 
+from models.period import BillingPeriod
 from services.invoicing import GenerationResult, generate_invoices
-from services.proration import BillingPeriod
 from tallyflow.core.resources import Resources
 
 

@@ -15,8 +15,8 @@ from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.identifiers import TENANT_ID_PATTERN
+from models.period import BillingPeriod
 from services import invoicing
-from services.proration import BillingPeriod
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])

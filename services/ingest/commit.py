@@ -20,15 +20,14 @@ from services.job_runs import finish_job_run
 from services.quota import refresh_quota_usage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.faults import crash_point
-from tallyflow.core.sqlfiles import sql
+from tallyflow.core.sqlfiles import copy_statement, sql
 
 
 def _copy_rejected(conn: sa.Connection, run_id: uuid.UUID, rejected: pl.DataFrame) -> None:
     if rejected.height == 0:
         return
     raw_conn = driver_connection(conn)
-    columns = "run_id, source, file_sha256, line_no, reason, detail, tenant_id, event_id, raw"
-    with raw_conn.cursor().copy(f"COPY rejected_rows ({columns}) FROM STDIN") as copy:
+    with raw_conn.cursor().copy(copy_statement("ingest/copy_rejected_rows")) as copy:
         for r in rejected.iter_rows(named=True):
             copy.write_row(
                 (

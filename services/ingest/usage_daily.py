@@ -14,7 +14,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from tallyflow.core.db import driver_connection
-from tallyflow.core.sqlfiles import sql
+from tallyflow.core.sqlfiles import copy_statement, sql
 
 STAGE_COLUMNS = (
     "tenant_id",
@@ -43,13 +43,12 @@ def replace_usage_days(
         buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z"
     )
     raw = driver_connection(conn)
-    columns = ", ".join(STAGE_COLUMNS)
-    with raw.cursor().copy(f"COPY usage_daily_stage ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    with raw.cursor().copy(copy_statement("usage/copy_usage_daily_stage")) as copy:
         copy.write(buffer.getvalue())
     conn.execute(sql("usage/update_changed_usage_daily_from_stage"))
     conn.execute(sql("usage/insert_new_usage_daily_from_stage"))
     conn.execute(
         sql("usage/delete_usage_daily_not_in_stage"), {"days": days, "tenants": tenant_ids}
     )
-    conn.execute(sa.text("DROP TABLE usage_daily_stage"))
+    conn.execute(sql("usage/drop_usage_daily_stage"))
     return daily.height

@@ -27,3 +27,8 @@ def sql(name: str) -> sa.TextClause:
 def duckdb_sql(name: str) -> str:
     """The text of sql/duckdb/<name>.sql, for DuckDB (`$name` parameters)."""
     return load_sql(f"duckdb/{name}")
+
+
+def copy_statement(name: str) -> str:
+    """The text of sql/postgres/<name>.sql, for psycopg's `cursor.copy()` (COPY ... FROM STDIN)."""
+    return load_sql(f"postgres/{name}")

@@ -18,13 +18,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from models.api import OverrideIn, PlanIn, QuotaIn, SubscriptionIn
 from models.money import round_money
+from models.period import BillingPeriod
 from services import catalog, quota
 from tallyflow.core.clock import utc_now, utc_today
 from tallyflow.core.resources import Resources
+from tallyflow.core.sqlfiles import sql
 from tallyflow.synthetic.generate import UsageSpec, generate_usage, tenant_ids
 
 PLANS = [
@@ -152,10 +152,6 @@ class DemoReport:
     check_tenants: list[str] = field(default_factory=list)
 
 
-def previous_month(today: dt.date) -> dt.date:
-    return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-
-
 def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> int:
     """Plans, subscriptions (with a plan change and a cancellation), one override.
 
@@ -189,11 +185,7 @@ def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> 
             )
         subs = catalog.list_subscriptions(conn, cancel)
         if len(subs) == 1 and subs[0].ends_on is None:
-            conn.execute(
-                sa.text("UPDATE subscriptions SET ends_on = :d WHERE id = :id"),
-                {"d": month_start.replace(day=20), "id": subs[0].id},
-            )
-            quota.refresh_quota_usage(conn, today=today, as_of=None, tenant_ids=[cancel])
+            catalog.end_subscription(conn, cancel, month_start.replace(day=20), today=today)
         # the biggest tenant negotiated more API calls, and soft enforcement
         catalog.replace_overrides(
             conn,
@@ -227,7 +219,7 @@ def run_demo(
     from tallyflow.core import migrate
 
     today = today or utc_today()
-    month_start = previous_month(today)
+    month_start = BillingPeriod.previous(today).start
     month_end = today.replace(day=1)
     month = month_start.strftime("%Y-%m")
     ids = tenant_ids(tenants)
@@ -297,11 +289,7 @@ def run_demo(
     report.invoices = close_billing_period(period=month, close=True)
     with res.engine.connect() as conn:
         rows = conn.execute(
-            sa.text(
-                "SELECT tenant_id, currency, total FROM invoices"
-                " WHERE period_start = :p AND status = 'closed' ORDER BY total DESC LIMIT 5"
-            ),
-            {"p": month_start},
+            sql("invoicing/select_top_closed_invoices"), {"period_start": month_start, "limit": 5}
         ).all()
         report.top_tenants = [
             (r.tenant_id, r.currency, round_money(r.total, r.currency)) for r in rows

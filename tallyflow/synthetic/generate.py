@@ -43,6 +43,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from models.period import BillingPeriod
+from tallyflow.core.errors import InvalidInput
+
 Format = Literal["jsonl", "ndjson", "csv", "parquet"]
 FilesBy = Literal["day", "rows"]
 
@@ -215,13 +218,9 @@ class _Counts:
 def parse_month(month: str) -> tuple[date, date]:
     """`YYYY-MM` -> (its first day, the first day of the next month)."""
     try:
-        if len(month) != 7:
-            raise ValueError
-        start = datetime.strptime(month, "%Y-%m").date()
-    except ValueError:
+        return BillingPeriod.parse(month).bounds
+    except InvalidInput:
         raise GenerateError(f"month must be YYYY-MM, got {month!r}") from None
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return start, end
 
 
 def time_window(spec: UsageSpec) -> tuple[datetime, datetime]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from services.quota import period_of
+from models.period import BillingPeriod
 from tallyflow.core.clock import utc_today
 from tests.api.conftest import PRO_PLAN, TENANT
 
@@ -56,7 +56,7 @@ def test_pushed_events_count_once_after_ingest_runs(
     client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
     client.post(
         f"/api/billing/tenants/{TENANT}/subscriptions",
-        json={"plan_code": "pro", "starts_on": str(period_of(utc_today())[0])},
+        json={"plan_code": "pro", "starts_on": str(BillingPeriod.of(utc_today()).bounds[0])},
         headers=admin,
     )
     now = dt.datetime.now(dt.UTC)

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from services.quota import period_of, refresh_quota_usage
+from models.period import BillingPeriod
+from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_today
 from tests.api.conftest import PRO_PLAN, TENANT
 
@@ -71,7 +72,7 @@ def eventually(
 @pytest.fixture
 def subscribed(client: TestClient, admin: dict[str, str]) -> None:
     assert client.post("/api/billing/plans", json=PRO_PLAN, headers=admin).status_code == 201
-    start = period_of(utc_today())[0]
+    start = BillingPeriod.of(utc_today()).bounds[0]
     answer = client.post(
         f"/api/billing/tenants/{TENANT}/subscriptions",
         json={"plan_code": "pro", "starts_on": str(start)},
@@ -89,7 +90,7 @@ def check(client: TestClient, headers: dict[str, str], metric: str, quantity: st
 def test_fresh_subscription_is_visible_to_the_next_check(
     client: TestClient, admin: dict[str, str], subscribed: None
 ) -> None:
-    start, end = period_of(utc_today())
+    start, end = BillingPeriod.of(utc_today()).bounds
     assert check(client, admin, "api_calls") == {
         "allowed": True,
         "reason": "within_limit",

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from services.quota import period_of
+from models.period import BillingPeriod
 from tallyflow.core.clock import utc_today
 from tests.api.conftest import OTHER_TENANT, TENANT, Keys
 from tests.helpers import rows
@@ -226,7 +226,7 @@ def test_usage_summary(client: TestClient, admin: dict[str, str], engine: Engine
 
 
 def test_usage_summary_defaults_and_errors(client: TestClient, admin: dict[str, str]) -> None:
-    start, end = period_of(utc_today())
+    start, end = BillingPeriod.of(utc_today()).bounds
     default = client.get(SUMMARY, headers=admin)
     assert default.status_code == 200
     assert default.json() == {

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from api.app import create_app
 from flows.backfill_usage import backfill_usage
 from flows.ingest_usage import ingest_usage
+from models.period import BillingPeriod
 from services.api_keys import create_api_key
 from services.invoicing import generate_invoices
-from services.proration import BillingPeriod
 from tallyflow.core.settings import Settings
 from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tests.helpers import rows, usage_full

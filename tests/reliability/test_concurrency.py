@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
+from models.period import BillingPeriod
 from services.api_keys import create_api_key
 from services.invoicing import close_invoice, generate_invoices, void_invoice
-from services.proration import BillingPeriod
 from services.quota import refresh_quota_usage
 from tallyflow.core.errors import Conflict
 from tallyflow.core.settings import Settings

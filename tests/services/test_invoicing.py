@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from models.period import BillingPeriod
 from models.pricing import parse_pricing
 from services.invoicing import (
     BillableWindow,
@@ -33,7 +34,7 @@ from services.invoicing import (
     unsubscribed_usage,
     void_invoice,
 )
-from services.proration import BillingPeriod, Window
+from services.proration import Window
 from tallyflow.core.errors import Conflict, NotFound
 
 NOV = BillingPeriod.parse("2026-11")

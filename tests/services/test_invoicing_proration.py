@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.money import round_money
+from models.period import BillingPeriod
 from services.proration import (
-    BillingPeriod,
     Window,
     billable_quantity,
     effective_included,

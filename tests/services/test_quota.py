@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.api import OverrideIn, PlanIn, SubscriptionIn
+from models.period import BillingPeriod
 from services import catalog
 from services.quota import (
     QuotaRow,
     QuotaSnapshot,
     check_quota,
     decide,
-    period_of,
     refresh_quota_usage,
 )
 from tallyflow.core.db import to_libpq_url
@@ -295,11 +295,12 @@ def test_decide(
     )
     assert (decision.allowed, decision.reason) == (allowed, reason)
     assert decision.remaining == (None if remaining is None else Decimal(remaining))
-    assert (decision.period_start, decision.period_end) == period_of(TODAY)
+    assert (decision.period_start, decision.period_end) == BillingPeriod.of(TODAY).bounds
 
 
-def test_period_of_december() -> None:
-    assert period_of(dt.date(2026, 12, 31)) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+def test_billing_period_of_december() -> None:
+    december = BillingPeriod.of(dt.date(2026, 12, 31))
+    assert december.bounds == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
 
 
 def test_an_older_full_reload_never_undoes_a_newer_tenant_reload(

@@ -1,4 +1,4 @@
--- purpose: a plan change: end the tenant's open subscription at the start of the new one
+-- purpose: end the tenant's open subscription on a date (a plan change or a cancellation)
 UPDATE subscriptions
 SET ends_on = :starts_on, updated_at = now()
 WHERE tenant_id = :tenant_id AND ends_on IS NULL AND starts_on < :starts_on

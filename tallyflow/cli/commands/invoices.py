@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     ) -> None:
         """Create or refresh the period's draft invoices (closed/void ones are left alone)."""
-        from services.proration import BillingPeriod
+        from models.period import BillingPeriod
         from tallyflow.cli.flow_runs import run_flow
         from tallyflow.cli.output import print_json, usage_error
         from tallyflow.core.errors import InvalidInput
