@@ -3,6 +3,7 @@ columns `EventRecord` checks."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import threading
@@ -52,9 +53,22 @@ def event_parser() -> duckdb.DuckDBPyConnection:
             db.execute(duckdb_sql("events/create_json_text_macro"))
             db.execute(duckdb_sql("events/create_json_kind_macro"))
             _parser_db = (os.getpid(), db)
+            atexit.register(_close_parser_db)
         con = _parser_db[1].cursor()
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def _close_parser_db() -> None:
+    """Close the process's parser database before the interpreter tears the binding down.
+
+    NOTE: a DuckDB connection still open at exit makes nanobind print "leaked N instances"
+    on stderr after every command that parsed events."""
+    global _parser_db
+    with _parser_lock:
+        if _parser_db is not None and _parser_db[0] == os.getpid():
+            _parser_db[1].close()
+        _parser_db = None
 
 
 def _parse(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> pl.DataFrame:

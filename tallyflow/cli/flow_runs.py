@@ -15,12 +15,17 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     their arguments before (exit 2); any failure of the run itself exits 1, domain errors
     included (a stored plan that no longer prices is a failed run, not bad usage).
     """
+    from tallyflow.core import migrate
+    from tallyflow.core.db import get_engine
+    from tallyflow.core.errors import SchemaOutdated
     from tallyflow.core.settings import load_settings
     from tallyflow.runtime.prefect_server import PrefectServerError, ensure_prefect_api
 
+    settings = load_settings()
     try:
-        ensure_prefect_api(load_settings())
-    except PrefectServerError as exc:
+        migrate.require_current(get_engine(settings))
+        ensure_prefect_api(settings)
+    except (PrefectServerError, SchemaOutdated) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     flow = load()

@@ -44,3 +44,10 @@ class Forbidden(TallyflowError):
 class PayloadTooLarge(TallyflowError):
     code = "payload_too_large"
     status = 413
+
+
+class SchemaOutdated(TallyflowError):
+    """The database's migrations are behind (or ahead of) the code."""
+
+    code = "schema_outdated"
+    status = 503

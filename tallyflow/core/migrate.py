@@ -40,3 +40,22 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to run against a database whose schema is not this code's (SchemaOutdated)."""
+    from tallyflow.core.errors import SchemaOutdated
+
+    current, head = current_revision(engine), head_revision(engine)
+    if current != head:
+        raise SchemaOutdated(
+            f"the database is at migration {current or 'none'}, this tallyflow needs {head}:"
+            " run `tallyflow db upgrade` first"
+        )
