@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import READ, WRITE, Principal, require_scope
+from api.auth import READ, USAGE, WRITE, Principal, require_scope
 from api.routes.common import TenantPath, utc_now
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
@@ -48,7 +48,7 @@ def _parse_body(body: bytes) -> Any:
 )
 async def ingest_usage(
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(USAGE, WRITE))],
     state: Annotated[ApiState, Depends(api_state)],
 ) -> JSONResponse:
     """Validate events with the file pipeline's rules and store the accepted ones durably
