@@ -123,9 +123,7 @@ def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         if not principal.scopes.intersection(scopes):
-            raise Forbidden(
-                f"this key lacks the {' or '.join(scopes)} scope", code="missing_scope"
-            )
+            raise Forbidden(f"this key lacks the {' or '.join(scopes)} scope", code="missing_scope")
         if scopes == (WRITE,):
             principal.require_global()
         return principal

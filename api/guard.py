@@ -152,9 +152,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _log_request(
-    scope: Scope, request_id: str, route: str, status: int, elapsed: float
-) -> None:
+def _log_request(scope: Scope, request_id: str, route: str, status: int, elapsed: float) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     principal = scope.get(PRINCIPAL_KEY)

@@ -78,7 +78,9 @@ class ApiMetrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.latency.labels(method, route, str(status)).observe(seconds)
 
-    def watch_database(self, engine: Callable[[], sa.Engine], loaded_at: Callable[[], float]) -> None:
+    def watch_database(
+        self, engine: Callable[[], sa.Engine], loaded_at: Callable[[], float]
+    ) -> None:
         self.registry.register(_DatabaseCollector(engine, loaded_at))
 
     def render(self) -> bytes:

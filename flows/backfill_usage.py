@@ -10,11 +10,18 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.ingest_usage import refresh_quotas_at
+from services import lake_guard
 from tallyflow.errors import InvalidInput
 from tallyflow.faults import crash_point
 from tallyflow.resources import Resources, resources_from_env
 from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
-from tasks.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+from tasks.job_runs import (
+    USAGE_LOCK_KEY,
+    fail_job_run,
+    finish_job_run,
+    start_job_run,
+    usage_write_lock,
+)
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -38,7 +45,7 @@ def run_backfill(
 ) -> tuple[list[DayChange], dict[str, Any]]:
     logger = get_run_logger()
     days = days_between(start, end)
-    with usage_write_lock(res.engine):
+    with usage_write_lock(res.engine) as lock_pid:
         run_id = start_job_run(
             res.engine,
             "backfill_usage",
@@ -51,6 +58,8 @@ def run_backfill(
             flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
         )
         try:
+            with res.engine.connect() as conn:
+                lake_guard.ensure_lake_owner(conn, res.settings.lake_path)
             changes = [
                 recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
                 for day in days
@@ -58,6 +67,9 @@ def run_backfill(
             now = dt.datetime.now(dt.UTC)
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
+                lake_guard.fence_run(
+                    conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id
+                )
                 refresh_quotas_at(now)(conn)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)

@@ -169,7 +169,11 @@ def rotate_api_key(
     if expires_on is not None and expires_on <= (today or dt.datetime.now(dt.UTC).date()):
         expires_on = None  # NOTE: cannot happen for a live key (expired keys are not live)
     new = create_api_key(
-        conn, name=name, scopes=old.scopes, tenant_id=old.tenant_id, expires_on=expires_on,
+        conn,
+        name=name,
+        scopes=old.scopes,
+        tenant_id=old.tenant_id,
+        expires_on=expires_on,
         today=today,
     )
     return old, new
@@ -178,9 +182,7 @@ def rotate_api_key(
 def live_api_keys(conn: sa.Connection, *, prefix: str | None = None) -> list[ApiKeyRecord]:
     rows = conn.execute(sql("select_api_keys"), {"prefix": prefix})
     return [
-        ApiKeyRecord(
-            r.id, r.name, r.prefix, r.key_hash, tuple(r.scopes), r.tenant_id, r.expires_on
-        )
+        ApiKeyRecord(r.id, r.name, r.prefix, r.key_hash, tuple(r.scopes), r.tenant_id, r.expires_on)
         for r in rows
     ]
 

@@ -40,3 +40,15 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def invoice_count(engine: Engine) -> int:
+    """Invoices in the database (0 when the table does not exist yet)."""
+    import sqlalchemy as sa
+
+    from tallyflow.sqlfiles import sql
+
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("invoices"):
+            return 0
+        return int(conn.execute(sql("postgres/ops/count_invoices")).scalar_one())

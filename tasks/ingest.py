@@ -19,13 +19,14 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason
+from services import lake_guard
 from tallyflow.db import driver_connection
 from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 from tasks import lake
 from tasks.aggregate_usage import aggregate_usage_days
 from tasks.dedupe_events import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
-from tasks.job_runs import finish_job_run
+from tasks.job_runs import USAGE_LOCK_KEY, finish_job_run
 from tasks.load_usage_daily import replace_usage_days
 from tasks.read_event_files import (
     LandingFile,
@@ -413,6 +414,7 @@ def commit_ingest_run(
     skipped_files: int,
     ignored_files: list[Path],
     refresh_quotas: Any,
+    lock_pid: int | None = None,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""
@@ -438,6 +440,8 @@ def commit_ingest_run(
     if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
         raise AssertionError(f"rows do not add up: {summary}")
     with engine.begin() as conn:
+        if lock_pid is not None:
+            lake_guard.fence_run(conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id)
         _copy_rejected(conn, run_id, staged.rejected)
         crash_point("commit.rejected_copied")
         for row in _file_counts(staged.files):
@@ -455,9 +459,10 @@ def commit_ingest_run(
             )
         crash_point("commit.manifest_written")
         if staged.inbox_ids:
-            conn.execute(
+            drained = conn.execute(
                 sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
-            )
+            ).rowcount
+            lake_guard.check_drained(run_id, read=len(staged.inbox_ids), drained=drained)
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")
         refresh_quotas(conn)

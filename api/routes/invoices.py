@@ -94,11 +94,17 @@ def generate_invoices(
     with state.engine.begin() as conn:
         result = invoicing.generate_invoices(conn, period, tenant_ids=tenant_ids)
         record_change(
-            conn, principal, "invoices.generate", tenant_id=None, obj=("invoice_run", None),
+            conn,
+            principal,
+            "invoices.generate",
+            tenant_id=None,
+            obj=("invoice_run", None),
             before=None,
             after={
-                "period": request.period, "tenant_ids": tenant_ids,
-                "generated": result.generated, "skipped": result.skipped,
+                "period": request.period,
+                "tenant_ids": tenant_ids,
+                "generated": result.generated,
+                "skipped": result.skipped,
                 "invoice_ids": result.invoice_ids,
             },
         )
@@ -160,8 +166,13 @@ def _transition(
         _check_own_invoice(principal, invoice_id, before.tenant_id)
         after = change(conn, invoice_id)
         record_change(
-            conn, principal, action, tenant_id=before.tenant_id, obj=("invoice", invoice_id),
-            before=_without_lines(before), after=_without_lines(after),
+            conn,
+            principal,
+            action,
+            tenant_id=before.tenant_id,
+            obj=("invoice", invoice_id),
+            before=_without_lines(before),
+            after=_without_lines(after),
         )
         return InvoiceOut.of(after)
 

@@ -30,8 +30,13 @@ def replace_overrides(
         stored = catalog.replace_overrides(conn, tenant_id, request.overrides)
         # NOTE: the whole set before and after: the audit rows are the overrides' history.
         record_change(
-            conn, principal, "overrides.replace", tenant_id=tenant_id,
-            obj=("quota_overrides", None), before=before, after=stored,
+            conn,
+            principal,
+            "overrides.replace",
+            tenant_id=tenant_id,
+            obj=("quota_overrides", None),
+            before=before,
+            after=stored,
         )
     state.reload_quotas([tenant_id])
     return stored

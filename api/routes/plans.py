@@ -26,8 +26,13 @@ def create_plan(
     with state.engine.begin() as conn:
         created = catalog.create_plan(conn, plan)
         record_change(
-            conn, principal, "plan.create", tenant_id=None, obj=("plan", created.id),
-            before=None, after=created,
+            conn,
+            principal,
+            "plan.create",
+            tenant_id=None,
+            obj=("plan", created.id),
+            before=None,
+            after=created,
         )
     return created
 

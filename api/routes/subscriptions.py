@@ -31,8 +31,12 @@ def create_subscription(
         created = catalog.create_subscription(conn, tenant_id, request)
         # NOTE: the whole set before and after: a plan change also ends the open one.
         record_change(
-            conn, principal, "subscription.create", tenant_id=tenant_id,
-            obj=("subscription", created.id), before=before,
+            conn,
+            principal,
+            "subscription.create",
+            tenant_id=tenant_id,
+            obj=("subscription", created.id),
+            before=before,
             after=catalog.list_subscriptions(conn, tenant_id),
         )
     # NOTE: the very next quota check in this process sees the change (others get NOTIFY).

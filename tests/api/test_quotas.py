@@ -206,7 +206,11 @@ def test_override_beats_plan_and_expired_override_does_not(
     # the tenant's previous month on the same plan: the expired override's window below
     # must overlap a subscription whose plan prices storage_gb (or it is refused, 422)
     start = period_of(today)[0]
-    earlier = {"plan_code": "pro", "starts_on": str(start - dt.timedelta(days=60)), "ends_on": str(start)}
+    earlier = {
+        "plan_code": "pro",
+        "starts_on": str(start - dt.timedelta(days=60)),
+        "ends_on": str(start),
+    }
     subs = f"/api/billing/tenants/{TENANT}/subscriptions"
     assert client.post(subs, json=earlier, headers=admin).status_code == 201
     put = client.put(

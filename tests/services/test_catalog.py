@@ -37,13 +37,18 @@ def test_too_large_numbers_are_invalid_input_not_server_errors(engine: Engine) -
 
     # overrides name metrics the tenant's plan prices: a plan with `calls` first
     small = PlanIn.model_construct(
-        code="small", name="Small", currency="USD", base_fee=Decimal(1),
+        code="small",
+        name="Small",
+        currency="USD",
+        base_fee=Decimal(1),
         quotas=[huge_limit.model_copy(update={"limit": Decimal(10)})],
     )
     with engine.begin() as conn:
         catalog.create_plan(conn, small)
         catalog.create_subscription(
-            conn, "acme", SubscriptionIn(plan_code="small", starts_on=dt.date(2026, 1, 1)),
+            conn,
+            "acme",
+            SubscriptionIn(plan_code="small", starts_on=dt.date(2026, 1, 1)),
             today=dt.date(2026, 3, 1),
         )
     override = OverrideIn.model_construct(
