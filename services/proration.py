@@ -33,7 +33,13 @@ class BillingPeriod:
             raise InvalidInput(
                 f"period {text!r} must be a month written YYYY-MM", code="invalid_period"
             )
-        return cls.of(dt.date(int(match.group(1)), int(match.group(2)), 1))
+        try:
+            return cls.of(dt.date(int(match.group(1)), int(match.group(2)), 1))
+        except OverflowError:  # 9999-12: the calendar has no month after it
+            raise InvalidInput(
+                f"period {text!r} is out of range (its end is past 9999-12-31)",
+                code="invalid_period",
+            ) from None
 
     @classmethod
     def of(cls, day: dt.date) -> BillingPeriod:
