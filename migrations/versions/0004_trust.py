@@ -39,6 +39,7 @@ $$
 
 
 def upgrade() -> None:
+    op.drop_constraint(op.f("ck_api_keys_scopes_known"), "api_keys", type_="check")
     # tenant keys with billing.write -> usage.write + billing.read (sorted, de-duplicated)
     op.execute(
         "UPDATE api_keys SET scopes = ARRAY("
@@ -46,7 +47,6 @@ def upgrade() -> None:
         " || ARRAY['usage.write', 'billing.read']) AS s ORDER BY s)"
         " WHERE tenant_id IS NOT NULL AND 'billing.write' = ANY(scopes)"
     )
-    op.drop_constraint(op.f("ck_api_keys_scopes_known"), "api_keys", type_="check")
     op.create_check_constraint(
         op.f("ck_api_keys_scopes_known"),
         "api_keys",
