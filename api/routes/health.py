@@ -15,13 +15,17 @@ from tallyflow.sqlfiles import sql
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", openapi_extra={"security": []})
 async def healthz() -> dict[str, str]:
     """The process answers (liveness; touches nothing else)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: the reason in detail"}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: the reason in detail"}},
+    openapi_extra={"security": []},
+)
 async def readyz(state: Annotated[ApiState, Depends(api_state)]) -> JSONResponse:
     """200 when the database answers and the quota snapshot is fresh; 503 otherwise."""
 
@@ -49,7 +53,7 @@ async def readyz(state: Annotated[ApiState, Depends(api_state)]) -> JSONResponse
     return JSONResponse({"status": "ready", "snapshot_age_seconds": round(age, 3)})
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """Prometheus text format."""
     body = await run_in_threadpool(state.metrics.render)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -326,3 +328,43 @@ def test_health_readiness_metrics_and_request_ids(
     with TestClient(create_app(stale)) as strict:
         answer = strict.get("/readyz")
         assert answer.status_code == 503 and answer.json()["code"] == "snapshot_stale"
+
+
+def test_keys_and_quotas_reload_without_notify(
+    settings: Settings, engine: Engine, keys: Keys
+) -> None:
+    """A change made without NOTIFY (a hand-typed UPDATE) is seen after the periodic reload."""
+    quick = settings.model_copy(update={"snapshot_reload_seconds": 0.2})
+    with TestClient(create_app(quick)) as client:
+        auth = keys.header(keys.read)
+        assert client.get(f"{B}/plans", headers=auth).status_code == 200
+        with engine.begin() as conn:  # no pg_notify: the listener hears nothing
+            conn.execute(sa.text("UPDATE api_keys SET revoked_at = now() WHERE name = 'read'"))
+        deadline = time.monotonic() + 30
+        answer = client.get(f"{B}/plans", headers=auth)
+        while answer.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answer = client.get(f"{B}/plans", headers=auth)
+        assert answer.status_code == 401
+
+
+def test_requests_are_logged_as_json_with_their_id(
+    client: TestClient, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tallyflow.api.access"):
+        client.get(f"{B}/tenants/{TENANT}/quotas", headers={**admin, "x-request-id": "req-42"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tallyflow.api.access"]
+    (line,) = [x for x in lines if x["request_id"] == "req-42"]
+    assert line["route"] == "/api/billing/tenants/{tenant_id}/quotas"
+    assert (line["status"], line["key"], line["method"]) == (200, "admin", "GET")
+    assert admin["Authorization"].split()[1] not in json.dumps(lines)  # never the key
+
+
+def test_metrics_show_the_last_run_of_each_flow(client: TestClient, engine: Engine) -> None:
+    from tasks.job_runs import fail_job_run, start_job_run
+
+    run_id = start_job_run(engine, "ingest_usage", {})
+    fail_job_run(engine, run_id, RuntimeError("x"))
+    text = client.get("/metrics").text
+    assert 'tallyflow_job_last_run_succeeded{job="ingest_usage"} 0.0' in text
+    assert 'tallyflow_job_last_run_timestamp_seconds{job="ingest_usage",status="failed"}' in text
