@@ -25,9 +25,9 @@ from api.guard import Guard
 from api.listener import ChangeListener
 from api.routes import audit, health, invoices, overrides, plans, quotas, subscriptions, usage
 from api.state import ApiState, PeriodicReload
-from services.inbox import warm_up
-from tallyflow.db import api_engine, database_url, to_libpq_url
-from tallyflow.settings import Settings, load_settings
+from services.ingest.inbox import warm_up
+from tallyflow.core.db import api_engine, database_url, to_libpq_url
+from tallyflow.core.settings import Settings, load_settings
 
 log = logging.getLogger("tallyflow.api")
 

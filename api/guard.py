@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import PRINCIPAL_KEY, principal_of
 from api.errors import error_response
 from api.state import ApiState
-from tallyflow.errors import PayloadTooLarge, TallyflowError
+from tallyflow.core.errors import PayloadTooLarge, TallyflowError
 
 log = logging.getLogger("tallyflow.api.access")
 

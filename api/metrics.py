@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -42,8 +42,8 @@ class _DatabaseCollector(Collector):
         age.add_metric([], time.time() - loaded if loaded else float("inf"))
         yield age
         with self._engine().connect() as conn:
-            backlog = conn.execute(sql("postgres/ops/count_inbox_backlog")).scalar_one()
-            runs = conn.execute(sql("postgres/ops/select_last_job_runs")).all()
+            backlog = conn.execute(sql("ops/count_inbox_backlog")).scalar_one()
+            runs = conn.execute(sql("ops/select_last_job_runs")).all()
         inbox = GaugeMetricFamily("tallyflow_inbox_backlog_events", "Pushed events not drained")
         inbox.add_metric([], float(backlog))
         yield inbox

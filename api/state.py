@@ -15,8 +15,9 @@ from sqlalchemy.engine import Engine
 
 from api.metrics import ApiMetrics
 from services.api_keys import ApiKeyCache
-from services.quota import QuotaSnapshot, utc_today
-from tallyflow.settings import Settings
+from services.quota import QuotaSnapshot
+from tallyflow.core.clock import utc_today
+from tallyflow.core.settings import Settings
 
 
 @dataclass

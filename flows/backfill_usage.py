@@ -11,11 +11,11 @@ from prefect.runtime import flow_run
 
 from flows.ingest_usage import refresh_quotas_at
 from services import lake_guard
-from tallyflow.errors import InvalidInput
-from tallyflow.faults import crash_point
-from tallyflow.resources import Resources, resources_from_env
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.faults import crash_point
+from tallyflow.core.resources import Resources, resources_from_env
 from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
-from tasks.job_runs import (
+from services.job_runs import (
     USAGE_LOCK_KEY,
     fail_job_run,
     finish_job_run,
@@ -92,7 +92,7 @@ def regenerate_drafts(
 ) -> dict[str, int]:
     """Refresh draft invoices of every period the days touch (closed ones stay as they are)."""
     from services.invoicing import generate_invoices
-    from services.proration import BillingPeriod
+    from models.period import BillingPeriod
 
     periods = sorted({BillingPeriod.of(d) for d in days}, key=lambda p: p.start)
     out = {}

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from models.tables import TENANT_ID_RE
-from tallyflow.errors import InvalidInput, NotFound
-from tallyflow.sqlfiles import sql
+# FIXME(relayout): TENANT_ID_RE from models.tables is gone
+from tallyflow.core.errors import InvalidInput, NotFound
+from tallyflow.core.sqlfiles import sql
 
 SCOPES = ("billing.read", "billing.write", "usage.write")
 # NOTE: billing.write changes plans, overrides, subscriptions and invoices: a tenant's own
@@ -120,7 +120,7 @@ def create_api_key(
     wanted = check_new_key(name, scopes, tenant_id, expires_on=expires_on, today=today)
     prefix, key = _new_secret()
     created = conn.execute(
-        sql("insert_api_key"),
+        sql("api_keys/insert_api_key"),
         {
             "name": name,
             "prefix": prefix,
@@ -130,7 +130,7 @@ def create_api_key(
             "expires_on": expires_on,
         },
     ).one()
-    conn.execute(sql("notify_api_keys"), {"payload": prefix})
+    conn.execute(sql("api_keys/notify_api_keys"), {"payload": prefix})
     record = ApiKeyRecord(created.id, name, prefix, hash_key(key), wanted, tenant_id, expires_on)
     return NewApiKey(key=key, record=record, created_at=created.created_at)
 
@@ -139,10 +139,10 @@ def revoke_api_key(conn: sa.Connection, target: str) -> ApiKeyRecord:
     """Revoke a live key given its id, its prefix or the key itself; NotFound otherwise."""
     prefix = key_prefix(target) or target
     key_id = int(target) if target.isdigit() and len(target) < 19 else None
-    row = conn.execute(sql("revoke_api_key"), {"key_id": key_id, "prefix": prefix}).first()
+    row = conn.execute(sql("api_keys/revoke_api_key"), {"key_id": key_id, "prefix": prefix}).first()
     if row is None:
         raise NotFound(f"no live API key matches {target!r}", code="api_key_not_found")
-    conn.execute(sql("notify_api_keys"), {"payload": row.prefix})
+    conn.execute(sql("api_keys/notify_api_keys"), {"payload": row.prefix})
     return ApiKeyRecord(
         row.id, row.name, row.prefix, "", tuple(row.scopes), row.tenant_id, row.expires_on
     )
@@ -180,7 +180,7 @@ def rotate_api_key(
 
 
 def live_api_keys(conn: sa.Connection, *, prefix: str | None = None) -> list[ApiKeyRecord]:
-    rows = conn.execute(sql("select_api_keys"), {"prefix": prefix})
+    rows = conn.execute(sql("api_keys/select_api_keys"), {"prefix": prefix})
     return [
         ApiKeyRecord(r.id, r.name, r.prefix, r.key_hash, tuple(r.scopes), r.tenant_id, r.expires_on)
         for r in rows
@@ -191,7 +191,7 @@ def touch_api_keys(conn: sa.Connection, used: dict[int, dt.datetime]) -> None:
     """Record when keys were last used (one statement for all of them)."""
     if used:
         conn.execute(
-            sql("postgres/api_keys/update_api_key_last_used"),
+            sql("api_keys/update_api_key_last_used"),
             [{"key_id": k, "used_at": at} for k, at in used.items()],
         )
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 
 class Actor(Protocol):
@@ -108,7 +108,7 @@ def record_change(
     object_type, object_id = obj
     return int(
         conn.execute(
-            sql("postgres/audit/insert_audit_entry"),
+            sql("audit/insert_audit_entry"),
             {
                 "key_id": actor.key_id,
                 "key_name": actor.name,
@@ -132,7 +132,7 @@ def audit_entries(
 ) -> list[AuditEntry]:
     """Entries (oldest first) for a tenant (or all) from `since` (inclusive)."""
     rows = conn.execute(
-        sql("postgres/audit/select_audit_entries"),
+        sql("audit/select_audit_entries"),
         {"tenant_id": tenant_id, "since": since, "limit": limit},
     ).mappings()
     return [AuditEntry(**dict(r)) for r in rows]

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tallyflow.errors import TallyflowError
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import TallyflowError
+from tallyflow.core.sqlfiles import sql
 
 log = logging.getLogger("tallyflow.lake")
 
@@ -63,7 +63,7 @@ class LakeOwner:
 
 
 def database_identity(conn: sa.Connection) -> LakeOwner:
-    row = conn.execute(sql("postgres/lake/select_database_identity")).one()
+    row = conn.execute(sql("lake/select_database_identity")).one()
     return LakeOwner(str(row.system_identifier), str(row.database))
 
 
@@ -101,7 +101,7 @@ def ensure_lake_owner(conn: sa.Connection, lake: Path) -> LakeOwner:
 def _adopt(conn: sa.Connection, lake: Path, me: LakeOwner) -> None:
     events = [p for p in _event_files(lake) if not p.name.startswith(".")]
     if events:
-        listed = {r.path for r in conn.execute(sql("select_lake_files"), {"days": None})}
+        listed = {r.path for r in conn.execute(sql("ingest/select_lake_files"), {"days": None})}
         if not any(str(p.relative_to(lake)) in listed for p in events):
             raise LakeOwnedElsewhere(
                 f"the lake {lake} has {len(events)} event files but no owner marker, and "
@@ -155,7 +155,7 @@ def sweep_failed_run_files(
     """Move the unlisted lake files of this database's failed runs to the trash; purge
     trash folders older than `retention_days`. Needs the usage lock."""
     result = SweepResult()
-    listed = {r.path for r in conn.execute(sql("select_lake_files"), {"days": None})}
+    listed = {r.path for r in conn.execute(sql("ingest/select_lake_files"), {"days": None})}
     unlisted = [p for p in _event_files(lake) if str(p.relative_to(lake)) not in listed]
     by_run: dict[uuid.UUID, list[Path]] = {}
     for path in unlisted:
@@ -166,7 +166,7 @@ def sweep_failed_run_files(
             by_run.setdefault(run, []).append(path)
     failed: set[uuid.UUID] = set()
     if by_run:
-        rows = conn.execute(sql("postgres/lake/select_failed_runs"), {"ids": list(by_run)})
+        rows = conn.execute(sql("lake/select_failed_runs"), {"ids": list(by_run)})
         failed = {r.id for r in rows}
     for run, paths in by_run.items():
         if run not in failed:
@@ -204,14 +204,14 @@ def fence_run(conn: sa.Connection, *, lock_key: int, lock_pid: int, run_id: uuid
     """Inside the commit's transaction: RunFenced unless the run's lock session still holds
     the usage lock and the run is still 'running' (its row is locked until commit)."""
     held = conn.execute(
-        sql("postgres/lake/count_held_usage_lock"), {"key": lock_key, "pid": lock_pid}
+        sql("lake/count_held_usage_lock"), {"key": lock_key, "pid": lock_pid}
     ).scalar_one()
     if not held:
         raise RunFenced(
             f"run {run_id} lost the usage lock (its lock session {lock_pid} ended): "
             "another run may be writing; this run's commit is refused and rolled back"
         )
-    status = conn.execute(sql("postgres/lake/lock_job_run"), {"id": run_id}).scalar_one_or_none()
+    status = conn.execute(sql("lake/lock_job_run"), {"id": run_id}).scalar_one_or_none()
     if status != "running":
         raise RunFenced(
             f"run {run_id} is {status or 'missing'} in job_runs (marked by a later run): "

@@ -14,8 +14,8 @@ from services.invoicing import (
     late_usage_in_closed_periods,
     unsubscribed_usage,
 )
-from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from models.period import BillingPeriod
+from tallyflow.core.resources import Resources
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from services.invoicing import GenerationResult, generate_invoices
-from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from models.period import BillingPeriod
+from tallyflow.core.resources import Resources
 
 
 @task(name="generate_period_invoices", cache_policy=NONE)

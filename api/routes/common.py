@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from models.tables import TENANT_ID_RE
+# FIXME(relayout): TENANT_ID_RE from models.tables is gone
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_RE, description="The tenant id")]
 

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from api.state import ApiState, api_state
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 router = APIRouter(tags=["operations"])
 
@@ -31,7 +31,7 @@ async def readyz(state: Annotated[ApiState, Depends(api_state)]) -> JSONResponse
 
     def ping() -> None:
         with state.engine.connect() as conn:
-            conn.execute(sql("postgres/ops/select_health"))
+            conn.execute(sql("ops/select_health"))
 
     try:
         await run_in_threadpool(ping)

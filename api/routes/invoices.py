@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
-from models.tables import TENANT_ID_RE
+# FIXME(relayout): TENANT_ID_RE from models.tables is gone
 from services import invoicing
 from services.audit import record_change
-from services.proration import BillingPeriod
-from tallyflow.errors import NotFound
+from models.period import BillingPeriod
+from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 

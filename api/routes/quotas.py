@@ -15,8 +15,9 @@ from api.auth import READ, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import EffectiveQuotaOut, QuotaCheckIn, QuotaCheckOut
-from models.tables import TENANT_ID_RE
-from services.quota import tenant_quotas, utc_today
+# FIXME(relayout): TENANT_ID_RE from models.tables is gone
+from services.quota import tenant_quotas
+from tallyflow.core.clock import utc_today
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["quotas"])
 

@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import READ, USAGE, WRITE, Principal, require_scope
-from api.routes.common import TenantPath, utc_now
+from api.routes.common import TenantPath
+from tallyflow.core.clock import utc_now
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
-from services.inbox import PushOutcome, push_events
+from services.ingest.inbox import PushOutcome, push_events
 from services.poison import without_poison
 from services.usage import usage_summary
-from tallyflow.errors import Forbidden, InvalidInput, PayloadTooLarge
+from tallyflow.core.errors import Forbidden, InvalidInput, PayloadTooLarge
 
 router = APIRouter(prefix="/api/billing", tags=["usage"])
 

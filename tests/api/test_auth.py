@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from services.api_keys import create_api_key, revoke_api_key
 from services.invoicing import generate_invoices
-from services.proration import BillingPeriod
+from models.period import BillingPeriod
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 T = f"/api/billing/tenants/{TENANT}"

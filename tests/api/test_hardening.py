@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from api.app import create_app
 from api.state import ApiState
 from services.api_keys import create_api_key
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 B = "/api/billing"
@@ -361,7 +361,7 @@ def test_requests_are_logged_as_json_with_their_id(
 
 
 def test_metrics_show_the_last_run_of_each_flow(client: TestClient, engine: Engine) -> None:
-    from tasks.job_runs import fail_job_run, start_job_run
+    from services.job_runs import fail_job_run, start_job_run
 
     run_id = start_job_run(engine, "ingest_usage", {})
     fail_job_run(engine, run_id, RuntimeError("x"))

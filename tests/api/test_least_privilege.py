@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine, make_url
 
 from api.app import create_app
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 GRANTS = [

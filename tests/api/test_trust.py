@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from services.api_keys import check_new_key, create_api_key
 from services.invoicing import close_invoice, generate_invoices
-from services.proration import BillingPeriod
-from tallyflow import migrate
-from tallyflow.cli import app as cli
-from tallyflow.errors import InvalidInput
+from models.period import BillingPeriod
+from tallyflow.core import migrate
+from tallyflow.cli.app import app as cli
+from tallyflow.core.errors import InvalidInput
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 B = "/api/billing"

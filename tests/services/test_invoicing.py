@@ -33,8 +33,9 @@ from services.invoicing import (
     unsubscribed_usage,
     void_invoice,
 )
-from services.proration import BillingPeriod, Window
-from tallyflow.errors import Conflict, NotFound
+from services.proration import Window
+from models.period import BillingPeriod
+from tallyflow.core.errors import Conflict, NotFound
 
 NOV = BillingPeriod.parse("2026-11")
 JAN = BillingPeriod.parse("2027-01")
@@ -664,7 +665,7 @@ def test_invoice_total_is_the_sum_of_its_rounded_lines(windows: list[BillableWin
 
 
 def test_freeze_migration_downgrades_and_upgrades(engine: Engine) -> None:
-    from tallyflow import migrate
+    from tallyflow.core import migrate
 
     seed_basic(engine)
     _generate(engine, close=True)

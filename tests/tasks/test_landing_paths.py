@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.read_event_files import discover_files, read_parquet_rows
+from services.ingest.readers import discover_files, read_parquet_rows
 
 
 def _jsonl(path: Path, event_id: str) -> Path:
