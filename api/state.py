@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.engine import Engine
+from tallyflow.core.clock import utc_today
 
 from api.metrics import ApiMetrics
 from services.api_keys import ApiKeyCache
 from services.quota import QuotaSnapshot
-from tallyflow.core.clock import utc_today
 from tallyflow.core.settings import Settings
 
 

@@ -477,8 +477,8 @@ def main() -> None:
                 print(f"         warm-up ingest (not timed) {r['warmup_seconds']:.1f} s")
     finally:
         if "ingest" not in args.skip and not prefect_was_configured:
-            from tallyflow.runtime.prefect_server import stop_prefect_server
             from tallyflow.core.settings import Settings
+            from tallyflow.runtime.prefect_server import stop_prefect_server
 
             stop_prefect_server(Settings(home=home))  # the one this run started, if any
         _stop_embedded_postgres(home)

@@ -11,10 +11,6 @@ from prefect.runtime import flow_run
 
 from flows.ingest_usage import refresh_quotas_at
 from services import lake_guard
-from tallyflow.core.errors import InvalidInput
-from tallyflow.core.faults import crash_point
-from tallyflow.core.resources import Resources, resources_from_env
-from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
 from services.job_runs import (
     USAGE_LOCK_KEY,
     fail_job_run,
@@ -22,6 +18,10 @@ from services.job_runs import (
     start_job_run,
     usage_write_lock,
 )
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.faults import crash_point
+from tallyflow.core.resources import Resources, resources_from_env
+from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -91,8 +91,9 @@ def regenerate_drafts(
     conn: Any, days: list[dt.date], tenant_ids: list[str] | None
 ) -> dict[str, int]:
     """Refresh draft invoices of every period the days touch (closed ones stay as they are)."""
-    from services.invoicing import generate_invoices
     from models.period import BillingPeriod
+
+    from services.invoicing import generate_invoices
 
     periods = sorted({BillingPeriod.of(d) for d in days}, key=lambda p: p.start)
     out = {}

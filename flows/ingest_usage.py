@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from services import lake_guard
+from services.job_runs import fail_job_run, start_job_run, usage_write_lock
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
 from tasks.ingest import (
@@ -23,7 +24,6 @@ from tasks.ingest import (
     stage_new_events,
     summary_markdown,
 )
-from services.job_runs import fail_job_run, start_job_run, usage_write_lock
 
 
 def refresh_quotas_at(now: dt.datetime) -> Any:

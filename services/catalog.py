@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from tallyflow.core.clock import utc_today
 
 from models.api import (
     OverrideIn,
@@ -25,7 +26,6 @@ from models.api import (
     SubscriptionOut,
 )
 from services.quota import refresh_quota_usage
-from tallyflow.core.clock import utc_today
 from tallyflow.core.errors import Conflict, InvalidInput, NotFound
 from tallyflow.core.sqlfiles import sql
 
@@ -93,7 +93,9 @@ def list_plans(conn: sa.Connection, *, codes: Sequence[str] | None = None) -> li
     ).all()
     quotas: dict[int, list[QuotaOut]] = {}
     if plans:
-        for q in conn.execute(sql("catalog/select_plan_quotas"), {"plan_ids": [p.id for p in plans]}):
+        for q in conn.execute(
+            sql("catalog/select_plan_quotas"), {"plan_ids": [p.id for p in plans]}
+        ):
             quotas.setdefault(q.plan_id, []).append(
                 QuotaOut(
                     metric=q.metric,

@@ -31,12 +31,12 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from models.money import quantum, round_money
 from models.pricing import PricingModel, pricing_from_row
 from models.pricing.base import PRICING_CONTEXT
 from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
-from models.period import BillingPeriod
 from tallyflow.core.db import driver_connection
 from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.faults import crash_point
@@ -324,7 +324,10 @@ def generate_invoices(
     # default 4MB work_mem makes it sort on disk. Local to this transaction.
     conn.execute(sql("invoicing/set_invoice_run_work_mem"))
     catalog = load_catalog(conn)
-    live = {r.tenant_id: r.status for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)}
+    live = {
+        r.tenant_id: r.status
+        for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)
+    }
     windows = _load_billable_windows(conn, params, catalog)
     clock.lap("read")
     crash_point("invoices.read")
@@ -495,7 +498,8 @@ def _open_run_drafts(
     conn.execute(sql("invoicing/insert_new_draft_invoices"), {**params, "run_id": run_id})
     conn.execute(sql("invoicing/lock_run_draft_invoices"), params)
     return {
-        r.tenant_id: (r.invoice_id, r.is_new) for r in conn.execute(sql("invoicing/select_run_drafts")).all()
+        r.tenant_id: (r.invoice_id, r.is_new)
+        for r in conn.execute(sql("invoicing/select_run_drafts")).all()
     }
 
 
@@ -641,7 +645,9 @@ def void_invoice(
 
 
 def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
-    row = conn.execute(sql("invoicing/select_invoice_for_update"), {"invoice_id": invoice_id}).first()
+    row = conn.execute(
+        sql("invoicing/select_invoice_for_update"), {"invoice_id": invoice_id}
+    ).first()
     if row is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return str(row.status)

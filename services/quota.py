@@ -228,7 +228,8 @@ def check_quota(
     """The check straight from the database: one statement (see the module docstring)."""
     found = (
         conn.execute(
-            sql("quotas/select_quota_check"), {"tenant_id": tenant_id, "metric": metric, "today": today}
+            sql("quotas/select_quota_check"),
+            {"tenant_id": tenant_id, "metric": metric, "today": today},
         )
         .mappings()
         .one()
@@ -245,7 +246,9 @@ def check_quota(
 
 def tenant_quotas(conn: sa.Connection, *, tenant_id: str, today: dt.date) -> list[QuotaRow]:
     """The tenant's effective quotas (empty without a subscription active today)."""
-    rows = conn.execute(sql("quotas/select_tenant_quotas"), {"tenant_id": tenant_id, "today": today})
+    rows = conn.execute(
+        sql("quotas/select_tenant_quotas"), {"tenant_id": tenant_id, "today": today}
+    )
     return [QuotaRow.from_mapping(r).for_day(today) for r in rows.mappings()]
 
 

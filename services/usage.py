@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from models.api import UsageDayOut, UsageMetricOut, UsageSummaryOut
 # FIXME(relayout): period_of from services.quota is gone
 from tallyflow.core.clock import utc_today
+
+from models.api import UsageDayOut, UsageMetricOut, UsageSummaryOut
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.sqlfiles import sql
 

@@ -13,11 +13,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from tallyflow.core.faults import crash_point
-from tallyflow.core.sqlfiles import sql
 from services.ingest import lake
 from services.ingest.aggregate import aggregate_usage_days
 from services.ingest.usage_daily import replace_usage_days
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from models.period import BillingPeriod
 from prefect import task
 from prefect.cache_policies import NONE
 
 from services.invoicing import GenerationResult, generate_invoices
-from models.period import BillingPeriod
 from tallyflow.core.resources import Resources
 
 

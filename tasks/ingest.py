@@ -20,14 +20,9 @@ from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason
 from services import lake_guard
-from tallyflow.core.db import driver_connection
-from tallyflow.core.faults import crash_point
-from tallyflow.core.sqlfiles import sql
 from services.ingest import lake
 from services.ingest.aggregate import aggregate_usage_days
 from services.ingest.dedupe import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
-from services.job_runs import USAGE_LOCK_KEY, finish_job_run
-from services.ingest.usage_daily import replace_usage_days
 from services.ingest.readers import (
     LandingFile,
     UnreadableFile,
@@ -35,6 +30,11 @@ from services.ingest.readers import (
     read_event_file,
     validate_event_file,
 )
+from services.ingest.usage_daily import replace_usage_days
+from services.job_runs import USAGE_LOCK_KEY, finish_job_run
+from tallyflow.core.db import driver_connection
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 HTTP_SOURCE = "http"
 
@@ -128,7 +128,9 @@ def discover_landing_files(
         unique.setdefault(f.sha256, f)  # the same content twice in one drop: read once
     with engine.connect() as conn:
         known = set(
-            conn.execute(sql("ingest/select_ingested_file_hashes"), {"hashes": list(unique)}).scalars()
+            conn.execute(
+                sql("ingest/select_ingested_file_hashes"), {"hashes": list(unique)}
+            ).scalars()
         )
     new = [f for sha, f in unique.items() if sha not in known]
     return new, len(files) - len(new), ignored

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import READ, Principal, require_scope
 from api.state import ApiState, api_state
+
 # FIXME(relayout): TENANT_ID_RE from models.tables is gone
 from services.audit import audit_entries
 

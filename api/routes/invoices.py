@@ -9,15 +9,16 @@ from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
+from models.period import BillingPeriod
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
+
 # FIXME(relayout): TENANT_ID_RE from models.tables is gone
 from services import invoicing
 from services.audit import record_change
-from models.period import BillingPeriod
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])

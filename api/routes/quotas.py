@@ -10,14 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.routing import Route
+from tallyflow.core.clock import utc_today
 
 from api.auth import READ, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import EffectiveQuotaOut, QuotaCheckIn, QuotaCheckOut
+
 # FIXME(relayout): TENANT_ID_RE from models.tables is gone
 from services.quota import tenant_quotas
-from tallyflow.core.clock import utc_today
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["quotas"])
 

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from tallyflow.core.clock import utc_now
 
 from api.auth import READ, USAGE, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
-from tallyflow.core.clock import utc_now
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
 from services.ingest.inbox import PushOutcome, push_events

@@ -29,7 +29,8 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
     try:
         con.execute("SET TimeZone = 'UTC'")
         daily = con.sql(
-            duckdb_sql("ingest/aggregate_usage_days"), params={"files": files, "tenants": tenant_ids}
+            duckdb_sql("ingest/aggregate_usage_days"),
+            params={"files": files, "tenants": tenant_ids},
         ).pl()
     finally:
         con.close()

@@ -45,7 +45,9 @@ def dedupe_events(
         con = duckdb.connect()
         try:
             found_parts.append(
-                con.sql(duckdb_sql("ingest/select_lake_versions_of_keys"), params={"files": lake_files})
+                con.sql(
+                    duckdb_sql("ingest/select_lake_versions_of_keys"), params={"files": lake_files}
+                )
                 .pl()
                 .cast(
                     {
@@ -124,7 +126,9 @@ def versions_of_keys(
         con = duckdb.connect()
         try:
             found = (
-                con.sql(duckdb_sql("ingest/select_lake_versions_of_keys"), params={"files": lake_files})
+                con.sql(
+                    duckdb_sql("ingest/select_lake_versions_of_keys"), params={"files": lake_files}
+                )
                 .pl()
                 .cast({"position": pl.UInt32})
             )

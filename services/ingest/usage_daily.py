@@ -48,6 +48,8 @@ def replace_usage_days(
         copy.write(buffer.getvalue())
     conn.execute(sql("usage/update_changed_usage_daily_from_stage"))
     conn.execute(sql("usage/insert_new_usage_daily_from_stage"))
-    conn.execute(sql("usage/delete_usage_daily_not_in_stage"), {"days": days, "tenants": tenant_ids})
+    conn.execute(
+        sql("usage/delete_usage_daily_not_in_stage"), {"days": days, "tenants": tenant_ids}
+    )
     conn.execute(sa.text("DROP TABLE usage_daily_stage"))
     return daily.height

@@ -15,8 +15,8 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     their arguments before (exit 2); any failure of the run itself exits 1, domain errors
     included (a stored plan that no longer prices is a failed run, not bad usage).
     """
-    from tallyflow.runtime.prefect_server import PrefectServerError, ensure_prefect_api
     from tallyflow.core.settings import load_settings
+    from tallyflow.runtime.prefect_server import PrefectServerError, ensure_prefect_api
 
     try:
         ensure_prefect_api(load_settings())

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from models.api import OverrideIn, PlanIn, QuotaIn, SubscriptionIn
 from models.money import round_money
 from services import catalog, quota
-from tallyflow.synthetic.generate import UsageSpec, generate_usage, tenant_ids
 from tallyflow.core.resources import Resources
+from tallyflow.synthetic.generate import UsageSpec, generate_usage, tenant_ids
 
 PLANS = [
     PlanIn(

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 # FIXME(relayout): period_of from services.quota is gone
 from tallyflow.core.clock import utc_today
+
 from tests.api.conftest import PRO_PLAN, TENANT
 
 pytestmark = pytest.mark.slow

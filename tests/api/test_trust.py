@@ -10,14 +10,14 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from services.api_keys import check_new_key, create_api_key
 from services.invoicing import close_invoice, generate_invoices
-from models.period import BillingPeriod
-from tallyflow.core import migrate
 from tallyflow.cli.app import app as cli
+from tallyflow.core import migrate
 from tallyflow.core.errors import InvalidInput
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 

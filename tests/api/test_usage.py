@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 # FIXME(relayout): period_of from services.quota is gone
 from tallyflow.core.clock import utc_today
+
 from tests.api.conftest import OTHER_TENANT, TENANT, Keys
 from tests.helpers import rows
 

@@ -17,8 +17,8 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from tallyflow.runtime.deployments import abuild_deployment, load_specs
 from tallyflow.core.settings import Settings
+from tallyflow.runtime.deployments import abuild_deployment, load_specs
 
 pytestmark = pytest.mark.slow
 

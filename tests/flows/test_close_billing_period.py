@@ -7,12 +7,12 @@ from decimal import Decimal as D
 
 import pytest
 import sqlalchemy as sa
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from flows.close_billing_period import close_billing_period, resolve_period
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
-from models.period import BillingPeriod
 from tallyflow.core.settings import Settings
 from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
@@ -19,9 +20,8 @@ from flows.backfill_usage import backfill_usage
 from flows.ingest_usage import ingest_usage
 from services.api_keys import create_api_key
 from services.invoicing import generate_invoices
-from models.period import BillingPeriod
-from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tests.helpers import rows, usage_full
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -110,6 +110,7 @@ def _child_ingest(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _child_invoices(args: Mapping[str, Any]) -> dict[str, Any]:
     from models.period import BillingPeriod
+
     from tallyflow.core.resources import resources_from_env
     from tasks.generate_period_invoices import generate_period_invoices
     from tasks.record_invoice_run import finish_invoice_run, start_invoice_run
@@ -562,8 +563,9 @@ def invoice_content(conn: sa.Connection) -> tuple[InvoiceContent, dict[str, int]
 
 def uninterrupted_invoice_content(engine: Engine, period: str) -> InvoiceContent:
     """What a run that is not interrupted writes, read inside its transaction, rolled back."""
-    from services.invoicing import generate_invoices
     from models.period import BillingPeriod
+
+    from services.invoicing import generate_invoices
 
     with engine.connect() as conn:
         tx = conn.begin()

@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from services.api_keys import create_api_key
 from services.invoicing import close_invoice, generate_invoices, void_invoice
-from models.period import BillingPeriod
 from services.quota import refresh_quota_usage
 from tallyflow.core.errors import Conflict
-from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle, tenant_ids
 from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle, tenant_ids
 from tests.reliability import harness
 from tests.reliability.harness import Expected, assert_consistent
 

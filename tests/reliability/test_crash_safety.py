@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.ingest.inbox import push_events
-from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
 from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
 from tests.reliability import harness
 from tests.reliability.harness import DayReader, Expected, assert_consistent, day_totals
 

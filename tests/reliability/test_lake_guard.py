@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from services import lake_guard
-from tallyflow.core.db import get_engine, to_libpq_url
-from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
-from tallyflow.core.settings import Settings
 from services.job_runs import USAGE_LOCK_KEY, finish_job_run, start_job_run
+from tallyflow.core.db import get_engine, to_libpq_url
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
 from tests.reliability import harness
 from tests.reliability.harness import Expected, assert_consistent
 

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from models.pricing import parse_pricing
@@ -34,7 +35,6 @@ from services.invoicing import (
     void_invoice,
 )
 from services.proration import Window
-from models.period import BillingPeriod
 from tallyflow.core.errors import Conflict, NotFound
 
 NOV = BillingPeriod.parse("2026-11")

@@ -8,10 +8,16 @@ from decimal import Decimal as D
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models.period import BillingPeriod
 
 from models.money import round_money
-from services.proration import Window, billable_quantity, effective_included, prorate_base_fee, subscription_window
-from models.period import BillingPeriod
+from services.proration import (
+    Window,
+    billable_quantity,
+    effective_included,
+    prorate_base_fee,
+    subscription_window,
+)
 from tallyflow.core.errors import InvalidInput
 
 NOV = BillingPeriod.parse("2026-11")  # 30 days

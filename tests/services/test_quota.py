@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from models.api import OverrideIn, PlanIn, SubscriptionIn
 from services import catalog
 from services.quota import QuotaRow, QuotaSnapshot, check_quota, decide, refresh_quota_usage
+
 # FIXME(relayout): period_of from services.quota is gone
 from tallyflow.core.db import to_libpq_url
 

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from tallyflow.core import migrate
 from tallyflow.cli.app import app as cli
+from tallyflow.core import migrate
 
 
 def test_downgrade_needs_force_and_no_invoices(engine: Engine) -> None:

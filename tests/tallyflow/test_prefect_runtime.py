@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tallyflow.runtime import prefect_server as rt
 from tallyflow.core.settings import Settings
+from tallyflow.runtime import prefect_server as rt
 
 pytestmark = pytest.mark.slow
 

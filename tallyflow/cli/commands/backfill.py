@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute usage_daily for days START..END from the lake (days without events end
         with no rows), then refresh quotas."""
-        from tallyflow.cli.output import print_json, usage_error
         from tallyflow.cli.flow_runs import run_flow
+        from tallyflow.cli.output import print_json, usage_error
 
         first, last = _date(start), _date(end)
         if last < first:

@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Needed: a downgrade drops data"),
     ) -> None:
         """Revert the migrations down to REVISION (needs --force; refused once invoices exist)."""
-        from tallyflow.core import migrate
         from tallyflow.cli.output import fail, usage_error
+        from tallyflow.core import migrate
         from tallyflow.core.db import get_engine
         from tallyflow.core.settings import load_settings
 

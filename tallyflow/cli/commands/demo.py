@@ -17,9 +17,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Catalog, subscriptions, last month's usage ingested night by night, a backfill,
         the month-end invoice run (closed) and quota checks, with a readable summary."""
-        from tallyflow.runtime.prefect_server import ensure_prefect_api
         from tallyflow.core.resources import resources_from_env
         from tallyflow.core.settings import load_settings
+        from tallyflow.runtime.prefect_server import ensure_prefect_api
 
         started = time.perf_counter()
         settings = load_settings()

@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate usage files and pushed events, append them to the lake, re-aggregate the
         touched days into usage_daily and refresh quotas. Rejected rows do not fail the run."""
-        from tallyflow.cli.output import print_json, usage_error
         from tallyflow.cli.flow_runs import run_flow
+        from tallyflow.cli.output import print_json, usage_error
 
         missing = [str(p) for p in paths or [] if not p.exists()]
         if missing:

@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or refresh the period's draft invoices (closed/void ones are left alone)."""
         from models.period import BillingPeriod
-        from tallyflow.cli.output import print_json, usage_error
+
         from tallyflow.cli.flow_runs import run_flow
+        from tallyflow.cli.output import print_json, usage_error
         from tallyflow.core.errors import InvalidInput
 
         try:

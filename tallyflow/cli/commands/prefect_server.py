@@ -17,16 +17,16 @@ def register(app: typer.Typer) -> None:
         """Print whether it runs, its URL, pid and log file (one JSON object)."""
         import json
 
-        from tallyflow.runtime.prefect_server import server_status
         from tallyflow.core.settings import load_settings
+        from tallyflow.runtime.prefect_server import server_status
 
         typer.echo(json.dumps(server_status(load_settings())))
 
     @group.command("start")
     def start() -> None:
         """Start it now (flow commands otherwise start it on first use)."""
-        from tallyflow.runtime.prefect_server import PrefectServerError, ensure_background_server
         from tallyflow.core.settings import load_settings
+        from tallyflow.runtime.prefect_server import PrefectServerError, ensure_background_server
 
         try:
             info = ensure_background_server(load_settings())
@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
     @group.command("stop")
     def stop() -> None:
         """Stop it (the next flow command starts it again)."""
-        from tallyflow.runtime.prefect_server import stop_prefect_server
         from tallyflow.core.settings import load_settings
+        from tallyflow.runtime.prefect_server import stop_prefect_server
 
         stopped = stop_prefect_server(load_settings())
         typer.echo("stopped" if stopped else "not running", err=True)

@@ -75,9 +75,9 @@ def register(app: typer.Typer) -> None:
 def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
     """Start everything, supervise until a signal or a child's death; return the exit code."""
     from tallyflow.core import migrate
-    from tallyflow.runtime import prefect_server as rt
     from tallyflow.core.db import get_engine
     from tallyflow.core.settings import load_settings
+    from tallyflow.runtime import prefect_server as rt
 
     settings = load_settings()
     children: list[Child] = []
