@@ -21,11 +21,12 @@ from fastapi import FastAPI
 
 from api.auth import bearer_security_openapi
 from api.errors import error_schema_openapi, install_error_handlers
+from api.guard import Guard
 from api.listener import ChangeListener
-from api.routes import invoices, overrides, plans, quotas, subscriptions, usage
-from api.state import ApiState
+from api.routes import audit, health, invoices, overrides, plans, quotas, subscriptions, usage
+from api.state import ApiState, PeriodicReload
 from services.ingest.inbox import warm_up
-from tallyflow.core.db import database_url, get_engine, to_libpq_url
+from tallyflow.core.db import api_engine, database_url, to_libpq_url
 from tallyflow.core.settings import Settings, load_settings
 
 log = logging.getLogger("tallyflow.api")
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ApiState(settings=settings, engine=get_engine(settings))
+        state = ApiState(settings=settings, engine=api_engine(settings))
+        state.metrics.watch_database(lambda: state.engine, lambda: state.quotas_loaded_at)
         listener = ChangeListener(
             to_libpq_url(database_url(settings)),
             on_quotas=state.reload_quotas,
@@ -48,13 +50,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.reload_quotas(None)
         state.reload_keys()
         listener.start()
+        reload = PeriodicReload(state)
+        reload.start()
         threading.Thread(target=warm_up, name="tallyflow-warm-up", daemon=True).start()
         log.info("quota snapshot loaded: %d rows", len(state.snapshot))
         app.state.tallyflow = state
         try:
             yield
         finally:
+            reload.stop()
             listener.stop()
+            state.engine.dispose()
             gc.unfreeze()  # see ApiState.reload_quotas
 
     app = FastAPI(
@@ -67,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bearer_security_openapi(app)
     error_schema_openapi(app)
     # NOTE: quotas first: the hot quota check is matched before the other routes.
-    for module in (quotas, plans, subscriptions, overrides, usage, invoices):
+    for module in (quotas, plans, subscriptions, overrides, usage, invoices, audit, health):
         app.include_router(module.router)
     app.router.routes[:0] = quotas.fast_routes()
+    # NOTE: outermost of our code: a request is authenticated and its body capped before
+    # any route (or FastAPI's body parsing) sees it.
+    app.add_middleware(Guard)
     return app

@@ -8,6 +8,7 @@ key never learns which other tenants exist.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from tallyflow.core.errors import Forbidden, Unauthorized
 
 READ = "billing.read"
 WRITE = "billing.write"
+USAGE = "usage.write"
+PRINCIPAL_KEY = "tallyflow.principal"  # where api.guard leaves the request's Principal
 
 BEARER_SCHEME = {
     "type": "http",
@@ -72,9 +75,20 @@ class Principal:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The principal of the request's key (no DB round trip when the key is cached)."""
+    """The principal of the request (set by api.guard before the body was read)."""
+    principal = request.scope.get(PRINCIPAL_KEY)
+    if isinstance(principal, Principal):
+        return principal
     state: ApiState = request.app.state.tallyflow
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    principal = await principal_of(state, request.headers.get("authorization", ""))
+    request.scope[PRINCIPAL_KEY] = principal
+    return principal
+
+
+async def principal_of(state: ApiState, authorization: str) -> Principal:
+    """The principal of an Authorization header value (no DB round trip when the key is
+    cached, nor for a bogus key seen before: see ApiKeyCache)."""
+    scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("missing API key (Authorization: Bearer <key>)", code="missing_key")
@@ -82,11 +96,15 @@ async def authenticate(request: Request) -> Principal:
     record = None
     if prefix is not None:
         record = state.keys.get(prefix)
-        if record is None:
+        if record is None and not state.keys.known_unknown(prefix):
             record = await run_in_threadpool(_lookup, state, prefix)
     if not verify(record, key):
         raise Unauthorized("unknown or revoked API key", code="invalid_key")
     assert record is not None
+    now = dt.datetime.now(dt.UTC)
+    if record.expired(now.date()):
+        raise Unauthorized(f"API key expired on {record.expires_on}", code="key_expired")
+    state.keys.mark_used(record.id, now)
     return Principal.of(record)
 
 
@@ -95,17 +113,20 @@ def _lookup(state: ApiState, prefix: str) -> ApiKeyRecord | None:
         return state.keys.lookup(conn, prefix)
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency returning the Principal if its key carries `scope` (401/403 otherwise)."""
+def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency returning the Principal if its key carries one of `scopes` (401/403
+    otherwise). billing.write is also refused to a tenant key (it cannot hold one)."""
 
     # NOTE: the dependency reads the header itself, with no sub-dependencies: FastAPI's
     # dependency solving was the largest cost of a quota check. The bearer scheme is
     # declared in the OpenAPI document by `bearer_security_openapi` instead.
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
-        if scope not in principal.scopes:
-            raise Forbidden(f"this key lacks the {scope} scope", code="missing_scope")
+        if not principal.scopes.intersection(scopes):
+            raise Forbidden(f"this key lacks the {' or '.join(scopes)} scope", code="missing_scope")
+        if scopes == (WRITE,):
+            principal.require_global()
         return principal
 
-    dependency.__name__ = f"require_{scope.replace('.', '_')}"
+    dependency.__name__ = "require_" + "_or_".join(s.replace(".", "_") for s in scopes)
     return dependency

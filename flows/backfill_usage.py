@@ -9,8 +9,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from services import lake_guard
 from services.ingest.backfill import DayChange, backfill_markdown
-from services.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+from services.job_runs import (
+    USAGE_LOCK_KEY,
+    fail_job_run,
+    finish_job_run,
+    start_job_run,
+    usage_write_lock,
+)
 from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
@@ -40,7 +47,7 @@ def run_backfill(
 ) -> tuple[list[DayChange], dict[str, Any]]:
     logger = get_run_logger()
     days = days_between(start, end)
-    with usage_write_lock(res.engine):
+    with usage_write_lock(res.engine) as lock_pid:
         run_id = start_job_run(
             res.engine,
             "backfill_usage",
@@ -53,6 +60,8 @@ def run_backfill(
             flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
         )
         try:
+            with res.engine.connect() as conn:
+                lake_guard.ensure_lake_owner(conn, res.settings.lake_path)
             changes = [
                 recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
                 for day in days
@@ -60,6 +69,9 @@ def run_backfill(
             now = utc_now()
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
+                lake_guard.fence_run(
+                    conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id
+                )
                 refresh_quota_usage(conn, today=now.date(), as_of=now)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from services.ingest import lake
+from services import lake_guard
 from services.ingest.reports import IngestSummary, summary_markdown
 from services.ingest.staging import quarantine_unreadable_files
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
@@ -36,7 +36,7 @@ def run_ingest(
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     lake_root = res.settings.lake_path
-    with usage_write_lock(res.engine):
+    with usage_write_lock(res.engine) as lock_pid:
         now = utc_now()
         run_id = start_job_run(
             res.engine,
@@ -47,9 +47,17 @@ def run_ingest(
         crash_point("ingest.started")
         try:
             with res.engine.connect() as conn:
-                removed = lake.remove_orphan_files(lake_root, lake.committed_lake_files(conn))
-            if removed:
-                logger.warning("removed %d lake files left by an interrupted run", len(removed))
+                # NOTE: before any lake change: a lake of another database stays untouched.
+                lake_guard.ensure_lake_owner(conn, lake_root)
+                swept = lake_guard.sweep_failed_run_files(
+                    conn, lake_root, retention_days=res.settings.lake_trash_retention_days
+                )
+            if swept.moved:
+                logger.warning(
+                    "moved %d lake files of failed runs to %s",
+                    len(swept.moved),
+                    lake_root / "trash",
+                )
             crash_point("ingest.orphans_removed")
             files, skipped, ignored = discover_landing_files(res.engine, roots)
             crash_point("ingest.discovered")
@@ -72,6 +80,7 @@ def run_ingest(
                 skipped,
                 ignored,
                 now,
+                lock_pid,
             )
             crash_point("ingest.committed")
         except BaseException as exc:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -60,6 +61,21 @@ Metric = Annotated[str, Field(pattern=METRIC_PATTERN, examples=["api_calls"])]
 TenantId = Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
 Aggregation = Literal["sum", "count", "max"]
 Enforcement = Literal["hard", "soft"]
+
+# NOTE: the calendar's first and last months have no neighbouring month (a period end, a
+# proration window, "the month before"): dates there are refused (422) rather than
+# overflowing into a server error. Same bounds as services/usage.py's summary.
+FIRST_DAY = dt.date(1, 2, 1)
+LAST_DAY = dt.date(9999, 11, 30)
+
+
+def _inside_calendar(value: dt.date) -> dt.date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"date {value} is out of range ({FIRST_DAY}..{LAST_DAY})")
+    return value
+
+
+CalendarDate = Annotated[dt.date, AfterValidator(_inside_calendar)]
 
 
 class Strict(BaseModel):
@@ -148,8 +164,8 @@ class PlanOut(BaseModel):
 
 class SubscriptionIn(Strict):
     plan_code: Annotated[str, Field(min_length=1)]
-    starts_on: dt.date
-    ends_on: dt.date | None = None
+    starts_on: CalendarDate
+    ends_on: CalendarDate | None = None
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> SubscriptionIn:
@@ -176,8 +192,8 @@ class OverrideIn(Strict):
     limit: NonNegative | None = None
     included: NonNegative | None = None
     enforcement: Enforcement | None = None
-    effective_from: dt.date | None = None
-    effective_to: dt.date | None = None
+    effective_from: CalendarDate | None = None
+    effective_to: CalendarDate | None = None
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> OverrideIn:

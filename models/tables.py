@@ -407,8 +407,13 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         sa.CheckConstraint(
-            "scopes <@ ARRAY['billing.read', 'billing.write']::text[] AND cardinality(scopes) > 0",
+            "scopes <@ ARRAY['billing.read', 'billing.write', 'usage.write']::text[]"
+            " AND cardinality(scopes) > 0",
             name="scopes_known",
+        ),
+        # NOTE: a tenant's own key may push usage and read its billing, never change it.
+        sa.CheckConstraint(
+            "tenant_id IS NULL OR NOT ('billing.write' = ANY(scopes))", name="write_is_global"
         ),
     )
 
@@ -420,3 +425,30 @@ class ApiKey(Base):
     tenant_id: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    expires_on: Mapped[dt.date | None] = mapped_column(sa.Date)  # exclusive, UTC day
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+
+
+class AuditLog(Base):
+    """One change made through the API or the key CLI: who, what, tenant, before and after.
+
+    NOTE: append-only in the database (trigger `audit_log_append_only`, migration 0004):
+    UPDATE, DELETE and TRUNCATE are refused. Rows are written in the change's transaction.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_at", "at"),
+        sa.Index("ix_audit_log_tenant_id", "tenant_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    key_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    key_name: Mapped[str] = mapped_column(sa.Text)
+    action: Mapped[str] = mapped_column(sa.Text)
+    tenant_id: Mapped[str | None] = mapped_column(sa.Text)
+    object_type: Mapped[str] = mapped_column(sa.Text)
+    object_id: Mapped[str | None] = mapped_column(sa.Text)
+    before: Mapped[Any | None] = mapped_column(pg.JSONB)
+    after: Mapped[Any | None] = mapped_column(pg.JSONB)

@@ -133,6 +133,7 @@ def create_subscription(
     (a plan change). NotFound for an unknown plan, Conflict for overlapping dates."""
     if not conn.execute(sql("catalog/select_plans"), {"codes": [request.plan_code]}).first():
         raise NotFound(f"plan {request.plan_code!r} does not exist", code="plan_not_found")
+    check_not_in_closed_period(conn, tenant_id, request.starts_on)
     params = {
         "tenant_id": tenant_id,
         "plan_code": request.plan_code,
@@ -167,6 +168,24 @@ def end_subscription(
     return ended
 
 
+def check_not_in_closed_period(conn: sa.Connection, tenant_id: str, starts_on: dt.date) -> None:
+    """Conflict when a subscription starting `starts_on` would change a closed invoice's period.
+
+    NOTE: a start before the end of a closed period (inside it, or earlier: the open
+    subscription is ended at the new start) would bill that period differently from what
+    was issued: a backdated downgrade. Corrections after close go through credit notes.
+    """
+    closed_end = conn.execute(
+        sql("catalog/select_latest_closed_period_end"), {"tenant_id": tenant_id}
+    ).scalar_one()
+    if closed_end is not None and starts_on < closed_end:
+        raise Conflict(
+            f"tenant {tenant_id!r} has a closed invoice up to {closed_end}: a subscription "
+            f"may not start on {starts_on} (inside or before a closed period)",
+            code="period_closed",
+        )
+
+
 def list_subscriptions(conn: sa.Connection, tenant_id: str) -> list[SubscriptionOut]:
     rows = conn.execute(sql("catalog/select_subscriptions"), {"tenant_id": tenant_id}).mappings()
     return [SubscriptionOut.model_validate(dict(r)) for r in rows]
@@ -180,7 +199,25 @@ def replace_overrides(
     today: dt.date | None = None,
 ) -> list[OverrideOut]:
     """Replace the tenant's whole override set (delete, insert, refresh: one transaction,
-    so a rerun with the same body gives the same set)."""
+    so a rerun with the same body gives the same set). Each override must name a metric
+    that the plan of a subscription overlapping its window prices (InvalidInput otherwise):
+    an override may change an allowance, never grant a metric the plan does not bill."""
+    for o in overrides:
+        priced = conn.execute(
+            sql("catalog/select_override_metric_priced"),
+            {
+                "tenant_id": tenant_id,
+                "metric": o.metric,
+                "effective_from": o.effective_from,
+                "effective_to": o.effective_to,
+            },
+        ).scalar_one()
+        if not priced:
+            raise InvalidInput(
+                f"metric {o.metric!r} is not priced by a plan of tenant {tenant_id!r} "
+                f"during the override's window",
+                code="metric_not_in_plan",
+            )
     conn.execute(sql("catalog/delete_quota_overrides"), {"tenant_id": tenant_id})
     if overrides:
         with numbers_in_range():

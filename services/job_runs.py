@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,20 +21,27 @@ USAGE_LOCK_KEY: Final = 7_366_001
 
 
 @contextmanager
-def usage_write_lock(engine: Engine) -> Iterator[None]:
-    """Hold the usage advisory lock (waits for a running ingest/backfill to finish).
+def usage_write_lock(engine: Engine) -> Iterator[int]:
+    """Hold the usage advisory lock (waits for a running ingest/backfill to finish); yields
+    the lock session's backend pid, which the commit fence checks (services/lake_guard.py).
 
     Once held, no other ingest or backfill is alive: a run still marked 'running' was
     killed before it could record its outcome, and is marked failed ('interrupted')."""
     with engine.connect() as conn:
         conn.execute(sql("runs/lock_usage_writes"), {"key": USAGE_LOCK_KEY})
+        pid = int(conn.execute(sql("ops/select_backend_pid")).scalar_one())
         conn.execute(sql("runs/fail_interrupted_usage_runs"))
         conn.commit()
         try:
-            yield
+            yield pid
         finally:
-            conn.execute(sql("runs/unlock_usage_writes"), {"key": USAGE_LOCK_KEY})
-            conn.commit()
+            try:
+                conn.execute(sql("runs/unlock_usage_writes"), {"key": USAGE_LOCK_KEY})
+                conn.commit()
+            except sa.exc.DBAPIError:
+                # NOTE: the lock session is gone (killed, network): so is the lock. The
+                # run's own error, if any, is the one worth raising.
+                logging.getLogger("tallyflow.lake").warning("usage lock session was lost")
 
 
 def start_job_run(

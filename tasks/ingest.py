@@ -66,6 +66,9 @@ def commit_ingest_run(
     skipped_files: int,
     ignored_files: list[Path],
     now: dt.datetime,
+    lock_pid: int | None = None,
 ) -> IngestSummary:
     """The run's one transaction (services/ingest/commit.py), quota refresh included."""
-    return commit_ingest(engine, run_id, staged, days, daily, skipped_files, ignored_files, now)
+    return commit_ingest(
+        engine, run_id, staged, days, daily, skipped_files, ignored_files, now, lock_pid
+    )

@@ -17,6 +17,7 @@ from api.state import ApiState, api_state
 from models.identifiers import TENANT_ID_PATTERN
 from models.period import BillingPeriod
 from services import invoicing
+from services.audit import record_change
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
@@ -86,16 +87,27 @@ def generate_invoices(
 ) -> GenerateResponse:
     """Create or refresh the period's drafts; closed and void invoices are left alone.
 
-    A global key may run every tenant; a tenant key only its own tenant.
+    Needs a global billing.write key (tenant keys cannot hold one).
     """
     period = BillingPeriod.parse(request.period)
     tenant_ids = request.tenant_ids
-    if principal.tenant_id is not None:
-        for tenant_id in tenant_ids or []:
-            principal.check_tenant(tenant_id)
-        tenant_ids = [principal.tenant_id]
     with state.engine.begin() as conn:
         result = invoicing.generate_invoices(conn, period, tenant_ids=tenant_ids)
+        record_change(
+            conn,
+            principal,
+            "invoices.generate",
+            tenant_id=None,
+            obj=("invoice_run", None),
+            before=None,
+            after={
+                "period": request.period,
+                "tenant_ids": tenant_ids,
+                "generated": result.generated,
+                "skipped": result.skipped,
+                "invoice_ids": result.invoice_ids,
+            },
+        )
     return GenerateResponse(
         generated=result.generated, skipped=result.skipped, invoice_ids=result.invoice_ids
     )
@@ -146,11 +158,28 @@ def _transition(
     principal: Principal,
     invoice_id: int,
     change: Callable[[sa.Connection, int], invoicing.InvoiceView],
+    action: str,
 ) -> InvoiceOut:
-    """Check ownership, then apply a lifecycle change, in one transaction."""
+    """Check ownership, then apply a lifecycle change and audit it, in one transaction."""
     with state.engine.begin() as conn:
-        _check_own_invoice(principal, invoice_id, invoicing.get_invoice(conn, invoice_id).tenant_id)
-        return InvoiceOut.of(change(conn, invoice_id))
+        before = invoicing.get_invoice(conn, invoice_id)
+        _check_own_invoice(principal, invoice_id, before.tenant_id)
+        after = change(conn, invoice_id)
+        record_change(
+            conn,
+            principal,
+            action,
+            tenant_id=before.tenant_id,
+            obj=("invoice", invoice_id),
+            before=_without_lines(before),
+            after=_without_lines(after),
+        )
+        return InvoiceOut.of(after)
+
+
+def _without_lines(view: invoicing.InvoiceView) -> InvoiceOut:
+    """The invoice as audited: its header (lines of a closed invoice are frozen anyway)."""
+    return InvoiceOut.of(view).model_copy(update={"lines": None})
 
 
 @router.post("/invoices/{invoice_id}:close", response_model=InvoiceOut)
@@ -160,7 +189,7 @@ def close_invoice(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> InvoiceOut:
     """draft -> closed (sequential number, closed_at, frozen); 409 naming the current status."""
-    return _transition(state, principal, invoice_id, invoicing.close_invoice)
+    return _transition(state, principal, invoice_id, invoicing.close_invoice, "invoice.close")
 
 
 @router.post("/invoices/{invoice_id}:void", response_model=InvoiceOut)
@@ -170,4 +199,4 @@ def void_invoice(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> InvoiceOut:
     """draft or closed -> void (voided_at); 409 when already void."""
-    return _transition(state, principal, invoice_id, invoicing.void_invoice)
+    return _transition(state, principal, invoice_id, invoicing.void_invoice, "invoice.void")

@@ -11,6 +11,7 @@ from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import OverrideOut, OverridesIn
 from services import catalog
+from services.audit import record_change
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["quotas"])
 
@@ -25,7 +26,18 @@ def replace_overrides(
     """Replace the tenant's whole set of overrides (an empty list removes them all)."""
     principal.check_tenant(tenant_id)
     with state.engine.begin() as conn:
+        before = catalog.list_overrides(conn, tenant_id)
         stored = catalog.replace_overrides(conn, tenant_id, request.overrides)
+        # NOTE: the whole set before and after: the audit rows are the overrides' history.
+        record_change(
+            conn,
+            principal,
+            "overrides.replace",
+            tenant_id=tenant_id,
+            obj=("quota_overrides", None),
+            before=before,
+            after=stored,
+        )
     state.reload_quotas([tenant_id])
     return stored
 

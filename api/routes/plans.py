@@ -10,6 +10,7 @@ from api.auth import READ, WRITE, Principal, require_scope
 from api.state import ApiState, api_state
 from models.api import PlanIn, PlanOut
 from services import catalog
+from services.audit import record_change
 
 router = APIRouter(prefix="/api/billing", tags=["plans"])
 
@@ -23,7 +24,17 @@ def create_plan(
     """Create a plan with its quotas and pricing; 409 when the code exists."""
     principal.require_global()
     with state.engine.begin() as conn:
-        return catalog.create_plan(conn, plan)
+        created = catalog.create_plan(conn, plan)
+        record_change(
+            conn,
+            principal,
+            "plan.create",
+            tenant_id=None,
+            obj=("plan", created.id),
+            before=None,
+            after=created,
+        )
+    return created
 
 
 @router.get("/plans", response_model=list[PlanOut])

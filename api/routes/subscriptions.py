@@ -11,6 +11,7 @@ from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import SubscriptionIn, SubscriptionOut
 from services import catalog
+from services.audit import record_change
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["subscriptions"])
 
@@ -22,10 +23,22 @@ def create_subscription(
     principal: Annotated[Principal, Depends(require_scope(WRITE))],
     state: Annotated[ApiState, Depends(api_state)],
 ) -> SubscriptionOut:
-    """Subscribe the tenant; 404 unknown plan, 409 dates overlapping a subscription."""
+    """Subscribe the tenant; 404 unknown plan, 409 dates overlapping a subscription or
+    starting inside (or before) a period with a closed invoice."""
     principal.check_tenant(tenant_id)
     with state.engine.begin() as conn:
+        before = catalog.list_subscriptions(conn, tenant_id)
         created = catalog.create_subscription(conn, tenant_id, request)
+        # NOTE: the whole set before and after: a plan change also ends the open one.
+        record_change(
+            conn,
+            principal,
+            "subscription.create",
+            tenant_id=tenant_id,
+            obj=("subscription", created.id),
+            before=before,
+            after=catalog.list_subscriptions(conn, tenant_id),
+        )
     # NOTE: the very next quota check in this process sees the change (others get NOTIFY).
     state.reload_quotas([tenant_id])
     return created

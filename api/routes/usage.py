@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import READ, WRITE, Principal, require_scope
+from api.auth import READ, USAGE, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
 from services.ingest.inbox import PushOutcome, push_events
+from services.poison import without_poison
 from services.usage import usage_summary
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import Forbidden, InvalidInput, PayloadTooLarge
@@ -28,11 +29,22 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _parse_body(body: bytes) -> Any:
-    """JSON with numbers kept exact: floats as Decimal (their text), never binary floats."""
+    """JSON with numbers kept exact: floats as Decimal (their text), never binary floats.
+
+    NOTE: NaN and Infinity are not JSON (RFC 8259) and no event field can hold them; nesting
+    deeper than the parser's recursion limit (a 20,000-deep array) is refused: both 422
+    for the request, never a 500.
+    """
     try:
-        return json.loads(body, parse_float=Decimal)
+        return json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("body is not valid JSON: nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @router.post(
@@ -49,7 +61,7 @@ def _parse_body(body: bytes) -> Any:
 )
 async def ingest_usage(
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(USAGE, WRITE))],
     state: Annotated[ApiState, Depends(api_state)],
 ) -> JSONResponse:
     """Validate events with the file pipeline's rules and store the accepted ones durably
@@ -64,8 +76,11 @@ async def ingest_usage(
         raise InvalidInput('body.events: the body must be {"events": [event, ...]}')
     if len(events) > cap:
         raise PayloadTooLarge(f"{len(events)} events in one request; at most {cap}")
+    events = without_poison(events)
     if principal.tenant_id is not None:
-        others = {e.get("tenant_id") for e in events if isinstance(e, dict)} - {principal.tenant_id}
+        # NOTE: only string tenant ids name a tenant; any other value is a row reason below
+        named = (e.get("tenant_id") for e in events if isinstance(e, dict))
+        others = {t for t in named if isinstance(t, str)} - {principal.tenant_id}
         if others:
             raise Forbidden(
                 f"this key is restricted to tenant {principal.tenant_id!r}", code="wrong_tenant"

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.events import RejectReason
+from services import lake_guard
 from services.ingest.reports import IngestSummary
 from services.ingest.staging import FileOutcome, Staged
 from services.ingest.usage_daily import replace_usage_days
-from services.job_runs import finish_job_run
+from services.job_runs import USAGE_LOCK_KEY, finish_job_run
 from services.quota import refresh_quota_usage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.faults import crash_point
@@ -75,6 +76,7 @@ def commit_ingest(
     skipped_files: int,
     ignored_files: list[Path],
     now: dt.datetime,
+    lock_pid: int | None = None,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""
@@ -100,6 +102,8 @@ def commit_ingest(
     if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
         raise AssertionError(f"rows do not add up: {summary}")
     with engine.begin() as conn:
+        if lock_pid is not None:
+            lake_guard.fence_run(conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id)
         _copy_rejected(conn, run_id, staged.rejected)
         crash_point("commit.rejected_copied")
         for row in _file_counts(staged.files):
@@ -117,9 +121,10 @@ def commit_ingest(
             )
         crash_point("commit.manifest_written")
         if staged.inbox_ids:
-            conn.execute(
+            drained = conn.execute(
                 sql("ingest/mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
-            )
+            ).rowcount
+            lake_guard.check_drained(run_id, read=len(staged.inbox_ids), drained=drained)
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")
         refresh_quota_usage(conn, today=now.date(), as_of=now)

@@ -2,8 +2,9 @@
 
 A file is written under a temporary name and renamed (atomic on one filesystem). It
 belongs to the lake only once its row in `lake_files` is committed with its run, so a run
-that crashes after writing leaves orphans that no reader sees; `remove_orphan_files`
-deletes them while the usage lock is held.
+that crashes after writing leaves orphans that no reader sees;
+`services.lake_guard.sweep_failed_run_files` moves them to the trash under the usage lock
+(only files of this database's failed runs; never unlinked).
 """
 
 from __future__ import annotations
@@ -79,17 +80,3 @@ def committed_lake_files(conn: sa.Connection, days: list[dt.date] | None = None)
 
 def absolute(lake: Path, files: list[LakeFile]) -> list[str]:
     return [str(lake / f.path) for f in files]
-
-
-def remove_orphan_files(lake: Path, committed: list[LakeFile]) -> list[Path]:
-    """Delete lake files no committed run lists (left by a crashed run). Needs the lock."""
-    root = events_root(lake)
-    if not root.exists():
-        return []
-    keep = {(lake / f.path).resolve() for f in committed}
-    removed = []
-    for path in root.rglob("*"):
-        if path.is_file() and path.resolve() not in keep:
-            path.unlink()
-            removed.append(path)
-    return removed

@@ -80,9 +80,12 @@ def discover_files(roots: list[Path]) -> tuple[list[LandingFile], list[Path]]:
     ignored: list[Path] = []
     for root in roots:
         candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        inside = root.resolve()
         for path in candidates:
             if any(part.startswith(".") for part in path.relative_to(root.parent).parts):
                 continue  # hidden files and folders (editors' and uploaders' temp files)
+            if path != root and (path.is_symlink() or not _stays_under(path, inside)):
+                continue  # NOTE: a symlink could point anywhere (/etc, another tenant's drop)
             if file_format(path) is None:
                 ignored.append(path)
             else:
@@ -92,6 +95,11 @@ def discover_files(roots: list[Path]) -> tuple[list[LandingFile], list[Path]]:
         hashes = list(pool.map(sha256_of, paths))
     files = [LandingFile(p, h, p.stat().st_size) for p, h in zip(paths, hashes, strict=True)]
     return files, ignored
+
+
+def _stays_under(path: Path, root: Path) -> bool:
+    """Does `path`, every link resolved, stay under `root` (symlinked folders included)?"""
+    return path.resolve().is_relative_to(root)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -260,7 +268,7 @@ def _parquet_field(table: pl.DataFrame, field: str) -> list[pl.Expr]:
 def read_parquet_rows(path: Path) -> pl.DataFrame:
     """Raw event frame of a Parquet file; row numbers count from 1."""
     try:
-        table = pl.read_parquet(path)
+        table = pl.read_parquet(path, glob=False)  # NOTE: a name like `a[1]*.parquet` is literal
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
     try:

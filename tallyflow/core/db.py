@@ -65,6 +65,21 @@ def get_engine(settings: Settings) -> Engine:
         return engine
 
 
+def api_engine(settings: Settings) -> Engine:
+    """The API process's own engine: every session has `statement_timeout` set, so one slow
+    or hostile request cannot hold a connection and its locks for long.
+
+    NOTE: separate from `get_engine`'s (CLI, flows): long runs keep no timeout."""
+    options = f"-c statement_timeout={settings.api_statement_timeout_ms}"
+    return sa.create_engine(
+        database_url(settings),
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"options": options},
+    )
+
+
 def dispose_engines() -> None:
     with _lock:
         for engine in _engines.values():

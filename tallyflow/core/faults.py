@@ -9,6 +9,8 @@ variables below set (production), a call is three dictionary lookups and returns
 - `TALLYFLOW_FAULT_DELAY_MS=<ms>`: sleep that long at every point whose name starts with
   `TALLYFLOW_FAULT_DELAY_AT` (default: every point), so that a kill sent from outside at
   a random time lands inside a step (lake write, Postgres load) rather than between runs.
+- `TALLYFLOW_FAULT_PAUSE_AT=<name>` with `TALLYFLOW_FAULT_PAUSE_FILE=<path>`: at that point,
+  wait until the file exists (a test sets up what must happen meanwhile, then creates it).
 - `TALLYFLOW_FAULT_TRACE=<file>`: append each point's name and the time (epoch seconds) to
   that file as it is reached, so a test can time an outside kill relative to the steps.
 
@@ -28,6 +30,8 @@ CRASH_AT: Final = "TALLYFLOW_CRASH_AT"
 DELAY_MS: Final = "TALLYFLOW_FAULT_DELAY_MS"
 DELAY_AT: Final = "TALLYFLOW_FAULT_DELAY_AT"
 TRACE: Final = "TALLYFLOW_FAULT_TRACE"
+PAUSE_AT: Final = "TALLYFLOW_FAULT_PAUSE_AT"
+PAUSE_FILE: Final = "TALLYFLOW_FAULT_PAUSE_FILE"
 
 _hits: Counter[str] = Counter()
 
@@ -35,7 +39,7 @@ _hits: Counter[str] = Counter()
 def crash_point(name: str) -> None:
     """A named step boundary: maybe trace it, sleep, or SIGKILL this process (see module doc)."""
     env = os.environ
-    if CRASH_AT not in env and DELAY_MS not in env and TRACE not in env:
+    if CRASH_AT not in env and DELAY_MS not in env and TRACE not in env and PAUSE_AT not in env:
         return
     _hits[name] += 1
     trace = env.get(TRACE)
@@ -50,6 +54,10 @@ def crash_point(name: str) -> None:
         point, _, nth = target.partition("@")
         if point == name and _hits[name] == int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+    if env.get(PAUSE_AT) == name and env.get(PAUSE_FILE):
+        deadline = time.monotonic() + 600
+        while not os.path.exists(env[PAUSE_FILE]) and time.monotonic() < deadline:
+            time.sleep(0.02)
     delay = env.get(DELAY_MS)
     if delay and name.startswith(env.get(DELAY_AT, "")):
         time.sleep(int(delay) / 1000)

@@ -59,3 +59,15 @@ def require_current(engine: Engine) -> None:
             f"the database is at migration {current or 'none'}, this tallyflow needs {head}:"
             " run `tallyflow db upgrade` first"
         )
+
+
+def invoice_count(engine: Engine) -> int:
+    """Invoices in the database (0 when the table does not exist yet)."""
+    import sqlalchemy as sa
+
+    from tallyflow.core.sqlfiles import sql
+
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("invoices"):
+            return 0
+        return int(conn.execute(sql("ops/count_invoices")).scalar_one())

@@ -22,6 +22,33 @@ class Settings(BaseSettings):
     landing: str | None = Field(default=None, description="Landing folder for raw usage logs")
     lake: str | None = Field(default=None, description="Event lake folder (Parquet)")
     max_push_events: int = Field(default=10_000, description="Cap of events per usage:ingest")
+    # --- API hardening (issue 11) ---
+    api_statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="statement_timeout of the API's sessions (0 = none)"
+    )
+    snapshot_reload_seconds: float = Field(
+        default=30.0, gt=0, description="Reload keys and quotas this often even without NOTIFY"
+    )
+    snapshot_max_age_seconds: float = Field(
+        default=120.0, gt=0, description="/readyz answers 503 when the quota snapshot is older"
+    )
+    body_cap_bytes: int = Field(default=1 << 20, gt=0, description="Request body cap")
+    ingest_body_cap_bytes: int = Field(
+        default=32 << 20, gt=0, description="Request body cap of POST usage:ingest"
+    )
+    body_read_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A body not received within this is answered 408"
+    )
+    api_limit_concurrency: int = Field(
+        default=256, gt=0, description="uvicorn: connections+tasks before 503"
+    )
+    api_timeout_keep_alive: int = Field(default=5, gt=0, description="uvicorn: idle keep-alive s")
+    api_h11_max_incomplete_event_size: int = Field(
+        default=16 * 1024, gt=0, description="uvicorn: cap of a request line plus headers"
+    )
+    lake_trash_retention_days: int = Field(
+        default=7, ge=0, description="Days a swept lake file stays in <lake>/trash"
+    )
 
     @property
     def home_path(self) -> Path:

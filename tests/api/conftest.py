@@ -56,9 +56,10 @@ PRO_PLAN: dict[str, Any] = {
 class Keys:
     read: str
     write: str
-    tenant: str  # read + write, restricted to TENANT
-    other_tenant: str  # read + write, restricted to OTHER_TENANT
+    tenant: str  # billing.read + usage.write, restricted to TENANT
+    other_tenant: str  # billing.read + usage.write, restricted to OTHER_TENANT
     admin: str  # read + write, any tenant
+    usage: str  # usage.write only, any tenant
 
     def header(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -72,9 +73,10 @@ def keys(engine: Engine) -> Keys:
             for name, scopes, tenant in [
                 ("read", ["billing.read"], None),
                 ("write", ["billing.write"], None),
-                ("tenant", ["billing.read", "billing.write"], TENANT),
-                ("other_tenant", ["billing.read", "billing.write"], OTHER_TENANT),
+                ("tenant", ["billing.read", "usage.write"], TENANT),
+                ("other_tenant", ["billing.read", "usage.write"], OTHER_TENANT),
                 ("admin", ["billing.read", "billing.write"], None),
+                ("usage", ["usage.write"], None),
             ]
         }
     return Keys(**made)

@@ -75,7 +75,7 @@ def invoice_void(engine: Engine) -> str:
 class Endpoint:
     method: str
     path: str | Callable[[Engine], str]
-    scope: str  # "read" or "write"
+    scope: str  # "read", "write" (billing.write, global keys only) or "usage" (push)
     ok: int
     body: Callable[[], Any] | None = None
     tenant_scoped: bool = True  # another tenant's key gets 403
@@ -103,9 +103,9 @@ ENDPOINTS = [
     Endpoint("GET", f"{T}/quotas", "read", 200),
     Endpoint("POST", f"{T}/quotas:check", "read", 200, lambda: {"metric": "api_calls"}),
     # the tenant of pushed events is in the body: another tenant's key may not push them
-    Endpoint("POST", "/api/billing/usage:ingest", "write", 202, _push),
+    Endpoint("POST", "/api/billing/usage:ingest", "usage", 202, _push),
     Endpoint("GET", f"{T}/usage/summary", "read", 200),
-    # invoices (api/routes/invoices.py); a tenant key generates only its own tenant
+    # invoices (api/routes/invoices.py); generating is a write: global keys only
     Endpoint(
         "POST",
         "/api/billing/invoices:generate",
@@ -119,7 +119,19 @@ ENDPOINTS = [
     Endpoint("POST", invoice_void, "write", 200, by_id=True),
 ]
 
-ROLES = ["none", "bad", "read", "write", "tenant", "other_tenant"]
+ROLES = ["none", "bad", "read", "write", "usage", "tenant", "other_tenant"]
+SCOPES_OF = {
+    "read": {"billing.read"},
+    "write": {"billing.write"},
+    "usage": {"usage.write"},
+    "tenant": {"billing.read", "usage.write"},
+    "other_tenant": {"billing.read", "usage.write"},
+}
+ACCEPTED = {
+    "read": ("billing.read",),
+    "write": ("billing.write",),
+    "usage": ("usage.write", "billing.write"),
+}
 
 
 def expected(endpoint: Endpoint, role: str) -> tuple[int, str | None]:
@@ -128,9 +140,9 @@ def expected(endpoint: Endpoint, role: str) -> tuple[int, str | None]:
         return 401, "missing API key (Authorization: Bearer <key>)"
     if role == "bad":
         return 401, "unknown or revoked API key"
-    scope = f"billing.{endpoint.scope}"
-    if role in ("read", "write") and role != endpoint.scope:
-        return 403, f"this key lacks the {scope} scope"
+    accepted = ACCEPTED[endpoint.scope]
+    if not SCOPES_OF[role].intersection(accepted):
+        return 403, f"this key lacks the {' or '.join(accepted)} scope"
     if role in ("tenant", "other_tenant") and endpoint.global_only:
         return 403, "this endpoint needs a key not restricted to a tenant"
     if role == "other_tenant" and endpoint.by_id:
@@ -209,7 +221,7 @@ def test_only_a_hash_is_stored(engine: Engine) -> None:
     import sqlalchemy as sa
 
     with engine.begin() as conn:
-        new = create_api_key(conn, name="x", scopes=["billing.write"], tenant_id="acme")
+        new = create_api_key(conn, name="x", scopes=["usage.write"], tenant_id="acme")
         row = (
             conn.execute(sa.text("SELECT * FROM api_keys WHERE id = :i"), {"i": new.record.id})
             .mappings()
@@ -217,4 +229,4 @@ def test_only_a_hash_is_stored(engine: Engine) -> None:
         )
     assert new.key not in {str(v) for v in row.values()}
     assert row["key_hash"] != new.key and len(row["key_hash"]) == 64
-    assert row["scopes"] == ["billing.write"] and row["tenant_id"] == "acme"
+    assert row["scopes"] == ["usage.write"] and row["tenant_id"] == "acme"

@@ -192,6 +192,10 @@ def test_subscription_errors(client: TestClient, admin: dict[str, str]) -> None:
 
 
 def test_overrides_are_replaced_as_a_set(client: TestClient, admin: dict[str, str]) -> None:
+    # overrides may only name metrics the tenant's plan prices (the plan first)
+    assert client.post(PLANS, json=_plan(), headers=admin).status_code == 201
+    window = {"plan_code": "pro", "starts_on": "2025-01-01"}
+    assert client.post(SUBS, json=window, headers=admin).status_code == 201
     first = client.put(
         OVERRIDES,
         json={

@@ -205,6 +205,16 @@ def test_override_beats_plan_and_expired_override_does_not(
         is False
     )
     today = utc_today()
+    # the tenant's previous month on the same plan: the expired override's window below
+    # must overlap a subscription whose plan prices storage_gb (or it is refused, 422)
+    start = BillingPeriod.of(today).start
+    earlier = {
+        "plan_code": "pro",
+        "starts_on": str(start - dt.timedelta(days=60)),
+        "ends_on": str(start),
+    }
+    subs = f"/api/billing/tenants/{TENANT}/subscriptions"
+    assert client.post(subs, json=earlier, headers=admin).status_code == 201
     put = client.put(
         f"/api/billing/tenants/{TENANT}/quotas/overrides",
         json={
@@ -217,13 +227,18 @@ def test_override_beats_plan_and_expired_override_does_not(
                     "effective_from": str(today - dt.timedelta(days=30)),
                     "effective_to": str(today),
                 },
-                # a metric the plan lacks, entitled by the override alone
-                {"metric": "gpu_hours", "limit": "5"},
             ]
         },
         headers=admin,
     )
     assert put.status_code == 200
+    # a metric the plan lacks cannot be granted by an override (422, nothing stored)
+    grant = client.put(
+        f"/api/billing/tenants/{TENANT}/quotas/overrides",
+        json={"overrides": [{"metric": "gpu_hours", "limit": "5"}]},
+        headers=admin,
+    )
+    assert grant.status_code == 422 and grant.json()["code"] == "metric_not_in_plan"
     # the very next check sees the override (no waiting: same process)
     body = check(client, admin, "api_calls")
     assert (body["allowed"], body["limit"], body["remaining"]) == (True, "2000", "500")
@@ -231,17 +246,16 @@ def test_override_beats_plan_and_expired_override_does_not(
     assert body["as_of"] == "2026-01-01T12:00:00Z"
     assert check(client, admin, "storage_gb")["enforcement"] == "soft"
     gpu = check(client, admin, "gpu_hours", "6")
-    assert (gpu["allowed"], gpu["reason"], gpu["limit"]) == (False, "over_limit", "5")
+    assert (gpu["allowed"], gpu["reason"]) == (False, "not_entitled")
 
     quotas = client.get(QUOTAS, headers=admin)
     assert quotas.status_code == 200
     rows = {q["metric"]: q for q in quotas.json()}
-    assert set(rows) == {"api_calls", "gpu_hours", "seats", "storage_gb"}
+    assert set(rows) == {"api_calls", "seats", "storage_gb"}
     assert rows["api_calls"]["source"] == "override"
     assert rows["api_calls"]["included"] == "100"  # null override fields keep the plan's
     assert rows["api_calls"]["used"] == "1500" and rows["api_calls"]["remaining"] == "500"
     assert rows["storage_gb"]["source"] == "plan"
-    assert rows["gpu_hours"]["aggregation"] == "sum" and rows["gpu_hours"]["included"] == "0"
     assert rows["seats"]["limit"] is None and rows["seats"]["remaining"] is None
 
 

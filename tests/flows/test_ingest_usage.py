@@ -302,4 +302,11 @@ def test_failed_run_changes_nothing_and_rerun_completes(
     result = ingest()
     assert (result["accepted"], result["rejected"]) == (1, 1)
     assert usage(engine)[("acme", "api.calls", "2026-10-05")] == (Decimal(4), 1, Decimal(4))
-    assert len(list(settings.lake_path.rglob("*.parquet"))) == 1  # orphan removed
+    # the failed run's file moved to the trash (kept for the retention), not in the lake
+    assert len(list((settings.lake_path / "events").rglob("*.parquet"))) == 1
+    with engine.connect() as conn:
+        failed_run = conn.execute(
+            sa.text("SELECT id FROM job_runs WHERE status = 'failed'")
+        ).scalar_one()
+    trashed = list((settings.lake_path / "trash" / str(failed_run)).rglob("*.parquet"))
+    assert len(trashed) == 1

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.api import OverrideIn, PlanIn, QuotaIn
+from models.api import OverrideIn, PlanIn, QuotaIn, SubscriptionIn
 from services import catalog
 from tallyflow.core.errors import InvalidInput
 
@@ -35,6 +35,22 @@ def test_too_large_numbers_are_invalid_input_not_server_errors(engine: Engine) -
     with pytest.raises(InvalidInput, match="too large"), engine.begin() as conn:
         catalog.create_plan(conn, plan)
 
+    # overrides name metrics the tenant's plan prices: a plan with `calls` first
+    small = PlanIn.model_construct(
+        code="small",
+        name="Small",
+        currency="USD",
+        base_fee=Decimal(1),
+        quotas=[huge_limit.model_copy(update={"limit": Decimal(10)})],
+    )
+    with engine.begin() as conn:
+        catalog.create_plan(conn, small)
+        catalog.create_subscription(
+            conn,
+            "acme",
+            SubscriptionIn(plan_code="small", starts_on=dt.date(2026, 1, 1)),
+            today=dt.date(2026, 3, 1),
+        )
     override = OverrideIn.model_construct(
         metric="calls",
         limit=Decimal("1e40"),
@@ -47,5 +63,5 @@ def test_too_large_numbers_are_invalid_input_not_server_errors(engine: Engine) -
         catalog.replace_overrides(conn, "acme", [override], today=dt.date(2026, 3, 1))
 
     with engine.connect() as conn:
-        assert catalog.list_plans(conn) == []
+        assert [p.code for p in catalog.list_plans(conn)] == ["small"]
         assert catalog.list_overrides(conn, "acme") == []

@@ -3,4 +3,4 @@ UPDATE api_keys
 SET revoked_at = now()
 WHERE revoked_at IS NULL
   AND (id = CAST(:key_id AS bigint) OR prefix = CAST(:prefix AS text))
-RETURNING id, name, prefix
+RETURNING id, name, prefix, scopes, tenant_id, expires_on

@@ -21,13 +21,25 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
 
     @db.command("downgrade")
-    def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base")) -> None:
-        """Revert the migrations down to REVISION."""
+    def downgrade(
+        revision: str = typer.Argument(..., help="Target revision, e.g. base"),
+        force: bool = typer.Option(False, "--force", help="Needed: a downgrade drops data"),
+    ) -> None:
+        """Revert the migrations down to REVISION (needs --force; refused once invoices exist)."""
+        from tallyflow.cli.output import fail, usage_error
         from tallyflow.core import migrate
         from tallyflow.core.db import get_engine
         from tallyflow.core.settings import load_settings
 
+        if not force:
+            usage_error("a downgrade drops tables and data: add --force if that is meant")
         engine = get_engine(load_settings())
+        invoices = migrate.invoice_count(engine)
+        if invoices:
+            fail(
+                f"refusing to downgrade: the database holds {invoices} invoices (issued "
+                "bills are records to keep; restore a backup instead)"
+            )
         migrate.downgrade(engine, revision)
         typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
 

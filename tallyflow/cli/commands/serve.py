@@ -13,7 +13,9 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option("--host", help="Interface to bind")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
         log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level")] = "info",
-        access_log: Annotated[bool, typer.Option("--access-log/--no-access-log")] = True,
+        access_log: Annotated[
+            bool, typer.Option("--access-log/--no-access-log", help="uvicorn's own access log")
+        ] = False,
     ) -> None:
         """Serve the billing API (OpenAPI at /openapi.json, Swagger UI at /docs).
 
@@ -25,10 +27,45 @@ def register(app: typer.Typer) -> None:
         from api.app import create_app
         from tallyflow.core.settings import load_settings
 
+        settings = load_settings()
+        configure_json_logging(log_level)
+        # NOTE: limits against hostile traffic: connections+tasks beyond limit_concurrency
+        # get 503; an idle keep-alive is closed after timeout_keep_alive s; a request line
+        # plus headers over h11_max_incomplete_event_size bytes is refused. Bodies are
+        # capped and timed by api/guard.py.
         uvicorn.run(
-            create_app(load_settings()),
+            create_app(settings),
             host=host,
             port=port,
             log_level=log_level,
             access_log=access_log,
+            limit_concurrency=settings.api_limit_concurrency,
+            timeout_keep_alive=settings.api_timeout_keep_alive,
+            h11_max_incomplete_event_size=settings.api_h11_max_incomplete_event_size,
         )
+
+
+def configure_json_logging(level: str) -> None:
+    """The tallyflow loggers as one JSON object per line (the request log carries the
+    request id; see api/guard.py)."""
+    import json
+    import logging
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            message = record.getMessage()
+            try:
+                body = json.loads(message) if message.startswith("{") else {"message": message}
+            except ValueError:
+                body = {"message": message}
+            out = {"at": self.formatTime(record), "level": record.levelname, "logger": record.name}
+            if record.exc_info:
+                out["exception"] = self.formatException(record.exc_info)
+            return json.dumps({**out, **body})
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tallyflow")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False

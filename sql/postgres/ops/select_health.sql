@@ -1,0 +1,2 @@
+-- purpose: is the database reachable and answering (for /readyz)
+SELECT 1
