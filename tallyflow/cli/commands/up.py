@@ -122,6 +122,15 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
         if api:
             command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
             command += ["--host", host, "--port", str(api_port)]
+            # NOTE: the same limits as `tallyflow serve` (see tallyflow/commands/serve.py)
+            command += [
+                "--limit-concurrency",
+                str(settings.api_limit_concurrency),
+                "--timeout-keep-alive",
+                str(settings.api_timeout_keep_alive),
+                "--h11-max-incomplete-event-size",
+                str(settings.api_h11_max_incomplete_event_size),
+            ]
             children.append(_spawn("API", command))
 
         typer.echo(
