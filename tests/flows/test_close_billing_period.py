@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from flows.close_billing_period import close_billing_period, resolve_period
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
 from services.proration import BillingPeriod
+from tallyflow.core.errors import InvalidInput
 from tallyflow.core.settings import Settings
 from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic
@@ -55,8 +56,10 @@ def test_failed_run_is_recorded(settings: Settings, engine: Engine) -> None:
     seed_basic(engine)
     with engine.begin() as conn:  # a stored pricing that no longer parses
         conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
-    with pytest.raises(Exception, match="unit_price"):
+    # the domain error itself (a stored plan that no longer prices), not any exception
+    with pytest.raises(InvalidInput, match="unit_price") as info:
         close_billing_period(period="2026-11")
+    assert isinstance(info.value, InvalidInput)
     with engine.connect() as conn:
         run = conn.execute(sa.text("SELECT status, error FROM job_runs")).one()
         invoices = conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one()
