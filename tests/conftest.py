@@ -130,6 +130,17 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness: None) -> str:
+    """The session harness's API URL, for child processes (`PREFECT_API_URL=...`), so a
+    subprocess's flow runs report there instead of starting a server of their own."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return str(url)
+
+
+@pytest.fixture(scope="session")
 def worker_id(request: pytest.FixtureRequest) -> str:
     """xdist worker name, or 'main' without xdist."""
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))

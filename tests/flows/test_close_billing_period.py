@@ -84,6 +84,7 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
         app,
         ["invoices", "generate", "--period", "2026-11", "--tenant", "acme", "--close", "--json"],
     )
+    assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the whole of stdout is one object
     assert (payload["generated"], payload["closed"]) == (1, 1)
 
@@ -142,6 +143,8 @@ def test_cli_failed_run_exits_1(settings: Settings, engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
     result = CliRunner().invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
-    assert result.exit_code == 1
+    # exit 1 by the CLI's own handling (typer.Exit), not an exception escaping the command
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert result.stdout == ""
-    assert "unit_price" in result.stderr
+    assert "error: the run failed" in result.stderr and "unit_price" in result.stderr
+    assert "Traceback" not in result.stderr
