@@ -366,8 +366,6 @@ def test_serve_answers_and_stops_on_sigterm(settings: Settings, tmp_path: Path) 
             time.sleep(0.2)
         base = found.group(1)
         assert not base.endswith(":0")
-        status, body = _get(f"{base}/healthz")
-        assert status == 200 and body
         status, spec = _get(f"{base}/openapi.json")
         assert status == 200 and "/api/billing/tenants/{tenant_id}/quotas:check" in spec["paths"]
         try:
@@ -376,12 +374,16 @@ def test_serve_answers_and_stops_on_sigterm(settings: Settings, tmp_path: Path) 
         except urllib.error.HTTPError as exc:
             assert exc.code == 401
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        # NOTE: uvicorn shuts down gracefully, then re-raises the signal it caught (so a
+        # supervisor sees why it ended): the exit status is "terminated by SIGTERM".
+        assert proc.wait(timeout=60) == -signal.SIGTERM
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "Traceback" not in log_path.read_text(errors="replace")
+    output = log_path.read_text(errors="replace")
+    assert "Finished server process" in output  # the graceful path, not a kill
+    assert "Traceback" not in output
 
 
 @pytest.mark.parametrize(
