@@ -136,7 +136,8 @@ def test_invalid_plan_is_422_naming_the_field(
 
 def test_subscriptions_and_plan_change(client: TestClient, admin: dict[str, str]) -> None:
     assert client.post(PLANS, json=_plan(), headers=admin).status_code == 201
-    assert client.post(PLANS, json=_plan(code="basic", name="Basic"), headers=admin).status_code == 201
+    basic = client.post(PLANS, json=_plan(code="basic", name="Basic"), headers=admin)
+    assert basic.status_code == 201, basic.text
 
     first = client.post(SUBS, json={"plan_code": "basic", "starts_on": "2026-01-01"}, headers=admin)
     assert first.status_code == 201, first.text

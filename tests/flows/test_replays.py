@@ -39,6 +39,8 @@ MONTH = TODAY.strftime("%Y-%m")
 def _frozen_clock() -> Iterator[None]:
     with frozen_at(NOW):
         yield
+
+
 UPDATED_AT = 8  # usage_daily's last column
 
 
