@@ -16,14 +16,23 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
+# NOTE: the session starts from a clean environment: no developer's TALLYFLOW_* or
+# PREFECT_* variable (a PREFECT_API_URL would send test runs to their server, a
+# TALLYFLOW_DATABASE_URL would point tests at their database), and no `.env` file read
+# from the cwd (TALLYFLOW_ENV_FILE="" disables it, see tallyflow/core/settings.py).
+# Kept: the knobs of the suite itself (TALLYFLOW_TEST_DATABASE_URL chooses the test
+# server, TALLYFLOW_SCHEMATHESIS_EXAMPLES the fuzzing budget), which tallyflow never reads.
+_SUITE_KNOBS = ("TALLYFLOW_TEST_", "TALLYFLOW_SCHEMATHESIS_EXAMPLES")
+for _var in [v for v in os.environ if v.startswith(("TALLYFLOW_", "PREFECT_"))]:
+    if not _var.startswith(_SUITE_KNOBS):
+        del os.environ[_var]
+os.environ["TALLYFLOW_ENV_FILE"] = ""
 # NOTE: Prefect reads PREFECT_HOME when first imported; point it at a throwaway folder
 # before any test module imports Prefect, so tests never touch a user's Prefect state.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="tallyflow-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-for _var in ("TALLYFLOW_DATABASE_URL", "TALLYFLOW_HOME", "TALLYFLOW_LANDING", "TALLYFLOW_LAKE"):
-    os.environ.pop(_var, None)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
 from tallyflow.core import migrate  # noqa: E402
 from tallyflow.core.db import dispose_engines, get_engine, to_libpq_url, to_sqlalchemy_url  # noqa: E402
@@ -118,6 +127,17 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness: None) -> str:
+    """The session harness's API URL, for child processes (`PREFECT_API_URL=...`), so a
+    subprocess's flow runs report there instead of starting a server of their own."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return str(url)
 
 
 @pytest.fixture(scope="session")

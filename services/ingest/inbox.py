@@ -31,6 +31,7 @@ from models.events import (
     RejectReason,
     validate_raw_events,
 )
+from tallyflow.core.clock import utc_now
 from tallyflow.core.sqlfiles import sql
 
 
@@ -114,7 +115,7 @@ def warm_up() -> None:
         "quantity": "1",
         "occurred_at": "2026-01-01T00:00:00Z",
     }
-    validate_raw_events(raw_frame([sample, "not an object"]), dt.datetime.now(dt.UTC))
+    validate_raw_events(raw_frame([sample, "not an object"]), utc_now())
 
 
 def push_events(conn: sa.Connection, events: Sequence[Any], *, now: dt.datetime) -> PushOutcome:

@@ -1,11 +1,22 @@
-"""Settings, read from the environment (or a `.env` file) in one place."""
+"""Settings, read from the environment (or a `.env` file) in one place.
+
+The `.env` file is read from the current folder; `TALLYFLOW_ENV_FILE` names another one,
+and an empty `TALLYFLOW_ENV_FILE` reads none (the test session sets it so, so that a
+developer's `.env` never leaks into the tests).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class Settings(BaseSettings):
@@ -49,6 +60,25 @@ class Settings(BaseSettings):
     lake_trash_retention_days: int = Field(
         default=7, ge=0, description="Days a swept lake file stays in <lake>/trash"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then the `.env` file (if any)."""
+        env_file = os.environ.get("TALLYFLOW_ENV_FILE", ".env")
+        if not env_file:
+            return init_settings, env_settings, file_secret_settings
+        if env_file != ".env":
+            dotenv_settings = DotEnvSettingsSource(
+                settings_cls, env_file=env_file, env_file_encoding="utf-8"
+            )
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @property
     def home_path(self) -> Path:

@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 
 from models.period import BillingPeriod
+from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
 
 Format = Literal["jsonl", "ndjson", "csv", "parquet"]
@@ -228,7 +229,7 @@ def time_window(spec: UsageSpec) -> tuple[datetime, datetime]:
     first, after = parse_month(spec.month)
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     end = datetime(after.year, after.month, after.day, tzinfo=UTC)
-    now = (spec.now or datetime.now(UTC)).astimezone(UTC)
+    now = (spec.now or utc_now()).astimezone(UTC)
     end = min(end, now.replace(minute=0, second=0, microsecond=0))
     if end <= start:
         raise GenerateError(f"month {spec.month} has no hour in the past yet")

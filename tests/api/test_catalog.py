@@ -135,8 +135,9 @@ def test_invalid_plan_is_422_naming_the_field(
 
 
 def test_subscriptions_and_plan_change(client: TestClient, admin: dict[str, str]) -> None:
-    client.post(PLANS, json=_plan(), headers=admin)
-    client.post(PLANS, json=_plan(code="basic", name="Basic"), headers=admin)
+    assert client.post(PLANS, json=_plan(), headers=admin).status_code == 201
+    basic = client.post(PLANS, json=_plan(code="basic", name="Basic"), headers=admin)
+    assert basic.status_code == 201, basic.text
 
     first = client.post(SUBS, json={"plan_code": "basic", "starts_on": "2026-01-01"}, headers=admin)
     assert first.status_code == 201, first.text
@@ -157,7 +158,7 @@ def test_subscriptions_and_plan_change(client: TestClient, admin: dict[str, str]
 
 
 def test_subscription_errors(client: TestClient, admin: dict[str, str]) -> None:
-    client.post(PLANS, json=_plan(), headers=admin)
+    assert client.post(PLANS, json=_plan(), headers=admin).status_code == 201
     unknown = client.post(
         SUBS, json={"plan_code": "nope", "starts_on": "2026-01-01"}, headers=admin
     )

@@ -80,7 +80,8 @@ def assert_clean(answer: Any) -> None:
 
 @pytest.mark.parametrize(("method", "path"), POSTS, ids=lambda v: str(v))
 def test_any_body(client: TestClient, admin: dict[str, str], method: str, path: str) -> None:
-    client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
+    seeded = client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
+    assert seeded.status_code == 201, seeded.text
 
     @FUZZ
     @given(body=bodies)

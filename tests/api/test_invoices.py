@@ -151,8 +151,9 @@ def test_closed_invoice_is_frozen_in_the_database(
     assert (
         client.post(f"/api/billing/invoices/{invoice_id}:close", headers=admin).status_code == 200
     )
-    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+    with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
         conn.execute(sa.text("UPDATE invoices SET total = 0 WHERE id = :id"), {"id": invoice_id})
+    assert getattr(info.value.orig, "sqlstate", None) == "55000"  # the freeze trigger
 
 
 def test_openapi_lists_the_invoice_endpoints(client: TestClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,10 +14,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from models.period import BillingPeriod
-from tallyflow.core.clock import utc_today
+from tallyflow.core.clock import frozen_at
 from tests.api.conftest import PRO_PLAN, TENANT
 
 pytestmark = pytest.mark.slow
+
+# NOTE: the API, the flow and the events share one fixed clock: the quota check's current
+# period is this month whatever the day (and hour: a run across midnight) the suite runs.
+NOW = dt.datetime(2026, 10, 20, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock() -> Iterator[None]:
+    with frozen_at(NOW):
+        yield
 
 
 def _events(now: dt.datetime) -> list[dict[str, Any]]:
@@ -35,7 +46,7 @@ def _events(now: dt.datetime) -> list[dict[str, Any]]:
 
 def _summary(client: TestClient, admin: dict[str, str]) -> list[dict[str, Any]]:
     answer = client.get(f"/api/billing/tenants/{TENANT}/usage/summary", headers=admin)
-    assert answer.status_code == 200
+    assert answer.status_code == 200, answer.text
     metrics: list[dict[str, Any]] = answer.json()["metrics"]
     return metrics
 
@@ -44,6 +55,7 @@ def _check(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
     answer = client.post(
         f"/api/billing/tenants/{TENANT}/quotas:check", json={"metric": "api_calls"}, headers=admin
     )
+    assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
 
@@ -53,13 +65,15 @@ def test_pushed_events_count_once_after_ingest_runs(
 ) -> None:
     from flows.ingest_usage import ingest_usage
 
-    client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
-    client.post(
+    plan = client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
+    assert plan.status_code == 201, plan.text
+    subscribed = client.post(
         f"/api/billing/tenants/{TENANT}/subscriptions",
-        json={"plan_code": "pro", "starts_on": str(BillingPeriod.of(utc_today()).bounds[0])},
+        json={"plan_code": "pro", "starts_on": str(BillingPeriod.of(NOW.date()).bounds[0])},
         headers=admin,
     )
-    now = dt.datetime.now(dt.UTC)
+    assert subscribed.status_code == 201, subscribed.text
+    now = NOW
     pushed = client.post("/api/billing/usage:ingest", json={"events": _events(now)}, headers=admin)
     assert pushed.status_code == 202 and pushed.json()["accepted"] == 4
     # accepted is durable but counts only after the next aggregation run
@@ -86,6 +100,7 @@ def test_pushed_events_count_once_after_ingest_runs(
 
     # pushing the same events again: duplicates at the door, nothing new to drain
     again = client.post("/api/billing/usage:ingest", json={"events": _events(now)}, headers=admin)
+    assert again.status_code == 202, again.text
     assert again.json() == {"accepted": 0, "duplicates": 4, "rejected": []}
     second = ingest_usage()
     assert second["accepted"] == 0
@@ -107,8 +122,8 @@ def test_a_crash_before_the_commit_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     import flows.ingest_usage as ingest_module
 
-    now = dt.datetime.now(dt.UTC)
-    pushed = client.post("/api/billing/usage:ingest", json={"events": _events(now)}, headers=admin)
+    pushed = client.post("/api/billing/usage:ingest", json={"events": _events(NOW)}, headers=admin)
+    assert pushed.status_code == 202, pushed.text
     assert pushed.json()["accepted"] == 4
 
     import services.ingest.commit as ingest_commit

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,19 +20,29 @@ from sqlalchemy.engine import Engine
 
 from models.period import BillingPeriod
 from services.quota import refresh_quota_usage
-from tallyflow.core.clock import utc_today
+from tallyflow.core.clock import frozen_at, utc_today
 from tests.api.conftest import PRO_PLAN, TENANT
 
 CHECK = f"/api/billing/tenants/{TENANT}/quotas:check"
 QUOTAS = f"/api/billing/tenants/{TENANT}/quotas"
 AS_OF = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+# NOTE: the app's "today" (the quota check's current period) is this fixed moment, not the
+# wall clock: the expectations hold whatever the day and hour the suite runs.
+NOW = dt.datetime(2026, 10, 20, 12, 0, tzinfo=dt.UTC)
+TODAY = NOW.date()
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock() -> Iterator[None]:
+    with frozen_at(NOW):
+        yield
 
 
 def load_usage(
     engine: Engine, rows: list[tuple[str, str, str, int, str]], *, as_of: dt.datetime = AS_OF
 ) -> None:
     """Commit usage_daily rows (tenant, metric, quantity_sum, event_count, quantity_max) for
-    today and refresh quotas, as an ingest run does at its commit."""
+    today (the frozen clock's) and refresh quotas, as an ingest run does at its commit."""
     today = utc_today()
     with engine.begin() as conn:
         for tenant, metric, total, count, peak in rows:
@@ -60,25 +70,28 @@ def load_usage(
 def eventually(
     probe: Callable[[], Any], expect: Callable[[Any], bool], timeout: float = 5.0
 ) -> Any:
-    """Poll until a NOTIFY has reached the app (milliseconds in practice)."""
+    """Poll until a NOTIFY has reached the app (milliseconds in practice); fail on timeout
+    (never hand back a stale value for the caller to misread)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
-        if expect(value) or time.monotonic() > deadline:
+        if expect(value):
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s; last value: {value!r}")
         time.sleep(0.02)
 
 
 @pytest.fixture
 def subscribed(client: TestClient, admin: dict[str, str]) -> None:
     assert client.post("/api/billing/plans", json=PRO_PLAN, headers=admin).status_code == 201
-    start = BillingPeriod.of(utc_today()).bounds[0]
+    start = BillingPeriod.of(TODAY).bounds[0]
     answer = client.post(
         f"/api/billing/tenants/{TENANT}/subscriptions",
         json={"plan_code": "pro", "starts_on": str(start)},
         headers=admin,
     )
-    assert answer.status_code == 201
+    assert answer.status_code == 201, answer.text
 
 
 def check(client: TestClient, headers: dict[str, str], metric: str, quantity: str = "1") -> Any:
@@ -90,7 +103,7 @@ def check(client: TestClient, headers: dict[str, str], metric: str, quantity: st
 def test_fresh_subscription_is_visible_to_the_next_check(
     client: TestClient, admin: dict[str, str], subscribed: None
 ) -> None:
-    start, end = BillingPeriod.of(utc_today()).bounds
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
     assert check(client, admin, "api_calls") == {
         "allowed": True,
         "reason": "within_limit",
@@ -169,9 +182,11 @@ def test_unlimited_metric(
 def test_no_subscription_and_not_entitled(
     client: TestClient, admin: dict[str, str], subscribed: None
 ) -> None:
-    nobody = client.post(
+    answer = client.post(
         "/api/billing/tenants/initech/quotas:check", json={"metric": "api_calls"}, headers=admin
-    ).json()
+    )
+    assert answer.status_code == 200, answer.text
+    nobody = answer.json()
     assert nobody["allowed"] is False and nobody["reason"] == "no_subscription"
     assert nobody["used"] is None and nobody["limit"] is None
     other = check(client, admin, "gpu_hours")
@@ -179,19 +194,20 @@ def test_no_subscription_and_not_entitled(
 
 
 def test_ended_subscription_is_no_subscription(client: TestClient, admin: dict[str, str]) -> None:
-    client.post("/api/billing/plans", json=PRO_PLAN, headers=admin)
-    today = utc_today()
-    client.post(
+    assert client.post("/api/billing/plans", json=PRO_PLAN, headers=admin).status_code == 201
+    ended = client.post(
         f"/api/billing/tenants/{TENANT}/subscriptions",
         json={
             "plan_code": "pro",
-            "starts_on": str(today - dt.timedelta(days=40)),
-            "ends_on": str(today),
+            "starts_on": str(TODAY - dt.timedelta(days=40)),
+            "ends_on": str(TODAY),  # exclusive: ended at midnight
         },
         headers=admin,
     )
+    assert ended.status_code == 201, ended.text
     assert check(client, admin, "api_calls")["reason"] == "no_subscription"
-    assert client.get(QUOTAS, headers=admin).json() == []
+    quotas = client.get(QUOTAS, headers=admin)
+    assert quotas.status_code == 200 and quotas.json() == []
 
 
 def test_override_beats_plan_and_expired_override_does_not(
@@ -204,7 +220,7 @@ def test_override_beats_plan_and_expired_override_does_not(
         ]
         is False
     )
-    today = utc_today()
+    today = TODAY
     # the tenant's previous month on the same plan: the expired override's window below
     # must overlap a subscription whose plan prices storage_gb (or it is refused, 422)
     start = BillingPeriod.of(today).start
@@ -231,7 +247,7 @@ def test_override_beats_plan_and_expired_override_does_not(
         },
         headers=admin,
     )
-    assert put.status_code == 200
+    assert put.status_code == 200, put.text
     # a metric the plan lacks cannot be granted by an override (422, nothing stored)
     grant = client.put(
         f"/api/billing/tenants/{TENANT}/quotas/overrides",
@@ -269,8 +285,45 @@ def test_freshness_after_an_aggregation_run(
     body = eventually(lambda: check(client, admin, "api_calls"), lambda b: b["used"] == "990")
     assert body["used"] == "990" and body["as_of"] == "2026-01-02T08:30:00Z"
     assert body["remaining"] == "10"
-    quotas = {q["metric"]: q for q in client.get(QUOTAS, headers=admin).json()}
+    answer = client.get(QUOTAS, headers=admin)
+    assert answer.status_code == 200, answer.text
+    quotas = {q["metric"]: q for q in answer.json()}
     assert quotas["api_calls"]["as_of"] == "2026-01-02T08:30:00Z"
+
+
+def test_override_effective_in_the_future_applies_from_its_first_day(
+    client: TestClient, admin: dict[str, str], engine: Engine, subscribed: None
+) -> None:
+    first_day = TODAY + dt.timedelta(days=3)
+    put = client.put(
+        f"/api/billing/tenants/{TENANT}/quotas/overrides",
+        json={
+            "overrides": [
+                {"metric": "api_calls", "limit": "2000", "effective_from": str(first_day)},
+            ]
+        },
+        headers=admin,
+    )
+    assert put.status_code == 200, put.text
+    # today: the plan's limit, the override is stored but not effective yet
+    today = check(client, admin, "api_calls")
+    assert (today["limit"], today["remaining"]) == ("1000", "1000")
+    assert {q["metric"]: q["source"] for q in client.get(QUOTAS, headers=admin).json()}[
+        "api_calls"
+    ] == "plan"
+    # the day before its first day, after that night's run: still the plan's
+    with frozen_at(NOW + dt.timedelta(days=2)):
+        load_usage(engine, [(TENANT, "api_calls", "10", 1, "10")])
+        body = eventually(lambda: check(client, admin, "api_calls"), lambda b: b["used"] == "10")
+        assert (body["limit"], body["remaining"]) == ("1000", "990")
+    # its first day, after that night's run: the override's limit
+    with frozen_at(dt.datetime.combine(first_day, dt.time(0, 20), dt.UTC)):
+        load_usage(engine, [(TENANT, "api_calls", "20", 2, "10")])
+        body = eventually(lambda: check(client, admin, "api_calls"), lambda b: b["used"] == "30")
+        assert (body["allowed"], body["limit"], body["remaining"]) == (True, "2000", "1970")
+        quotas = {q["metric"]: q for q in client.get(QUOTAS, headers=admin).json()}
+        assert quotas["api_calls"]["source"] == "override"
+        assert quotas["api_calls"]["limit"] == "2000"
 
 
 def test_check_validation(client: TestClient, admin: dict[str, str], subscribed: None) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from flows.close_billing_period import close_billing_period, resolve_period
 from models.period import BillingPeriod
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
+from tallyflow.core.errors import InvalidInput
 from tallyflow.core.settings import Settings
 from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic
@@ -55,8 +56,10 @@ def test_failed_run_is_recorded(settings: Settings, engine: Engine) -> None:
     seed_basic(engine)
     with engine.begin() as conn:  # a stored pricing that no longer parses
         conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
-    with pytest.raises(Exception, match="unit_price"):
+    # the domain error itself (a stored plan that no longer prices), not any exception
+    with pytest.raises(InvalidInput, match="unit_price") as info:
         close_billing_period(period="2026-11")
+    assert isinstance(info.value, InvalidInput)
     with engine.connect() as conn:
         run = conn.execute(sa.text("SELECT status, error FROM job_runs")).one()
         invoices = conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one()
@@ -81,6 +84,7 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
         app,
         ["invoices", "generate", "--period", "2026-11", "--tenant", "acme", "--close", "--json"],
     )
+    assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the whole of stdout is one object
     assert (payload["generated"], payload["closed"]) == (1, 1)
 
@@ -139,6 +143,8 @@ def test_cli_failed_run_exits_1(settings: Settings, engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text('UPDATE plan_quotas SET pricing = \'{"unit_price": "-1"}\''))
     result = CliRunner().invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
-    assert result.exit_code == 1
+    # exit 1 by the CLI's own handling (typer.Exit), not an exception escaping the command
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert result.stdout == ""
-    assert "unit_price" in result.stderr
+    assert "error: the run failed" in result.stderr and "unit_price" in result.stderr
+    assert "Traceback" not in result.stderr

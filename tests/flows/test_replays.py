@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,26 @@ from flows.ingest_usage import ingest_usage
 from models.period import BillingPeriod
 from services.api_keys import create_api_key
 from services.invoicing import generate_invoices
+from tallyflow.core.clock import frozen_at
 from tallyflow.core.settings import Settings
 from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tests.helpers import rows, usage_full
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-TODAY = dt.datetime.now(dt.UTC).date()
+# NOTE: a fixed "now" inside a fixed month (not the wall clock): the runs generate, ingest
+# and refresh quotas for this month whatever the day the suite runs.
+NOW = dt.datetime(2026, 10, 20, 12, 0, tzinfo=dt.UTC)
+TODAY = NOW.date()
 MONTH = TODAY.strftime("%Y-%m")
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock() -> Iterator[None]:
+    with frozen_at(NOW):
+        yield
+
+
 UPDATED_AT = 8  # usage_daily's last column
 
 
@@ -43,6 +56,7 @@ def _landing(settings: Settings, tmp_path: Path, seed: int = 11) -> Path:
             conflicts=0.02,
             late=0.05,
             bad=0.05,
+            now=NOW,
         ),
         format="jsonl",
     )

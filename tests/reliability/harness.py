@@ -9,12 +9,12 @@ would. NOTE: the fork server keeps the Python code it imported at its start, whi
 files are read at run time: editing the pipeline during a test session gives children
 mismatched code (e.g. every file "unreadable"); rerun the session.
 
-What a child runs is the body of the Prefect flow, unchanged: `flows.ingest_usage.run_ingest`
-with its Prefect tasks called as their plain functions (`Task.fn`; Prefect 3 cannot run a
-task outside a flow without an API server, 10-20 s to start per process) and a stdlib
-logger in place of `get_run_logger`. The invoice run is the `generate_period_invoices`
-task's function between `start_invoice_run` and `finish_invoice_run`, as in the flow; the
-backfill is `flows.backfill_usage.run_backfill` like the ingest.
+What a child runs is the real Prefect flow (`flows.ingest_usage.ingest_usage`,
+`flows.close_billing_period.close_billing_period`, `flows.backfill_usage.backfill_usage`),
+called as a user's process would: the flow engine, its tasks and a flow run recorded on the
+session's Prefect test server (PREFECT_API_URL handed to the child by
+tests/reliability/conftest.py), so a kill lands inside a real flow run. An optional `now`
+fixes the child's clock (tallyflow.core.clock.frozen_at), as the tests fix their own.
 
 Faults are set through the child's environment (tallyflow/faults.py): TALLYFLOW_CRASH_AT
 kills at a named point; TALLYFLOW_FAULT_DELAY_MS slows the named points down so that a kill
@@ -56,6 +56,10 @@ PRELOAD = [
     "services.invoicing",
     "tasks.generate_period_invoices",
     "tasks.record_invoice_run",
+    # the flow engine and its API client (imported on a flow's first call otherwise)
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.client.orchestration",
     "tests.reliability.harness",
     # imported lazily on first use otherwise (1.3 s in every child)
     "pandera.backends.polars.container",
@@ -85,54 +89,35 @@ def context() -> ForkServerContext:
 # ---------------------------------------------------------------------------------------
 
 
-def _unwrap_prefect(module: Any) -> None:
-    """Call the module's Prefect tasks as plain functions; a stdlib logger for the run."""
-    from prefect.tasks import Task
-
-    for name, value in list(vars(module).items()):
-        if isinstance(value, Task):
-            setattr(module, name, value.fn)
-    if hasattr(module, "get_run_logger"):
-        module.get_run_logger = lambda: logging.getLogger(module.__name__)
-
-
 def _child_ingest(args: Mapping[str, Any]) -> dict[str, Any]:
-    import flows.ingest_usage as ingest
-    from tallyflow.core.resources import resources_from_env
+    from flows.ingest_usage import ingest_usage
 
-    _unwrap_prefect(ingest)
-    summary = ingest.run_ingest(
-        resources_from_env(), args.get("paths"), drain_inbox=args.get("drain_inbox", True)
+    paths = args.get("paths")
+    result: dict[str, Any] = ingest_usage(
+        paths=[str(p) for p in paths] if paths is not None else None,
+        drain_inbox=args.get("drain_inbox", True),
     )
-    result: dict[str, Any] = summary.to_json()
     return result
 
 
 def _child_invoices(args: Mapping[str, Any]) -> dict[str, Any]:
-    from models.period import BillingPeriod
-    from tallyflow.core.resources import resources_from_env
-    from tasks.generate_period_invoices import generate_period_invoices
-    from tasks.record_invoice_run import finish_invoice_run, start_invoice_run
+    from flows.close_billing_period import close_billing_period
 
-    res = resources_from_env()
-    period = BillingPeriod.parse(args["period"])
-    close = bool(args.get("close", False))
-    run_id = start_invoice_run.fn(res, {"period": period.label, "close": close})
-    result = generate_period_invoices.fn(res, period, args.get("tenant_ids"), close, run_id)
-    summary = {"generated": result.generated, "closed": result.closed}
-    finish_invoice_run.fn(res, run_id, summary)
-    return {**summary, "invoice_ids": result.invoice_ids}
+    result: dict[str, Any] = close_billing_period(
+        period=args["period"],
+        tenant_ids=args.get("tenant_ids"),
+        close=bool(args.get("close", False)),
+    )
+    return result
 
 
 def _child_backfill(args: Mapping[str, Any]) -> dict[str, Any]:
-    import flows.backfill_usage as backfill
-    from tallyflow.core.resources import resources_from_env
+    from flows.backfill_usage import backfill_usage
 
-    _unwrap_prefect(backfill)
-    _, summary = backfill.run_backfill(
-        resources_from_env(), date.fromisoformat(args["start"]), date.fromisoformat(args["end"])
+    result: dict[str, Any] = backfill_usage(
+        start=date.fromisoformat(args["start"]), end=date.fromisoformat(args["end"])
     )
-    return summary
+    return result
 
 
 _JOBS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
@@ -143,11 +128,21 @@ _JOBS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 
 
 def _child_main(job: str, env: dict[str, str], args: dict[str, Any], result_path: str) -> None:
+    import prefect.context
+
+    from tallyflow.core.clock import frozen_at
+
     for key in [k for k in os.environ if k.startswith("TALLYFLOW_")]:
         del os.environ[key]
     os.environ.update(env)
+    # NOTE: Prefect snapshotted the environment when the fork server imported it; refresh
+    # it so that this child's flow runs report to PREFECT_API_URL.
+    prefect.context.refresh_global_settings_context()
     logging.basicConfig(level=logging.WARNING)
-    result = _JOBS[job](args)
+    now = args.get("now")
+    clock = frozen_at(datetime.fromisoformat(now)) if now else contextlib.nullcontext()
+    with clock:
+        result = _JOBS[job](args)
     Path(result_path).write_text(json.dumps(result, default=str))
 
 
@@ -208,6 +203,11 @@ class Child:
         return value
 
 
+# NOTE: set by tests/reliability/conftest.py (the session harness's URL) before any child
+# starts; a child without it would start a throwaway Prefect server of its own.
+PREFECT_API_URL: str | None = None
+
+
 def start(
     job: str,
     settings: Settings,
@@ -215,12 +215,16 @@ def start(
     args: dict[str, Any] | None = None,
     faults: Mapping[str, str] | None = None,
 ) -> Child:
-    """Start `job` ("ingest" or "invoices") in a child forked from the preloaded server."""
+    """Start `job` ("ingest", "invoices" or "backfill") in a child forked from the preloaded
+    server. `args` may hold `now` (ISO 8601, aware): the child's frozen clock."""
+    if PREFECT_API_URL is None:
+        raise RuntimeError("harness.PREFECT_API_URL is not set (tests/reliability/conftest.py)")
     tag = uuid.uuid4().hex[:8]
     work.mkdir(parents=True, exist_ok=True)
     trace = work / f"{job}-{tag}.trace"
     result_path = work / f"{job}-{tag}.json"
     env = settings_env(settings) | {"TALLYFLOW_FAULT_TRACE": str(trace)} | dict(faults or {})
+    env["PREFECT_API_URL"] = PREFECT_API_URL
     process = context().Process(
         target=_child_main, args=(job, env, args or {}, str(result_path)), daemon=True
     )

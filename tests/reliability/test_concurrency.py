@@ -27,6 +27,7 @@ from models.period import BillingPeriod
 from services.api_keys import create_api_key
 from services.invoicing import close_invoice, generate_invoices, void_invoice
 from services.quota import refresh_quota_usage
+from tallyflow.core.clock import frozen_at
 from tallyflow.core.errors import Conflict
 from tallyflow.core.settings import Settings
 from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle, tenant_ids
@@ -100,15 +101,20 @@ def _quota_setup(engine: Engine) -> str:
         for tenant in tenant_ids(4):
             subscribe(conn, tenant, plan, "2026-01-01")
         # what the catalog service does on a subscription change (seeded here by SQL)
-        refresh_quota_usage(conn, today=dt.datetime.now(dt.UTC).date(), as_of=None)
+        refresh_quota_usage(conn, today=QUOTA_NOW.date(), as_of=None)
         key = create_api_key(conn, name="checker", scopes=["billing.read"], tenant_id=None).key
     return key
+
+
+# NOTE: the quota checks measure "this month": one fixed clock for the generator, the
+# ingest children and the API (not the wall clock, which may be in a month's first hour).
+QUOTA_NOW = dt.datetime(2026, 10, 20, 12, 0, tzinfo=dt.UTC)
 
 
 def test_quota_checks_during_ingests_are_never_staler_than_one_run(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = QUOTA_NOW
     month = f"{now:%Y-%m}"
     batches = []
     for seed in range(4):
@@ -137,7 +143,7 @@ def test_quota_checks_during_ingests_are_never_staler_than_one_run(
     errors: list[str] = []
     stop = threading.Event()
 
-    with TestClient(create_app(settings)) as client:
+    with frozen_at(now), TestClient(create_app(settings)) as client:
 
         def checker(n: int) -> None:
             headers = {"Authorization": f"Bearer {key}"}
@@ -162,7 +168,9 @@ def test_quota_checks_during_ingests_are_never_staler_than_one_run(
             t.start()
         for k, (out, _) in enumerate(batches, start=1):
             time.sleep(0.3)
-            assert harness.run_ok("ingest", settings, tmp_path / "work", {"paths": [str(out)]})
+            assert harness.run_ok(
+                "ingest", settings, tmp_path / "work", {"paths": [str(out)], "now": now.isoformat()}
+            )
             committed[k] = time.monotonic()
         time.sleep(0.5)
         stop.set()
@@ -309,6 +317,9 @@ def test_close_and_void_at_once_over_http(settings: Settings, engine: Engine) ->
 # --- pushed events arriving while ingests drain the inbox -----------------------------------
 
 
+PUSHED_AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)  # after every pushed occurred_at
+
+
 def test_pushes_during_ingests_are_counted_once(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
@@ -339,9 +350,9 @@ def test_pushes_during_ingests_are_counted_once(
                 ]
                 resend = batch[:3] if b % 4 == 3 else []  # a client retry: exact duplicates
                 with engine.begin() as conn:
-                    outcome = push_events(conn, batch, now=dt.datetime.now(dt.UTC))
+                    outcome = push_events(conn, batch, now=PUSHED_AT)
                 with engine.begin() as conn:
-                    again = push_events(conn, resend, now=dt.datetime.now(dt.UTC))
+                    again = push_events(conn, resend, now=PUSHED_AT)
                 if outcome.rejected or again.rejected or again.duplicates != len(resend):
                     failures.append(f"{outcome} {again}")
                 with lock:

@@ -32,6 +32,7 @@ from tests.reliability import harness
 from tests.reliability.harness import DayReader, Expected, assert_consistent, day_totals
 
 MONTH = "2026-10"
+PUSHED_AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)  # the pushes' "now", after MONTH
 PUSHED_TENANT = "pushed-co"
 
 
@@ -138,7 +139,7 @@ def stage(settings: Settings, engine: Engine, tmp_path: Path, landing: Landing) 
     assert summary["rejected_by_reason"] == landing.a.rejected_by_reason
     assert_consistent(engine, settings.lake_path, landing.expected_a)
     with engine.begin() as conn:
-        outcome = push_events(conn, landing.pushed, now=dt.datetime.now(dt.UTC))
+        outcome = push_events(conn, landing.pushed, now=PUSHED_AT)
     assert outcome.rejected == [] and outcome.duplicates == 0
     return Stage(settings, engine, work, landing)
 

@@ -563,10 +563,13 @@ def test_database_refuses_changes_to_a_void_invoice(engine: Engine) -> None:
     beta = _invoice_of(engine, "beta")
     with engine.begin() as conn:
         void_invoice(conn, beta.id)
-    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+    with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE invoices SET status = 'draft' WHERE id = :id"), {"id": beta.id}
         )
+    # the void trigger's own error, not any database error
+    assert getattr(info.value.orig, "sqlstate", None) == "55000"
+    assert "is void" in str(info.value.orig)
 
 
 def test_drafts_stay_editable_by_the_run(engine: Engine) -> None:
@@ -678,5 +681,6 @@ def test_freeze_migration_downgrades_and_upgrades(engine: Engine) -> None:
     engine.dispose()
     with engine.begin() as conn:  # updated_at alone is not frozen
         conn.execute(statement)
-    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+    with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
         conn.execute(sa.text("UPDATE invoices SET total = 0 WHERE tenant_id = 'acme'"))
+    assert getattr(info.value.orig, "sqlstate", None) == "55000"  # the freeze trigger

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from tallyflow.cli.app import app
+from tallyflow.core.clock import frozen_at
 from tallyflow.core.resources import Resources
 from tallyflow.core.settings import Settings
 from tallyflow.synthetic.demo import format_report, run_demo
@@ -18,9 +19,13 @@ from tallyflow.synthetic.demo import format_report, run_demo
 @pytest.mark.usefixtures("prefect_harness")
 def test_demo_small_and_rerunnable(settings: Settings, engine: Engine) -> None:
     res = Resources(settings, engine)
-    today = dt.datetime.now(dt.UTC).date()
+    # NOTE: the demo bills "last month" and checks quotas on "this month so far": a fixed
+    # clock (mid-month) instead of the wall clock's day, the 1st included.
+    now = dt.datetime(2026, 11, 18, 9, 30, tzinfo=dt.UTC)
+    today = now.date()
     # the command itself, on a small size (what the README's demo runs, smaller)
-    shown = CliRunner().invoke(app, ["demo", "--tenants", "12", "--events", "2000"])
+    with frozen_at(now):
+        shown = CliRunner().invoke(app, ["demo", "--tenants", "12", "--events", "2000"])
     assert shown.exit_code == 0, shown.output
     assert "Invoices: 9 generated, 9 closed" in shown.stdout
     assert "Quota checks" in shown.stdout and "Where to look next" in shown.stdout
@@ -36,7 +41,8 @@ def test_demo_small_and_rerunnable(settings: Settings, engine: Engine) -> None:
         invoices = conn.execute(
             sa.text("SELECT tenant_id, number, total FROM invoices ORDER BY tenant_id")
         ).all()
-    second = run_demo(res, tenants=12, events=2000, today=today, progress=lambda _: None)
+    with frozen_at(now):
+        second = run_demo(res, tenants=12, events=2000, today=today, progress=lambda _: None)
     assert "nothing new" in format_report(second, settings.home_path, None)
     assert second.accepted == 0 and second.rows == 0  # same files: skipped by sha256
     assert second.invoices["generated"] == 0 and second.invoices["skipped"] == 9

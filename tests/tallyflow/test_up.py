@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tallyflow.cli.commands.up import up_state_file
 from tallyflow.core.settings import Settings
 from tallyflow.runtime import prefect_server as rt
 
@@ -28,34 +29,43 @@ def _get(url: str, body: dict[str, object] | None = None) -> object:
         return json.loads(resp.read())
 
 
-def _wait_until_up(proc: subprocess.Popen[bytes], prefect: str, api: str) -> list[str]:
+def _wait_until_up(proc: subprocess.Popen[bytes], state: Path) -> tuple[dict[str, str], list[str]]:
+    """The URLs `up` recorded in its state file, once the four deployments are served."""
     deadline = time.monotonic() + 180
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline:
         assert proc.poll() is None, "tallyflow up exited early"
         try:
-            names = _get(f"{prefect}/deployments/filter", {})
-            _get(f"{api}/openapi.json")
+            urls = json.loads(state.read_text())
+            names = _get(f"{urls['prefect_url']}/deployments/filter", {})
+            _get(f"{urls['api_url']}/openapi.json")
             assert isinstance(names, list)
             if len(names) == 4:
-                return sorted(d["name"] for d in names)
-        except Exception as exc:  # not up yet
+                return urls, sorted(d["name"] for d in names)
+            last = names
+        except (OSError, ValueError) as exc:  # not up yet (no state file, connection refused)
             last = exc
         time.sleep(1)
-    raise AssertionError(f"tallyflow up did not come up: {last}")
+    raise AssertionError(f"tallyflow up did not come up: {last!r}")
 
 
 def test_up_serves_everything_and_ctrl_c_stops_it_all(settings: Settings, tmp_path: Path) -> None:
-    prefect_port, api_port = rt._free_port(), rt._free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     command = [sys.executable, "-m", "tallyflow.cli", "up"]
-    command += ["--prefect-port", str(prefect_port), "--api-port", str(api_port)]
+    command += ["--prefect-port", "0", "--api-port", "0"]  # any free port: no race
     log = (tmp_path / "up.log").open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    state = up_state_file(settings.home_path)
     descendants: list[psutil.Process] = []
     try:
-        names = _wait_until_up(proc, rt.api_url_for(prefect_port), f"http://127.0.0.1:{api_port}")
+        urls, names = _wait_until_up(proc, state)
         assert names == ["intraday-usage", "month-end-invoices", "nightly-usage", "usage-backfill"]
+        assert urls["ui_url"] + "/api" == urls["prefect_url"]
+        prefect_port = int(urls["prefect_url"].rsplit(":", 1)[1].split("/")[0])
+        api_port = int(urls["api_url"].rsplit(":", 1)[1])
+        assert 0 not in (prefect_port, api_port)
+        # the banner names the bound ports, not 0
+        assert urls["api_url"] in (tmp_path / "up.log").read_text(errors="replace")
         # CLI flow commands meanwhile report to the same server.
         assert rt.running_server(settings) is not None
         assert rt.read_state(settings).port == prefect_port  # type: ignore[union-attr]
@@ -67,6 +77,7 @@ def test_up_serves_everything_and_ctrl_c_stops_it_all(settings: Settings, tmp_pa
         _gone, alive = psutil.wait_procs(descendants, timeout=10)
         assert not alive, [p.cmdline() for p in alive]
         assert rt.read_state(settings) is None
+        assert not state.exists()
         assert rt.port_free(prefect_port) and rt.port_free(api_port)
     finally:
         if proc.poll() is None:

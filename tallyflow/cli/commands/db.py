@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+
+
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """An unknown revision is bad usage (2); a database that fails is a failed run (1)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tallyflow.cli.output import fail, usage_error
+
+    try:
+        yield
+    except CommandError as exc:
+        usage_error(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"the database refused: {type(exc).__name__}: {exc}")
 
 
 def register(app: typer.Typer) -> None:
@@ -17,8 +36,9 @@ def register(app: typer.Typer) -> None:
         from tallyflow.core.settings import load_settings
 
         engine = get_engine(load_settings())
-        migrate.upgrade(engine, revision)
-        typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
+        with _exit_codes():
+            migrate.upgrade(engine, revision)
+            typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
 
     @db.command("downgrade")
     def downgrade(
@@ -40,8 +60,9 @@ def register(app: typer.Typer) -> None:
                 f"refusing to downgrade: the database holds {invoices} invoices (issued "
                 "bills are records to keep; restore a backup instead)"
             )
-        migrate.downgrade(engine, revision)
-        typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
+        with _exit_codes():
+            migrate.downgrade(engine, revision)
+            typer.echo(f"database at revision {migrate.current_revision(engine)}", err=True)
 
     @db.command("url")
     def url() -> None:

@@ -11,7 +11,12 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         host: Annotated[str, typer.Option("--host", help="Interface to bind")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
+        port: Annotated[
+            int,
+            typer.Option(
+                "--port", min=0, max=65535, help="TCP port (0: any free port, logged at start)"
+            ),
+        ] = 8000,
         log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level")] = "info",
         access_log: Annotated[
             bool, typer.Option("--access-log/--no-access-log", help="uvicorn's own access log")

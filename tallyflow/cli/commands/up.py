@@ -6,17 +6,25 @@ One supervisor process, three children, each in its own process group:
 3. `uvicorn --factory api.app:create_app` (unless --no-api).
 Ctrl-C (SIGINT) or SIGTERM stops them in reverse order; a child that dies stops the rest.
 
+Port 0 (`--prefect-port 0`, `--api-port 0`) means any free port. The ports in use are
+printed and recorded in TALLYFLOW_HOME/up.json ({pid, prefect_url, ui_url, api_url}) while
+`up` runs, so scripts (and tests) never guess a port. The API's socket is bound here and
+handed to uvicorn (`--fd`): no window in which another process could take the port.
+
 NOTE: this process never imports Prefect (the children do); it only supervises.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import typer
@@ -61,8 +69,12 @@ class Stop(Exception):
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
-        prefect_port: int = typer.Option(4200, help="Port of the Prefect server and UI"),
-        api_port: int = typer.Option(8000, help="Port of the tallyflow API"),
+        prefect_port: int = typer.Option(
+            4200, min=0, max=65535, help="Port of the Prefect server and UI (0: any free port)"
+        ),
+        api_port: int = typer.Option(
+            8000, min=0, max=65535, help="Port of the tallyflow API (0: any free port)"
+        ),
         host: str = typer.Option("127.0.0.1", help="Interface the API listens on"),
         no_api: bool = typer.Option(False, "--no-api", help="Do not start the API"),
     ) -> None:
@@ -83,22 +95,24 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
     children: list[Child] = []
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     owned_server_pid: int | None = None
+    state_file = up_state_file(settings.home_path)
     try:
         migrate.upgrade(get_engine(settings))
 
         prefect_url = rt.configured_api_url()
         if prefect_url is None:
-            typer.echo(f"starting the Prefect server on {rt.HOST}:{prefect_port} ...", err=True)
+            where = f"{rt.HOST}:{prefect_port}" if prefect_port else f"{rt.HOST} (a free port)"
+            typer.echo(f"starting the Prefect server on {where} ...", err=True)
             with rt.server_lock(settings):
                 info = rt.running_server(settings)
-                if info is not None and info.port != prefect_port:
+                if info is not None and prefect_port and info.port != prefect_port:
                     # NOTE: the background server of earlier commands, on another port:
                     # replace it, so CLI runs and the UI share one server while `up` runs.
                     rt.stop_prefect_server_locked(settings)
                     info = None
                 if info is None:
                     rt.discard_stale(settings)
-                    if not rt.port_free(prefect_port):
+                    if prefect_port and not rt.port_free(prefect_port):
                         typer.echo(
                             f"error: port {prefect_port} is in use (another Prefect server?): "
                             "choose another with --prefect-port, or use that server with "
@@ -119,10 +133,18 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
         # SIGTERM handler works too but warns about an un-awaited coroutine in Prefect 3.8).
         serve = [sys.executable, "-m", "tallyflow.runtime.deployments"]
         children.append(_spawn("deployments (prefect.serve)", serve, signal.SIGINT))
+        api_url: str | None = None
         if api:
+            try:
+                listener = _bind(host, api_port)
+            except OSError as exc:
+                typer.echo(f"error: cannot listen on {host}:{api_port}: {exc}", err=True)
+                return 2
+            bound_port = int(listener.getsockname()[1])
+            api_url = f"http://{host}:{bound_port}"
             command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
-            command += ["--host", host, "--port", str(api_port)]
-            # NOTE: the same limits as `tallyflow serve` (see tallyflow/commands/serve.py)
+            command += ["--fd", str(listener.fileno())]
+            # NOTE: the same limits as `tallyflow serve` (tallyflow/cli/commands/serve.py)
             command += [
                 "--limit-concurrency",
                 str(settings.api_limit_concurrency),
@@ -131,12 +153,19 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
                 "--h11-max-incomplete-event-size",
                 str(settings.api_h11_max_incomplete_event_size),
             ]
-            children.append(_spawn("API", command))
+            try:
+                children.append(_spawn("API", command, pass_fds=(listener.fileno(),)))
+            finally:
+                listener.close()  # the child holds its own copy
 
+        _write_up_state(
+            state_file,
+            {"pid": os.getpid(), "prefect_url": prefect_url, "ui_url": ui_url, "api_url": api_url},
+        )
         typer.echo(
             "\ntallyflow is up\n"
             f"  Prefect UI   {ui_url}\n"
-            + (f"  API          http://{host}:{api_port}  (docs: /docs)\n" if api else "")
+            + (f"  API          {api_url}  (docs: /docs)\n" if api else "")
             + "  deployments  nightly-usage, intraday-usage, month-end-invoices, usage-backfill\n"
             "Ctrl-C stops all of it.\n",
             err=True,
@@ -165,12 +194,41 @@ def run_up(*, prefect_port: int, api_port: int, host: str, api: bool) -> int:
         if owned_server_pid is not None:
             # An adopted background server is not in `children`: stop it as well.
             rt.stop_prefect_server(settings)
+        state_file.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         typer.echo("stopped", err=True)
 
 
-def _spawn(name: str, command: list[str], stop_signal: signal.Signals = signal.SIGTERM) -> Child:
+def up_state_file(home: Path) -> Path:
+    """Where a running `up` records its URLs (removed when it stops)."""
+    return home / "up.json"
+
+
+def _write_up_state(path: Path, state: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0: a free port chosen by the kernel)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _spawn(
+    name: str,
+    command: list[str],
+    stop_signal: signal.Signals = signal.SIGTERM,
+    pass_fds: tuple[int, ...] = (),
+) -> Child:
     from tallyflow.runtime.prefect_server import die_with_parent_hook
 
     proc = subprocess.Popen(
@@ -178,6 +236,7 @@ def _spawn(name: str, command: list[str], stop_signal: signal.Signals = signal.S
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         preexec_fn=die_with_parent_hook(),
+        pass_fds=pass_fds,
     )
     return Child(name, proc, stop_signal)
 
