@@ -1,20 +1,19 @@
-"""Invoicing (contract section 5): the invoice run and the invoice lifecycle.
+"""The invoice run (contract 5, 5.2): create or refresh a period's drafts, write corrections.
 
-One service shared by the HTTP API, the CLI and the `close_billing_period` flow:
+`generate_invoices` computes the drafts of a period set-based: three SQL reads
+(services.invoicing.catalog), pricing in Python over per-subscription totals
+(`compute_invoice`, pure), then bulk writes: new drafts are opened in one statement and
+their lines COPYed straight into invoice_lines while the next tenants are priced; existing
+drafts get their lines COPYed to a staging table and only the lines that differ are
+rewritten (a rerun over unchanged usage writes nothing). No per-tenant round trips for
+drafts; one transaction, one advisory lock per period.
 
-- `generate_invoices` computes the drafts of a period set-based: three SQL reads
-  (subscription windows, usage totals per window and metric, override days) over
-  usage_daily and the catalog, pricing in Python over per-subscription totals
-  (`compute_invoice`, pure), then bulk writes: new drafts are opened in one statement and
-  their lines COPYed straight into invoice_lines while the next tenants are priced;
-  existing drafts get their lines COPYed to a staging table and only the lines that
-  differ are rewritten (a rerun over unchanged usage writes nothing). No per-tenant
-  round trips; one transaction, one advisory lock per period.
-- `close_invoice` / `void_invoice` / `close_period_invoices` move invoices through
-  draft -> closed -> void. The database itself refuses changes to a closed invoice
-  (migration 0003), so this module is not the only guard.
+A tenant whose invoice of the period is closed is re-rated the same way, and the difference
+against what was billed so far (the closed invoice plus its closed corrections) becomes one
+draft correction (`services.invoicing.corrections`).
 
-Every function takes a Connection and runs inside the caller's transaction.
+Every function takes a Connection and runs inside the caller's transaction;
+`invoice_run_transaction` opens the one the run needs (a snapshot, locks).
 """
 
 from __future__ import annotations
@@ -25,25 +24,28 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from models.money import quantum, round_money
-from models.pricing import PricingModel, pricing_from_row
-from models.pricing.base import PRICING_CONTEXT
-from services.proration import (
-    BillingPeriod,
-    Window,
-    billable_quantity,
-    effective_included,
-    prorate_base_fee,
+from services.invoicing.catalog import load_billable_windows, load_catalog
+from services.invoicing.compute import (
+    BillableWindow,
+    DraftInvoice,
+    MixedCurrencies,
+    check_fits,
+    compute_invoice,
 )
+from services.invoicing.corrections import CorrectionSummary, write_corrections
+from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
+from services.invoicing.numbering import NumberingRule
+from services.proration import BillingPeriod
 from tallyflow.db import driver_connection
-from tallyflow.errors import Conflict, NotFound
+from tallyflow.errors import TallyflowError
 from tallyflow.faults import crash_point
 from tallyflow.sqlfiles import sql
 
@@ -53,202 +55,63 @@ from tallyflow.sqlfiles import sql
 INVOICE_LOCK_CLASS = 0x7446_0005
 ZERO = Decimal(0)
 
-
-# ---------------------------------------------------------------------------------------
-# Inputs and outputs of the pure core
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QuotaTerms:
-    """One metric of a plan as it is billed."""
-
-    metric: str
-    aggregation: str  # sum | count | max
-    included: Decimal
-    pricing: PricingModel
-    pricing_json: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class PlanTerms:
-    """A plan as it is billed: currency, monthly base fee and its metrics."""
-
-    plan_id: int
-    code: str
-    name: str
-    currency: str
-    base_fee: Decimal
-    quotas: tuple[QuotaTerms, ...]
-
-
-class UsageTotals(NamedTuple):
-    """usage_daily summed over a subscription window for one metric."""
-
-    quantity_sum: Decimal = ZERO
-    event_count: Decimal = ZERO  # SUM(bigint) is NUMERIC in Postgres
-    quantity_max: Decimal = ZERO
-
-    def under(self, aggregation: str) -> Decimal:
-        """The period usage under the plan's aggregation (count / max / sum)."""
-        if aggregation == "count":
-            return self.event_count
-        if aggregation == "max":
-            return self.quantity_max
-        return self.quantity_sum
-
-
-NO_USAGE = UsageTotals()
-
-
-@dataclass(frozen=True)
-class BillableWindow:
-    """One subscription's days inside the period, with the usage attributed to them."""
-
-    subscription_id: int
-    plan: PlanTerms
-    window: Window
-    usage: Mapping[str, UsageTotals] = field(default_factory=dict)
-    # metric -> [(included, days in force)] for overrides of `included`
-    override_days: Mapping[str, Sequence[tuple[Decimal, int]]] = field(default_factory=dict)
-
-
-class DraftLine(NamedTuple):
-    """One priced invoice line (a NamedTuple: the run builds one per subscription metric)."""
-
-    line_no: int
-    kind: str  # base_fee | usage
-    subscription_id: int
-    plan_code: str
-    metric: str | None
-    description: str
-    window_start: dt.date
-    window_end: dt.date
-    quantity: Decimal
-    included: Decimal
-    billable_quantity: Decimal
-    pricing_model: str | None
-    amount: Decimal  # rounded half-up to the currency's minor unit
-    breakdown: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class DraftInvoice:
-    tenant_id: str
-    currency: str
-    total: Decimal  # the sum of the rounded lines
-    lines: tuple[DraftLine, ...]
-
-
-class MixedCurrencies(Conflict):
-    """A tenant's subscriptions in one period are priced in different currencies."""
-
-    code = "mixed_currencies"
+# Reasons a tenant is skipped because its invoice cannot be priced (the CLI exits 1).
+UNPRICEABLE = frozenset({"mixed_currencies", "amount_out_of_range", "pricing_failed"})
 
 
 # ---------------------------------------------------------------------------------------
-# Pure core: one tenant's invoice from its billable windows
+# The run's transaction: one snapshot, no interleaving with usage writes
 # ---------------------------------------------------------------------------------------
 
 
-def compute_invoice(
-    tenant_id: str, period: BillingPeriod, windows: Sequence[BillableWindow]
-) -> DraftInvoice:
-    """Price one tenant's period: a base_fee line per subscription, a usage line per metric.
+def period_lock_key(period: BillingPeriod) -> int:
+    return period.start.year * 100 + period.start.month
 
-    Each subscription applies its own allowance and tiers to the usage of its own days.
-    Lines are rounded half-up to the minor unit; the total is the sum of rounded lines.
-    Usage lines are kept at zero too (transparency: the reader sees what was counted).
+
+@contextmanager
+def invoice_run_transaction(
+    engine: sa.Engine, periods: Sequence[BillingPeriod]
+) -> Iterator[sa.Connection]:
+    """One REPEATABLE READ transaction for an invoice run over `periods`.
+
+    NOTE: why the locks come first, outside the transaction: a REPEATABLE READ snapshot
+    is taken at the transaction's first statement, so a lock awaited inside it would
+    leave the run reading the state from before the lock was granted. So, on the session:
+    1. the usage-writes lock in *shared* mode (tasks.job_runs.USAGE_LOCK_KEY): an ingest
+       or backfill holds it exclusively for its whole run, so an invoice run waits for a
+       running backfill to finish, and a backfill waits for the invoice run; invoice runs
+       do not block each other;
+    2. the period locks (the same keys `generate_invoices` takes per transaction), so two
+       runs of one period queue and the second one's snapshot sees the first one's drafts;
+    then the transaction, whose reads all see one snapshot (usage, catalog, invoices).
+    Session locks are released in `finally` (and by Postgres if the session dies).
     """
-    currencies = sorted({w.plan.currency for w in windows})
-    if len(currencies) != 1:
-        raise MixedCurrencies(
-            f"tenant {tenant_id} has subscriptions in {', '.join(currencies)} in {period}:"
-            " one invoice has one currency"
-        )
-    currency = currencies[0]
-    lines: list[DraftLine] = []
-    for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
-        lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
-        for quota in w.plan.quotas:
-            lines.append(_usage_line(len(lines) + 1, w, quota, currency))
-    total = ZERO
-    for line in lines:
-        total = PRICING_CONTEXT.add(total, line.amount)
-    total = total.quantize(quantum(currency), context=PRICING_CONTEXT)
-    return DraftInvoice(tenant_id=tenant_id, currency=currency, total=total, lines=tuple(lines))
+    from tasks.job_runs import USAGE_LOCK_KEY  # NOTE: a constant; tasks/ imports no Prefect here
 
-
-def _base_fee_line(
-    line_no: int, w: BillableWindow, period: BillingPeriod, currency: str
-) -> DraftLine:
-    exact = prorate_base_fee(w.plan.base_fee, w.window, period)
-    days = Decimal(w.window.days)
-    return DraftLine(
-        line_no=line_no,
-        kind="base_fee",
-        subscription_id=w.subscription_id,
-        plan_code=w.plan.code,
-        metric=None,
-        description=(
-            f"{w.plan.name} base fee, {w.window.days}/{period.days} days"
-            f" ({w.window.start!s} to {w.window.end!s}, end exclusive)"
-        ),
-        window_start=w.window.start,
-        window_end=w.window.end,
-        quantity=days,
-        included=ZERO,
-        billable_quantity=days,
-        pricing_model=None,
-        amount=round_money(exact, currency),
-        breakdown={
-            "base_fee": str(w.plan.base_fee),
-            "active_days": w.window.days,
-            "days_in_period": period.days,
-            "unrounded_amount": str(exact),
-        },
-    )
-
-
-def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str) -> DraftLine:
-    quantity = w.usage.get(quota.metric, NO_USAGE).under(quota.aggregation)
-    overrides = w.override_days.get(quota.metric, ())
-    included = (
-        effective_included(quota.included, w.window, overrides) if overrides else quota.included
-    )
-    billable = billable_quantity(quantity, included)
-    priced = quota.pricing.compute(billable)
-    breakdown: dict[str, Any] = {
-        "aggregation": quota.aggregation,
-        "pricing": quota.pricing_json,
-        "items": priced.breakdown_json(),
-        "unrounded_amount": str(priced.amount),
-    }
-    if overrides:
-        breakdown["included_rule"] = {
-            "plan_included": str(quota.included),
-            "window_days": w.window.days,
-            "overrides": [{"included": str(i), "days": d} for i, d in overrides],
-        }
-    return DraftLine(
-        line_no=line_no,
-        kind="usage",
-        subscription_id=w.subscription_id,
-        plan_code=w.plan.code,
-        metric=quota.metric,
-        description=(
-            f"{quota.metric}: {quantity!s} ({quota.aggregation}), {included!s} included,"
-            f" {billable!s} billable, {quota.pricing.model}"
-        ),
-        window_start=w.window.start,
-        window_end=w.window.end,
-        quantity=quantity,
-        included=included,
-        billable_quantity=billable,
-        pricing_model=quota.pricing.model,
-        amount=round_money(priced.amount, currency),
-        breakdown=breakdown,
-    )
+    keys = sorted({period_lock_key(p) for p in periods})
+    with engine.connect() as conn:
+        conn.execute(sql("postgres/invoicing/lock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
+        for key in keys:
+            conn.execute(
+                sql("postgres/invoicing/lock_billing_period_session"),
+                {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
+            )
+        conn.commit()
+        try:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        finally:
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+            for key in keys:
+                conn.execute(
+                    sql("postgres/invoicing/unlock_billing_period_session"),
+                    {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
+                )
+            conn.execute(
+                sql("postgres/invoicing/unlock_usage_writes_shared"), {"key": USAGE_LOCK_KEY}
+            )
+            conn.commit()
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,7 +133,9 @@ class GenerationResult:
 
     `generated`: drafts of the run (created, refreshed or already up to date);
     `updated`: those created or whose lines/total changed (0 on a rerun over unchanged
-    usage); `skipped`: tenants left alone (closed invoice, mixed currencies).
+    usage); `skipped`: tenants left alone (reasons in `skipped_tenants`, messages in
+    `skip_messages`); `corrections`: the draft corrections of closed invoices that the
+    re-rating found different (created, refreshed or unchanged).
     """
 
     period: BillingPeriod
@@ -280,18 +145,58 @@ class GenerationResult:
     closed: int
     removed: int
     invoices: tuple[InvoiceSummary, ...]
-    skipped_tenants: Mapping[str, str]  # tenant -> reason (invoice_closed, mixed_currencies)
+    skipped_tenants: Mapping[str, str]  # tenant -> reason (mixed_currencies, ...)
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds per phase
+    corrections: tuple[CorrectionSummary, ...] = ()
+    skip_messages: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def invoice_ids(self) -> list[int]:
         return [inv.invoice_id for inv in self.invoices]
+
+    @property
+    def correction_ids(self) -> list[int]:
+        return [c.invoice_id for c in self.corrections]
+
+    @property
+    def unpriceable(self) -> dict[str, str]:
+        """Tenants skipped because their invoice could not be priced."""
+        return {t: r for t, r in self.skipped_tenants.items() if r in UNPRICEABLE}
 
     def totals_by_currency(self) -> dict[str, Decimal]:
         totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for inv in self.invoices:
             totals[inv.currency] += inv.total
         return dict(sorted(totals.items()))
+
+
+class _Pricer:
+    """Prices tenants one by one; a tenant that cannot be priced is recorded, not raised.
+
+    NOTE: one tenant cannot fail the month for all: a pricing error or an amount beyond
+    what the columns hold (checked before anything is written) skips that tenant with
+    its reason; the others are invoiced.
+    """
+
+    def __init__(self, period: BillingPeriod, windows: Mapping[str, list[BillableWindow]]):
+        self.period = period
+        self.windows = windows
+        self.failed: dict[str, tuple[str, str]] = {}  # tenant -> (reason, message)
+
+    def one(self, tenant_id: str) -> DraftInvoice | None:
+        try:
+            return check_fits(compute_invoice(tenant_id, self.period, self.windows[tenant_id]))
+        except TallyflowError as exc:
+            self.failed[tenant_id] = (exc.code, exc.message)
+        except (ArithmeticError, ValueError) as exc:
+            self.failed[tenant_id] = ("pricing_failed", f"tenant {tenant_id}: {exc!r}")
+        return None
+
+    def many(self, tenants: Iterable[str]) -> Iterator[DraftInvoice]:
+        for tenant_id in tenants:
+            draft = self.one(tenant_id)
+            if draft is not None:
+                yield draft
 
 
 def generate_invoices(
@@ -302,14 +207,17 @@ def generate_invoices(
     close: bool = False,
     run_id: uuid.UUID | None = None,
     now: dt.datetime | None = None,
+    numbering: NumberingRule = DEFAULT_NUMBERING,
 ) -> GenerationResult:
-    """Create or refresh the period's drafts (all tenants or `tenant_ids`); optionally close.
+    """Create or refresh the period's drafts and corrections (all tenants or `tenant_ids`).
 
     Safe to rerun: one draft per (tenant, period) is created or refreshed in place (only
     lines that changed are rewritten) in this one transaction, so a rerun yields the same
     drafts with the same ids. Closed and void invoices are never touched (a void one no
-    longer blocks a fresh draft).
-    Drafts of tenants that no longer have a subscription in the period are removed.
+    longer blocks a fresh draft); a closed one may get one draft correction (5.2).
+    Drafts of tenants that no longer have a subscription in the period, or that can no
+    longer be priced, are removed (drafts were never issued). With `close`, every draft of
+    the period (corrections included) is closed at `now`.
     """
     tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
     params = {
@@ -320,28 +228,32 @@ def generate_invoices(
     clock = _Clock()
     conn.execute(
         sql("lock_billing_period"),
-        {
-            "lock_class": INVOICE_LOCK_CLASS,
-            "period_key": period.start.year * 100 + period.start.month,
-        },
+        {"lock_class": INVOICE_LOCK_CLASS, "period_key": period_lock_key(period)},
     )
     # NOTE: the usage aggregation hashes one group per subscription and metric; the
     # default 4MB work_mem makes it sort on disk. Local to this transaction.
     conn.execute(sql("set_invoice_run_work_mem"))
     catalog = load_catalog(conn)
-    live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
-    windows = _load_billable_windows(conn, params, catalog)
+    live = {r.tenant_id: r for r in conn.execute(sql("select_live_invoice_status"), params)}
+    windows = load_billable_windows(conn, params, catalog)
     clock.lap("read")
     crash_point("invoices.read")
 
     skipped: dict[str, str] = {}
-    candidates: list[tuple[str, str]] = []  # (tenant, currency) to price
+    messages: dict[str, str] = {}
+    candidates: list[tuple[str, str]] = []  # (tenant, currency) to price into drafts
+    closed_invoices: dict[str, tuple[int, str]] = {}  # tenant -> (closed invoice, currency)
     for tenant_id in sorted(windows):
         currencies = {w.plan.currency for w in windows[tenant_id]}
-        if live.get(tenant_id) == "closed":
-            skipped[tenant_id] = "invoice_closed"
-        elif len(currencies) > 1:
+        invoice = live.get(tenant_id)
+        if len(currencies) > 1:
             skipped[tenant_id] = MixedCurrencies.code
+            messages[tenant_id] = (
+                f"tenant {tenant_id} has subscriptions in {', '.join(sorted(currencies))}"
+                f" in {period}: one invoice has one currency"
+            )
+        elif invoice is not None and invoice.status == "closed":
+            closed_invoices[tenant_id] = (int(invoice.id), str(invoice.currency))
         else:
             candidates.append((tenant_id, currencies.pop()))
 
@@ -350,10 +262,7 @@ def generate_invoices(
         if tenant_id not in drafts:  # closed by someone else since it was read
             skipped[tenant_id] = "invoice_closed"
 
-    def priced(tenants: Iterable[str]) -> Iterator[DraftInvoice]:
-        for tenant_id in tenants:
-            yield compute_invoice(tenant_id, period, windows[tenant_id])
-
+    pricer = _Pricer(period, windows)
     new = [t for t, _ in candidates if t in drafts and drafts[t][1]]
     known = [t for t, _ in candidates if t in drafts and not drafts[t][1]]
     # NOTE: the loaded windows are a few hundred thousand long-lived objects; freezing them
@@ -361,21 +270,38 @@ def generate_invoices(
     # allocates (and frees, by refcount) millions of short-lived ones.
     gc.freeze()
     try:
-        heads = _copy_lines(conn, priced(new), {t: drafts[t][0] for t in new}, direct=True)
-        heads += _copy_lines(conn, priced(known), {}, direct=False)
+        heads = _copy_lines(conn, pricer.many(new), {t: drafts[t][0] for t in new}, direct=True)
+        heads += _copy_lines(conn, pricer.many(known), {}, direct=False)
     finally:
         gc.unfreeze()
     clock.lap("price_and_stage")
     crash_point("invoices.staged")
+    # NOTE: a tenant that could not be priced is absent from the staged heads, so its
+    # draft (new or old) is removed below like a stale one: no wrong draft is left for
+    # finalize to close.
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]
     clock.lap("write")
     crash_point("invoices.written")
+    rerated = {t: d for t in closed_invoices if (d := pricer.one(t)) is not None}
+    corrections, currency_changed = write_corrections(
+        conn, period, closed_invoices, rerated, run_id=run_id
+    )
+    for tenant_id, message in currency_changed.items():
+        skipped[tenant_id] = "currency_changed"
+        messages[tenant_id] = message
+    for tenant_id, (reason, message) in pricer.failed.items():
+        skipped[tenant_id] = reason
+        messages[tenant_id] = message
+    clock.lap("corrections")
+    crash_point("invoices.corrections")
     closed = 0
     if close:
-        closed = len(close_period_invoices(conn, period, tenant_ids=tenants, now=now))
+        closed = len(
+            close_period_invoices(conn, period, tenant_ids=tenants, now=now, numbering=numbering)
+        )
         clock.lap("close")
         crash_point("invoices.closed")
     return GenerationResult(
@@ -386,8 +312,10 @@ def generate_invoices(
         closed=closed,
         removed=removed,
         invoices=tuple(summaries),
-        skipped_tenants=skipped,
+        skipped_tenants=dict(sorted(skipped.items())),
         timings=clock.laps,
+        corrections=tuple(corrections),
+        skip_messages=dict(sorted(messages.items())),
     )
 
 
@@ -402,72 +330,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
-
-
-def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
-    """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
-    plans: dict[int, dict[str, Any]] = {}
-    quotas: dict[int, list[QuotaTerms]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_catalog")):
-        plans.setdefault(
-            r.plan_id,
-            {
-                "plan_id": r.plan_id,
-                "code": r.plan_code,
-                "name": r.plan_name,
-                "currency": r.currency,
-                "base_fee": r.base_fee,
-            },
-        )
-        if r.metric is not None:
-            pricing = pricing_from_row(r.pricing_model, r.pricing)
-            quotas[r.plan_id].append(
-                QuotaTerms(
-                    metric=r.metric,
-                    aggregation=r.aggregation,
-                    included=r.included,
-                    pricing=pricing,
-                    pricing_json=pricing.to_json(),
-                )
-            )
-    return {
-        plan_id: PlanTerms(**fields, quotas=tuple(quotas[plan_id]))
-        for plan_id, fields in plans.items()
-    }
-
-
-def _load_billable_windows(
-    conn: sa.Connection, params: Mapping[str, Any], catalog: Mapping[int, PlanTerms]
-) -> dict[str, list[BillableWindow]]:
-    """Three set-based reads, joined in memory by subscription id."""
-    # NOTE: .all() fetches in one call; iterating a result fetches row by row (3x slower
-    # for the hundreds of thousands of rows of a full run).
-    usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
-    rows = conn.execute(sql("select_billing_window_usage"), params).all()
-    for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
-        usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
-    del rows
-    overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for r in conn.execute(sql("select_billing_override_days"), params):
-        overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
-    by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_windows"), params).all():
-        by_tenant[r.tenant_id].append(
-            BillableWindow(
-                subscription_id=r.subscription_id,
-                plan=catalog[r.plan_id],
-                window=Window(r.window_start, r.window_end),
-                usage=usage.get(r.subscription_id, {}),
-                override_days={
-                    metric: sorted(pairs) for metric, pairs in overrides[r.subscription_id].items()
-                }
-                if r.subscription_id in overrides
-                else {},
-            )
-        )
-    return by_tenant
 
 
 _LINE_COLUMNS = (
@@ -579,237 +441,3 @@ def _finish_drafts(
     updated = int(conn.execute(sql("update_changed_draft_invoices"), params).scalar_one())
     removed = conn.execute(sql("delete_stale_draft_invoices"), params).rowcount
     return updated, removed
-
-
-# ---------------------------------------------------------------------------------------
-# Lifecycle: close, void
-# ---------------------------------------------------------------------------------------
-
-
-def close_period_invoices(
-    conn: sa.Connection,
-    period: BillingPeriod,
-    *,
-    tenant_ids: Sequence[str] | None = None,
-    now: dt.datetime | None = None,
-) -> list[int]:
-    """Close every draft of the period (all tenants or `tenant_ids`); returns their ids."""
-    rows = conn.execute(
-        sql("close_draft_invoices"),
-        {
-            "invoice_ids": None,
-            "period_start": period.start,
-            "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
-            "now": now or _utcnow(),
-        },
-    )
-    return sorted(r.id for r in rows)
-
-
-def close_invoice(
-    conn: sa.Connection, invoice_id: int, *, now: dt.datetime | None = None
-) -> InvoiceView:
-    """draft -> closed: a unique sequential number and closed_at; 409 for any other status.
-
-    Numbers read INV-<YYYYMM of the period>-<global sequence, 6+ digits>, e.g.
-    INV-202611-000042: unique (a unique constraint), increasing in closing order. They
-    come from the invoice_number_seq sequence, so a closing transaction that rolls back
-    leaves a gap; no number is ever reused.
-    """
-    status = _lock_status(conn, invoice_id)
-    if status != "draft":
-        raise Conflict(
-            f"invoice {invoice_id} is {status}: only a draft can be closed",
-            code="invoice_not_draft",
-        )
-    conn.execute(
-        sql("close_draft_invoices"),
-        {
-            "invoice_ids": [invoice_id],
-            "period_start": None,
-            "tenant_ids": None,
-            "now": now or _utcnow(),
-        },
-    )
-    return get_invoice(conn, invoice_id)
-
-
-def void_invoice(
-    conn: sa.Connection, invoice_id: int, *, now: dt.datetime | None = None
-) -> InvoiceView:
-    """draft or closed -> void (voided_at); 409 when already void."""
-    status = _lock_status(conn, invoice_id)
-    if status == "void":
-        raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
-    conn.execute(sql("void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
-    return get_invoice(conn, invoice_id)
-
-
-def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
-    row = conn.execute(sql("select_invoice_for_update"), {"invoice_id": invoice_id}).first()
-    if row is None:
-        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
-    return str(row.status)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-# ---------------------------------------------------------------------------------------
-# Reads
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InvoiceLineView:
-    """One invoice line as the API and the CLI show it (the API's schema uses it as is)."""
-
-    line_no: int
-    kind: Literal["base_fee", "usage"]
-    subscription_id: int | None
-    plan_code: str
-    metric: str | None
-    description: str
-    window_start: dt.date
-    window_end: dt.date
-    quantity: Decimal
-    included: Decimal
-    billable_quantity: Decimal
-    pricing_model: str | None
-    amount: Decimal
-    breakdown: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class InvoiceView:
-    id: int
-    tenant_id: str
-    period_start: dt.date
-    period_end: dt.date
-    currency: str
-    status: str
-    number: str | None
-    total: Decimal
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    closed_at: dt.datetime | None
-    voided_at: dt.datetime | None
-    lines: tuple[InvoiceLineView, ...] | None = None
-
-    @property
-    def period(self) -> str:
-        return f"{self.period_start:%Y-%m}"
-
-
-def get_invoice(conn: sa.Connection, invoice_id: int) -> InvoiceView:
-    """One invoice with its lines; NotFound if there is none."""
-    invoices = _select_invoices(conn, invoice_ids=[invoice_id], with_lines=True)
-    if not invoices:
-        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
-    return invoices[0]
-
-
-def list_invoices(
-    conn: sa.Connection,
-    tenant_id: str,
-    *,
-    period: BillingPeriod | None = None,
-    status: str | None = None,
-    with_lines: bool = False,
-) -> list[InvoiceView]:
-    """A tenant's invoices, newest period first, optionally for one period and status."""
-    return _select_invoices(
-        conn, tenant_id=tenant_id, period=period, status=status, with_lines=with_lines
-    )
-
-
-def _select_invoices(
-    conn: sa.Connection,
-    *,
-    invoice_ids: Sequence[int] | None = None,
-    tenant_id: str | None = None,
-    period: BillingPeriod | None = None,
-    status: str | None = None,
-    with_lines: bool = False,
-) -> list[InvoiceView]:
-    rows = conn.execute(
-        sql("select_invoices"),
-        {
-            "invoice_ids": list(invoice_ids) if invoice_ids is not None else None,
-            "tenant_id": tenant_id,
-            "period_start": period.start if period else None,
-            "status": status,
-        },
-    ).mappings()
-    heads = [dict(r) for r in rows]
-    # NOTE: amounts are stored NUMERIC(24, 6) but were rounded to the minor unit when
-    # written; they are shown at the currency's scale ("40.00", "1050", "4.840").
-    scale = {h["id"]: quantum(h["currency"]) for h in heads}
-    lines: dict[int, list[InvoiceLineView]] = defaultdict(list)
-    if with_lines and heads:
-        for r in conn.execute(
-            sql("select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
-        ).mappings():
-            fields = dict(r)
-            invoice_id = fields.pop("invoice_id")
-            fields["amount"] = fields["amount"].quantize(scale[invoice_id])
-            lines[invoice_id].append(InvoiceLineView(**fields))
-    out: list[InvoiceView] = []
-    for h in heads:
-        h.pop("run_id", None)
-        h["total"] = h["total"].quantize(scale[h["id"]])
-        out.append(InvoiceView(**h, lines=tuple(lines[h["id"]]) if with_lines else None))
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Reports for the run's artifact
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UnsubscribedUsage:
-    tenant_id: str
-    metrics: int
-    usage_days: int
-    events: int
-
-
-@dataclass(frozen=True)
-class LateUsage:
-    tenant_id: str
-    invoice_id: int
-    number: str
-    period_start: dt.date
-    metric: str
-    usage_days: int
-    quantity_sum: Decimal
-    events: int
-    last_updated_at: dt.datetime
-
-
-def unsubscribed_usage(
-    conn: sa.Connection, period: BillingPeriod, *, tenant_ids: Sequence[str] | None = None
-) -> list[UnsubscribedUsage]:
-    """Tenants with usage in the period and no subscription in it (billed to nobody)."""
-    rows = conn.execute(
-        sql("select_unsubscribed_usage"),
-        {
-            "period_start": period.start,
-            "period_end": period.end,
-            "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
-        },
-    ).mappings()
-    return [UnsubscribedUsage(**{**r, "events": int(r["events"])}) for r in rows]
-
-
-def late_usage_in_closed_periods(
-    conn: sa.Connection, *, tenant_ids: Sequence[str] | None = None, max_rows: int = 1000
-) -> list[LateUsage]:
-    """Usage (re)aggregated after its period's invoice closed: reported, never billed."""
-    rows = conn.execute(
-        sql("select_late_usage_in_closed_periods"),
-        {"tenant_ids": list(tenant_ids) if tenant_ids is not None else None, "max_rows": max_rows},
-    ).mappings()
-    return [LateUsage(**{**r, "events": int(r["events"])}) for r in rows]
