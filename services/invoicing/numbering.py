@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from tallyflow.settings import Settings
 from tallyflow.sqlfiles import sql
 
 
@@ -29,6 +30,10 @@ class NumberingRule:
 
     invoice_prefix: str = "INV"
     credit_note_prefix: str = "CN"
+
+    @classmethod
+    def of(cls, settings: Settings) -> NumberingRule:
+        return cls(settings.invoice_prefix, settings.credit_note_prefix)
 
     def series(self, kind: str) -> str:
         return self.credit_note_prefix if kind == "credit_note" else self.invoice_prefix

@@ -105,18 +105,20 @@ ENDPOINTS = [
     # the tenant of pushed events is in the body: another tenant's key may not push them
     Endpoint("POST", "/api/billing/usage:ingest", "write", 202, _push),
     Endpoint("GET", f"{T}/usage/summary", "read", 200),
-    # invoices (api/routes/invoices.py); a tenant key generates only its own tenant
+    # invoices (api/routes/invoices.py): a tenant key never generates, closes or voids
     Endpoint(
         "POST",
         "/api/billing/invoices:generate",
         "write",
         200,
         lambda: {"period": "2020-01", "tenant_ids": [TENANT]},
+        global_only=True,
     ),
     Endpoint("GET", f"{T}/invoices", "read", 200),
+    Endpoint("GET", f"{T}/invoices:preview?period=2020-01", "read", 200),
     Endpoint("GET", invoice, "read", 200, by_id=True),
-    Endpoint("POST", invoice_close, "write", 200, by_id=True),
-    Endpoint("POST", invoice_void, "write", 200, by_id=True),
+    Endpoint("POST", invoice_close, "write", 200, by_id=True, global_only=True),
+    Endpoint("POST", invoice_void, "write", 200, by_id=True, global_only=True),
 ]
 
 ROLES = ["none", "bad", "read", "write", "tenant", "other_tenant"]
