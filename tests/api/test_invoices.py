@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 
 import pytest
@@ -60,15 +61,19 @@ def test_generate_list_get_close_void(client: TestClient, admin: dict[str, str])
     closed = client.post(f"/api/billing/invoices/{summary['id']}:close", headers=admin)
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed"
-    assert closed.json()["number"].startswith("INV-202611-")
+    # the API closes at its own clock: the year is the UTC year of that instant
+    assert re.fullmatch(r"INV-\d{4}-000001", closed.json()["number"])
+    assert closed.json()["number"][4:8] == closed.json()["closed_at"][:4]
+    assert closed.json()["kind"] == "invoice" and closed.json()["corrects_invoice_id"] is None
     assert closed.json()["closed_at"] is not None
 
     again = client.post(f"/api/billing/invoices/{summary['id']}:close", headers=admin)
     assert again.status_code == 409
     assert "closed" in again.json()["detail"]
 
-    # a rerun leaves the closed invoice alone
-    assert _generate(client, admin)["skipped"] == 1
+    # a rerun leaves the closed invoice alone (nothing changed: no correction either)
+    rerun = _generate(client, admin)
+    assert (rerun["generated"], rerun["skipped"], rerun["correction_ids"]) == (1, 0, [])
 
     voided = client.post(f"/api/billing/invoices/{summary['id']}:void", headers=admin)
     assert voided.status_code == 200 and voided.json()["status"] == "void"
@@ -112,11 +117,12 @@ def test_auth(client: TestClient, keys: Keys) -> None:
     assert client.post(url, json=body, headers=h("tf_nope")).status_code == 401
     assert client.post(url, json=body, headers=h(keys.read)).status_code == 403  # no write
 
-    # a tenant key generates its own tenant only, even without tenant_ids
-    own = client.post(url, json=body, headers=h(keys.tenant))
-    assert own.status_code == 200 and own.json()["generated"] == 1
+    # a tenant key never generates, not even its own tenant's invoices
+    own = client.post(url, json={**body, "tenant_ids": [TENANT]}, headers=h(keys.tenant))
+    assert own.status_code == 403 and own.json()["code"] == "tenant_key"
     other = client.post(url, json={**body, "tenant_ids": [OTHER_TENANT]}, headers=h(keys.tenant))
     assert other.status_code == 403
+    assert client.post(url, json=body, headers=h(keys.write)).status_code == 200
 
     (mine,) = client.get(f"/api/billing/tenants/{TENANT}/invoices", headers=h(keys.read)).json()
     assert (
@@ -129,9 +135,10 @@ def test_auth(client: TestClient, keys: Keys) -> None:
     assert (
         client.get(f"/api/billing/invoices/{mine['id']}", headers=h(keys.other_tenant))
     ).status_code == 404
-    assert (
-        client.post(f"/api/billing/invoices/{mine['id']}:close", headers=h(keys.other_tenant))
-    ).status_code == 404
+    for key in (keys.tenant, keys.other_tenant):  # tenant keys never close or void
+        for action in ("close", "void"):
+            answer = client.post(f"/api/billing/invoices/{mine['id']}:{action}", headers=h(key))
+            assert answer.status_code == 403 and answer.json()["code"] == "tenant_key"
     assert (
         client.post(f"/api/billing/invoices/{mine['id']}:close", headers=h(keys.read)).status_code
         == 403
