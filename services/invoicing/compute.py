@@ -364,6 +364,9 @@ def compute_correction(
                 prev.billable_quantity + b.billable_quantity,
                 prev.amount + b.amount,
             )
+    # NOTE: stored amounts read back at NUMERIC(24, 6)'s scale; show them at the currency's
+    scale = quantum(rerated.currency)
+    so_far = {k: v._replace(amount=v.amount.quantize(scale)) for k, v in so_far.items()}
     lines: list[DraftLine] = []
     seen: set[LineKey] = set()
     for new in rerated.lines:
