@@ -90,8 +90,9 @@ def check_locale(locale: str) -> str:
     return locale
 
 
-def money(amount: Decimal, currency: str, locale: str) -> str:
-    return format_currency(amount, currency, locale=locale)
+def money(amount: Decimal, currency: str, locale: str, *, exact: bool = False) -> str:
+    """An amount for the locale; `exact` keeps digits beyond the minor unit (unit prices)."""
+    return format_currency(amount, currency, locale=locale, decimal_quantization=not exact)
 
 
 def number(value: Decimal, locale: str) -> str:
@@ -114,7 +115,7 @@ def _price(line: InvoiceLineView, currency: str, locale: str) -> str:
         return ""
     model = pricing.get("model")
     if model == "per_unit":
-        return f"{money(Decimal(pricing['unit_price']), currency, locale)} / unit"
+        return f"{money(Decimal(pricing['unit_price']), currency, locale, exact=True)} / unit"
     if model == "package":
         return (
             f"{money(Decimal(pricing['package_price']), currency, locale)} per"
@@ -125,12 +126,18 @@ def _price(line: InvoiceLineView, currency: str, locale: str) -> str:
         for tier in pricing.get("tiers", []):
             up_to = tier.get("up_to")
             bound = f"≤ {number(Decimal(up_to), locale)}" if up_to is not None else "above"
-            text = f"{bound}: {money(Decimal(tier['unit_price']), currency, locale)}"
+            text = f"{bound}: {money(Decimal(tier['unit_price']), currency, locale, exact=True)}"
             if Decimal(tier.get("flat_fee", "0")):
                 text += f" + {money(Decimal(tier['flat_fee']), currency, locale)}"
             parts.append(text)
         return f"{model}: " + "; ".join(parts)
     return str(model or "")
+
+
+def _days(start: dt.date, end: dt.date) -> str:
+    """[start, end) as the inclusive days a customer reads: 2026-11-01 – 2026-11-30."""
+    last = end - dt.timedelta(days=1)
+    return f"{start:%Y-%m-%d}" if last <= start else f"{start:%Y-%m-%d} – {last:%Y-%m-%d}"
 
 
 def _group(line: InvoiceLineView) -> str:
@@ -153,7 +160,7 @@ def build_document(
         DocumentRow(
             description=li.description,
             group=_group(li),
-            period=f"{li.window_start:%Y-%m-%d} to {li.window_end:%Y-%m-%d}",
+            period=_days(li.window_start, li.window_end),
             quantity=number(li.quantity, locale),
             price=_price(li, currency, locale),
             amount=money(li.amount, currency, locale),
@@ -181,7 +188,7 @@ def build_document(
         status=invoice.status,
         seller=Seller.of(settings),
         tenant_id=invoice.tenant_id,
-        period=f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d} (end exclusive)",
+        period=_days(invoice.period_start, invoice.period_end),
         issue_date=issued,
         corrects=corrects,
         currency=currency,
@@ -196,7 +203,7 @@ def build_document(
 # ---------------------------------------------------------------------------------------
 
 _ROW = Template(
-    "<tr><td>$description<div class='sub'>$period</div></td><td>$group</td>"
+    "<tr><td>$description<div class='sub'>$period</div></td>$group_cell"
     "<td class='num'>$quantity</td><td>$price</td><td class='num'>$amount</td></tr>"
 )
 
@@ -209,8 +216,13 @@ def _template() -> Template:
 def render_html(doc: Document) -> str:
     """The document as one self-contained HTML page (inline CSS, no external resources)."""
     e = html.escape
+    grouped = any(row.group for row in doc.rows)
     rows = "\n".join(
-        _ROW.substitute({k: e(v) for k, v in row.__dict__.items()}) for row in doc.rows
+        _ROW.substitute(
+            {k: e(v) for k, v in row.__dict__.items()},
+            group_cell=f"<td>{e(row.group)}</td>" if grouped else "",
+        )
+        for row in doc.rows
     )
     seller = "<br>".join(
         e(x)
@@ -233,6 +245,7 @@ def render_html(doc: Document) -> str:
         issue_date=e(doc.issue_date),
         corrects=f"<p class='corrects'>{e(doc.corrects)}</p>" if doc.corrects else "",
         currency=e(doc.currency),
+        group_head="<th>Group</th>" if grouped else "",
         rows=rows or "<tr><td colspan='5'>No lines.</td></tr>",
         total=e(doc.total),
         notes="".join(f"<p class='note'>{e(n)}</p>" for n in doc.notes),
@@ -247,7 +260,7 @@ def render_html(doc: Document) -> str:
 def _latin1(text: str, currency_symbols: Sequence[tuple[str, str]] = ()) -> str:
     for symbol, code in currency_symbols:
         text = text.replace(symbol, code)
-    text = text.replace("≤", "<=").replace("\u202f", " ")
+    text = text.replace("≤", "<=").replace("\u202f", " ").replace("–", "-")
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
@@ -296,19 +309,26 @@ def render_pdf(doc: Document, locale: str) -> bytes:
     pdf.multi_cell(width / 2, 4.5, t("\n".join(facts)), align="R")
     pdf.set_y(max(pdf.get_y(), y0 + 4.5 * len(seller)) + 6)
     pdf.set_font("helvetica", "", 8.5)
+    grouped = any(r.group for r in doc.rows)
+    titles = ["Description", "Group", "Quantity", "Price", "Amount"]
+    widths = [44, 12, 12, 20, 12]
+    aligns = ["LEFT", "LEFT", "RIGHT", "LEFT", "RIGHT"]
+    if not grouped:  # no line has a group: no empty column
+        del titles[1], widths[1], aligns[1]
     with pdf.table(
-        col_widths=(44, 12, 12, 20, 12),
-        text_align=("LEFT", "LEFT", "RIGHT", "LEFT", "RIGHT"),
+        col_widths=tuple(widths),
+        text_align=tuple(aligns),
         line_height=4.5,
         first_row_as_headings=True,
     ) as table:
         header = table.row()
-        for title in ("Description", "Group", "Quantity", "Price", "Amount"):
+        for title in titles:
             header.cell(title)
         for r in doc.rows:
             row = table.row()
             row.cell(t(f"{r.description}\n{r.period}"))
-            row.cell(t(r.group))
+            if grouped:
+                row.cell(t(r.group))
             row.cell(t(r.quantity))
             row.cell(t(r.price))
             row.cell(t(r.amount))
