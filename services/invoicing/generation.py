@@ -350,6 +350,7 @@ def _open_run_drafts(
     existing drafts are locked FOR UPDATE, so nobody closes them under this run. A tenant
     whose invoice is closed (even if closed since it was read) gets none.
     """
+    conn.execute(sql("postgres/invoicing/drop_invoice_run_stages"))
     conn.execute(sql("create_invoice_stage"))
     conn.execute(sql("create_invoice_line_stage"))
     conn.execute(sql("create_invoice_run_drafts"))
