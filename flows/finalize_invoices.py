@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, runtime
 
-from tallyflow.resources import resources_from_env
+from tallyflow.core.resources import resources_from_env
 from tasks.finalize_due_invoices import finalize_due_invoices
 from tasks.publish_invoice_run_artifact import (
     publish_finalize_artifact,

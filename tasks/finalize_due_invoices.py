@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from services.invoicing import FinalizeResult, NumberingRule, finalize_invoices
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @task(name="finalize_due_invoices", cache_policy=NONE)

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
+from models.period import BillingPeriod
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -15,8 +16,7 @@ from services.invoicing import (
     generate_invoices,
     invoice_run_transaction,
 )
-from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @task(name="generate_period_invoices", cache_policy=NONE)

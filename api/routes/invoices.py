@@ -16,16 +16,17 @@ from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Response
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
+from models.period import BillingPeriod
 from pydantic import BaseModel, ConfigDict, Field
+from tallyflow.core.clock import utc_now
 
 from api.auth import READ, WRITE, Principal, require_scope
-from api.routes.common import TenantPath, utc_now
+from api.routes.common import TenantPath
 from api.state import ApiState, api_state
-from models.tables import TENANT_ID_RE
 from services import invoicing
 from services.invoicing.documents import render
-from services.proration import BillingPeriod
-from tallyflow.errors import NotFound
+from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 

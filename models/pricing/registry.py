@@ -10,7 +10,7 @@ from models.pricing.graduated import Graduated
 from models.pricing.package import Package
 from models.pricing.per_unit import PerUnit
 from models.pricing.volume import Volume
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 class _Parser(Protocol):

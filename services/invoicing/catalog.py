@@ -16,14 +16,14 @@ import sqlalchemy as sa
 from models.pricing import pricing_from_row
 from services.invoicing.compute import BillableWindow, PlanTerms, QuotaTerms, UsageTotals
 from services.proration import Window
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 
 def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
     """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
     plans: dict[int, dict[str, Any]] = {}
     quotas: dict[int, list[QuotaTerms]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_catalog")):
+    for r in conn.execute(sql("invoicing/select_billing_catalog")):
         plans.setdefault(
             r.plan_id,
             {
@@ -58,17 +58,17 @@ def load_billable_windows(
     # NOTE: .all() fetches in one call; iterating a result fetches row by row (3x slower
     # for the hundreds of thousands of rows of a full run).
     usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
-    rows = conn.execute(sql("select_billing_window_usage"), params).all()
+    rows = conn.execute(sql("invoicing/select_billing_window_usage"), params).all()
     for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
         usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
     del rows
     overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for r in conn.execute(sql("select_billing_override_days"), params):
+    for r in conn.execute(sql("invoicing/select_billing_override_days"), params):
         overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
     by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_windows"), params).all():
+    for r in conn.execute(sql("invoicing/select_billing_windows"), params).all():
         by_tenant[r.tenant_id].append(
             BillableWindow(
                 subscription_id=r.subscription_id,

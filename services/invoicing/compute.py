@@ -12,17 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
+from models.period import BillingPeriod
+
 from models.money import quantum, round_money
 from models.pricing import PricingModel
 from models.pricing.base import PRICING_CONTEXT
-from services.proration import (
-    BillingPeriod,
-    Window,
-    billable_quantity,
-    effective_included,
-    prorate_base_fee,
-)
-from tallyflow.errors import Conflict
+from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
+from tallyflow.core.errors import Conflict
 
 ZERO = Decimal(0)
 

@@ -21,12 +21,12 @@ from decimal import Decimal
 
 import orjson
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from models.money import quantum
 from services.invoicing.compute import DraftCorrection, DraftInvoice, compute_correction
 from services.invoicing.views import InvoiceLineView, get_invoice, line_views
-from services.proration import BillingPeriod
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def billed_lines(conn: sa.Connection, invoice_ids: list[int]) -> dict[int, list[
     if not invoice_ids:
         return out
     for r in conn.execute(
-        sql("postgres/invoicing/select_billed_lines"), {"invoice_ids": invoice_ids}
+        sql("invoicing/select_billed_lines"), {"invoice_ids": invoice_ids}
     ).mappings():
         fields = dict(r)
         original = int(fields.pop("original_id"))
@@ -83,9 +83,7 @@ def write_corrections(
     billed = billed_lines(conn, ids)
     drafts = {
         int(r.corrects_invoice_id): r
-        for r in conn.execute(
-            sql("postgres/invoicing/select_draft_corrections"), {"invoice_ids": ids}
-        ).all()
+        for r in conn.execute(sql("invoicing/select_draft_corrections"), {"invoice_ids": ids}).all()
     }
     out: list[CorrectionSummary] = []
     currency_changed: dict[str, str] = {}
@@ -107,7 +105,7 @@ def write_corrections(
             continue
         out.append(_write_one(conn, correction, existing, run_id))
     if stale:
-        conn.execute(sql("postgres/invoicing/delete_draft_invoices"), {"invoice_ids": stale})
+        conn.execute(sql("invoicing/delete_draft_invoices"), {"invoice_ids": stale})
     return out, currency_changed
 
 
@@ -128,9 +126,9 @@ def _write_one(
         if (stored.kind, stored.total, stored.lines) == (correction.kind, total, views):
             changed = False
         else:
-            conn.execute(sql("postgres/invoicing/delete_invoice_lines"), {"invoice_id": invoice_id})
+            conn.execute(sql("invoicing/delete_invoice_lines"), {"invoice_id": invoice_id})
             conn.execute(
-                sql("postgres/invoicing/update_draft_correction"),
+                sql("invoicing/update_draft_correction"),
                 {
                     "invoice_id": invoice_id,
                     "kind": correction.kind,
@@ -141,7 +139,7 @@ def _write_one(
     else:
         invoice_id = int(
             conn.execute(
-                sql("postgres/invoicing/insert_draft_correction"),
+                sql("invoicing/insert_draft_correction"),
                 {
                     "corrects_invoice_id": correction.corrects_invoice_id,
                     "currency": correction.currency,
@@ -153,7 +151,7 @@ def _write_one(
         )
     if changed:
         conn.execute(
-            sql("postgres/invoicing/insert_invoice_line"),
+            sql("invoicing/insert_invoice_line"),
             [
                 {
                     **li._asdict(),

@@ -29,8 +29,8 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal, get_currency_symbol
 
 from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView
-from tallyflow.errors import InvalidInput
-from tallyflow.settings import Settings
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.settings import Settings
 
 KIND_TITLES = {"invoice": "Invoice", "adjustment": "Adjustment", "credit_note": "Credit note"}
 

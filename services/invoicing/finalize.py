@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from services.invoicing.generation import (
     GenerationResult,
@@ -24,8 +25,7 @@ from services.invoicing.generation import (
 )
 from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
 from services.invoicing.numbering import NumberingRule
-from services.proration import BillingPeriod
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class FinalizeResult:
 def due_periods(conn: sa.Connection, *, as_of: dt.date, grace_days: int) -> list[BillingPeriod]:
     """Periods with drafts (or late usage after their close) whose grace days are over."""
     rows = conn.execute(
-        sql("postgres/invoicing/select_periods_due_for_finalize"),
+        sql("invoicing/select_periods_due_for_finalize"),
         {"as_of": as_of, "grace_days": grace_days},
     ).all()
     return [BillingPeriod(r.period_start, r.period_end) for r in rows]

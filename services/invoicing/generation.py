@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from services.invoicing.catalog import load_billable_windows, load_catalog
 from services.invoicing.compute import (
@@ -43,11 +44,10 @@ from services.invoicing.compute import (
 from services.invoicing.corrections import CorrectionSummary, write_corrections
 from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
 from services.invoicing.numbering import NumberingRule
-from services.proration import BillingPeriod
-from tallyflow.db import driver_connection
-from tallyflow.errors import TallyflowError
-from tallyflow.faults import crash_point
-from tallyflow.sqlfiles import sql
+from tallyflow.core.db import driver_connection
+from tallyflow.core.errors import TallyflowError
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 # NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
 # of one period queue behind each other (the partial unique index on invoices is the
@@ -77,7 +77,7 @@ def invoice_run_transaction(
     NOTE: why the locks come first, outside the transaction: a REPEATABLE READ snapshot
     is taken at the transaction's first statement, so a lock awaited inside it would
     leave the run reading the state from before the lock was granted. So, on the session:
-    1. the usage-writes lock in *shared* mode (tasks.job_runs.USAGE_LOCK_KEY): an ingest
+    1. the usage-writes lock in *shared* mode (services.job_runs.USAGE_LOCK_KEY): an ingest
        or backfill holds it exclusively for its whole run, so an invoice run waits for a
        running backfill to finish, and a backfill waits for the invoice run; invoice runs
        do not block each other;
@@ -86,14 +86,14 @@ def invoice_run_transaction(
     then the transaction, whose reads all see one snapshot (usage, catalog, invoices).
     Session locks are released in `finally` (and by Postgres if the session dies).
     """
-    from tasks.job_runs import USAGE_LOCK_KEY  # NOTE: a constant; tasks/ imports no Prefect here
+    from services.job_runs import USAGE_LOCK_KEY  # NOTE: a constant; tasks/ imports no Prefect here
 
     keys = sorted({period_lock_key(p) for p in periods})
     with engine.connect() as conn:
-        conn.execute(sql("postgres/invoicing/lock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
+        conn.execute(sql("invoicing/lock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
         for key in keys:
             conn.execute(
-                sql("postgres/invoicing/lock_billing_period_session"),
+                sql("invoicing/lock_billing_period_session"),
                 {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
             )
         conn.commit()
@@ -105,12 +105,10 @@ def invoice_run_transaction(
             conn = conn.execution_options(isolation_level="READ COMMITTED")
             for key in keys:
                 conn.execute(
-                    sql("postgres/invoicing/unlock_billing_period_session"),
+                    sql("invoicing/unlock_billing_period_session"),
                     {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
                 )
-            conn.execute(
-                sql("postgres/invoicing/unlock_usage_writes_shared"), {"key": USAGE_LOCK_KEY}
-            )
+            conn.execute(sql("invoicing/unlock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
             conn.commit()
 
 
@@ -227,14 +225,16 @@ def generate_invoices(
     }
     clock = _Clock()
     conn.execute(
-        sql("lock_billing_period"),
+        sql("invoicing/lock_billing_period"),
         {"lock_class": INVOICE_LOCK_CLASS, "period_key": period_lock_key(period)},
     )
     # NOTE: the usage aggregation hashes one group per subscription and metric; the
     # default 4MB work_mem makes it sort on disk. Local to this transaction.
-    conn.execute(sql("set_invoice_run_work_mem"))
+    conn.execute(sql("invoicing/set_invoice_run_work_mem"))
     catalog = load_catalog(conn)
-    live = {r.tenant_id: r for r in conn.execute(sql("select_live_invoice_status"), params)}
+    live = {
+        r.tenant_id: r for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)
+    }
     windows = load_billable_windows(conn, params, catalog)
     clock.lap("read")
     crash_point("invoices.read")
@@ -350,20 +350,21 @@ def _open_run_drafts(
     existing drafts are locked FOR UPDATE, so nobody closes them under this run. A tenant
     whose invoice is closed (even if closed since it was read) gets none.
     """
-    conn.execute(sql("postgres/invoicing/drop_invoice_run_stages"))
-    conn.execute(sql("create_invoice_stage"))
-    conn.execute(sql("create_invoice_line_stage"))
-    conn.execute(sql("create_invoice_run_drafts"))
+    conn.execute(sql("invoicing/drop_invoice_run_stages"))
+    conn.execute(sql("invoicing/create_invoice_stage"))
+    conn.execute(sql("invoicing/create_invoice_line_stage"))
+    conn.execute(sql("invoicing/create_invoice_run_drafts"))
     with (
         driver_connection(conn).cursor() as cur,
         cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
     ):
         for tenant_id, currency in candidates:
             copy.write_row((tenant_id, currency, ZERO))
-    conn.execute(sql("insert_new_draft_invoices"), {**params, "run_id": run_id})
-    conn.execute(sql("lock_run_draft_invoices"), params)
+    conn.execute(sql("invoicing/insert_new_draft_invoices"), {**params, "run_id": run_id})
+    conn.execute(sql("invoicing/lock_run_draft_invoices"), params)
     return {
-        r.tenant_id: (r.invoice_id, r.is_new) for r in conn.execute(sql("select_run_drafts")).all()
+        r.tenant_id: (r.invoice_id, r.is_new)
+        for r in conn.execute(sql("invoicing/select_run_drafts")).all()
     }
 
 
@@ -430,15 +431,15 @@ def _finish_drafts(
     inserted ON CONFLICT DO NOTHING against the partial unique index (one non-void
     invoice per tenant and period). All of it is in the caller's one transaction.
     """
-    conn.execute(sql("truncate_invoice_stage"))
+    conn.execute(sql("invoicing/truncate_invoice_stage"))
     with (
         driver_connection(conn).cursor() as cur,
         cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
     ):
         for h in heads:
             copy.write_row((h.tenant_id, h.currency, h.total))
-    conn.execute(sql("delete_changed_draft_lines"))
-    conn.execute(sql("insert_missing_draft_lines"))
-    updated = int(conn.execute(sql("update_changed_draft_invoices"), params).scalar_one())
-    removed = conn.execute(sql("delete_stale_draft_invoices"), params).rowcount
+    conn.execute(sql("invoicing/delete_changed_draft_lines"))
+    conn.execute(sql("invoicing/insert_missing_draft_lines"))
+    updated = int(conn.execute(sql("invoicing/update_changed_draft_invoices"), params).scalar_one())
+    removed = conn.execute(sql("invoicing/delete_stale_draft_invoices"), params).rowcount
     return updated, removed

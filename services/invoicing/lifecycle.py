@@ -16,13 +16,13 @@ import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from services.invoicing.numbering import NumberingRule, assign_numbers
 from services.invoicing.views import InvoiceView, get_invoice
-from services.proration import BillingPeriod
-from tallyflow.errors import Conflict, NotFound
-from tallyflow.faults import crash_point
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import Conflict, NotFound
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 DEFAULT_NUMBERING = NumberingRule()
 
@@ -45,7 +45,7 @@ def close_drafts(
     drafts = [
         (int(r.id), str(r.kind))
         for r in conn.execute(
-            sql("postgres/invoicing/select_closable_drafts"),
+            sql("invoicing/select_closable_drafts"),
             {
                 "invoice_ids": list(invoice_ids) if invoice_ids is not None else None,
                 "period_start": period.start if period else None,
@@ -59,7 +59,7 @@ def close_drafts(
     crash_point("invoices.numbered")
     ids = [invoice_id for invoice_id, _ in drafts]
     closed = conn.execute(
-        sql("postgres/invoicing/close_numbered_invoices"),
+        sql("invoicing/close_numbered_invoices"),
         {"invoice_ids": ids, "numbers": [numbers[i] for i in ids], "now": now},
     ).all()
     if len(closed) != len(ids):  # pragma: no cover - the rows are locked above
@@ -110,13 +110,15 @@ def void_invoice(
     status = _lock_status(conn, invoice_id)
     if status == "void":
         raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
-    conn.execute(sql("postgres/invoicing/delete_draft_corrections_of"), {"invoice_id": invoice_id})
-    conn.execute(sql("void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
+    conn.execute(sql("invoicing/delete_draft_corrections_of"), {"invoice_id": invoice_id})
+    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
     return get_invoice(conn, invoice_id)
 
 
 def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
-    row = conn.execute(sql("select_invoice_for_update"), {"invoice_id": invoice_id}).first()
+    row = conn.execute(
+        sql("invoicing/select_invoice_for_update"), {"invoice_id": invoice_id}
+    ).first()
     if row is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return str(row.status)

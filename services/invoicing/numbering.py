@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from tallyflow.settings import Settings
-from tallyflow.sqlfiles import sql
+from tallyflow.core.settings import Settings
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def take_numbers(
         return []
     last = int(
         conn.execute(
-            sql("postgres/invoicing/reserve_invoice_numbers"),
+            sql("invoicing/reserve_invoice_numbers"),
             {"series": series, "year": year, "count": count, "now": now},
         ).scalar_one()
     )

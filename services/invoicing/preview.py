@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from services.invoicing.catalog import load_billable_windows, load_catalog
 from services.invoicing.compute import DraftInvoice, check_fits, compute_invoice
 from services.invoicing.corrections import billed_lines, correction_for
 from services.invoicing.views import InvoicePreview, line_views
-from services.proration import BillingPeriod
-from tallyflow.errors import NotFound
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import NotFound
+from tallyflow.core.sqlfiles import sql
 
 
 def preview_invoice(
@@ -38,7 +38,7 @@ def preview_invoice(
         )
     draft = check_fits(compute_invoice(tenant_id, period, windows))
     closed = None
-    for r in conn.execute(sql("select_live_invoice_status"), params):
+    for r in conn.execute(sql("invoicing/select_live_invoice_status"), params):
         if r.status == "closed":
             closed = int(r.id)
     correction = None

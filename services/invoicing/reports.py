@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
-from services.proration import BillingPeriod
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 # ---------------------------------------------------------------------------------------
 # Reports for the run's artifact
@@ -43,7 +43,7 @@ def unsubscribed_usage(
 ) -> list[UnsubscribedUsage]:
     """Tenants with usage in the period and no subscription in it (billed to nobody)."""
     rows = conn.execute(
-        sql("select_unsubscribed_usage"),
+        sql("invoicing/select_unsubscribed_usage"),
         {
             "period_start": period.start,
             "period_end": period.end,
@@ -58,7 +58,7 @@ def late_usage_in_closed_periods(
 ) -> list[LateUsage]:
     """Usage (re)aggregated after its period's invoice closed: billed by a correction."""
     rows = conn.execute(
-        sql("select_late_usage_in_closed_periods"),
+        sql("invoicing/select_late_usage_in_closed_periods"),
         {"tenant_ids": list(tenant_ids) if tenant_ids is not None else None, "max_rows": max_rows},
     ).mappings()
     return [LateUsage(**{**r, "events": int(r["events"])}) for r in rows]

@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from models.money import quantum
 from services.invoicing.compute import DraftInvoice
-from services.proration import QUANTITY_QUANTUM, BillingPeriod
-from tallyflow.errors import NotFound
-from tallyflow.sqlfiles import sql
+from services.proration import QUANTITY_QUANTUM
+from tallyflow.core.errors import NotFound
+from tallyflow.core.sqlfiles import sql
 
 # ---------------------------------------------------------------------------------------
 # Reads
@@ -98,7 +99,7 @@ def _select_invoices(
     with_lines: bool = False,
 ) -> list[InvoiceView]:
     rows = conn.execute(
-        sql("select_invoices"),
+        sql("invoicing/select_invoices"),
         {
             "invoice_ids": list(invoice_ids) if invoice_ids is not None else None,
             "tenant_id": tenant_id,
@@ -113,7 +114,7 @@ def _select_invoices(
     lines: dict[int, list[InvoiceLineView]] = defaultdict(list)
     if with_lines and heads:
         for r in conn.execute(
-            sql("select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
+            sql("invoicing/select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
         ).mappings():
             fields = dict(r)
             invoice_id = fields.pop("invoice_id")

@@ -106,7 +106,7 @@ def test_cli_preview_and_document(
 ) -> None:
     from pathlib import Path
 
-    from tallyflow.cli import app
+    from tallyflow.cli.app import app
 
     runner = CliRunner()
     shown = runner.invoke(

@@ -23,8 +23,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tallyflow.cli import app
-from tallyflow.generate import (
+from tallyflow.cli.app import app
+from tallyflow.synthetic.generate import (
     BAD_KINDS,
     GenerateError,
     UsageSpec,

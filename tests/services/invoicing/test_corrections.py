@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from services.invoicing import (
@@ -21,7 +22,6 @@ from services.invoicing import (
     list_invoices,
     void_invoice,
 )
-from services.proration import BillingPeriod
 from tests.services.test_invoicing import add_usage, seed_basic
 
 NOV = BillingPeriod.parse("2026-11")

@@ -8,13 +8,13 @@ from decimal import Decimal as D
 
 import pypdf
 import pytest
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from services.invoicing import close_invoice, generate_invoices, get_invoice, preview_invoice
 from services.invoicing.documents import build_document, render
-from services.proration import BillingPeriod
-from tallyflow.errors import InvalidInput
-from tallyflow.settings import Settings
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.settings import Settings
 from tests.services.test_invoicing import add_usage, seed_basic
 
 NOV = BillingPeriod.parse("2026-11")

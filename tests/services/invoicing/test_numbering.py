@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from services.invoicing import (
@@ -16,7 +17,6 @@ from services.invoicing import (
     generate_invoices,
     void_invoice,
 )
-from services.proration import BillingPeriod
 from tests.services.test_invoicing import PER_UNIT, add_usage, seed_plan, subscribe
 
 NOV = BillingPeriod.parse("2026-11")
@@ -148,7 +148,7 @@ def test_voiding_frees_no_number_and_prefixes_are_settings(engine: Engine) -> No
 def test_prefix_settings_are_validated() -> None:
     from pydantic import ValidationError
 
-    from tallyflow.settings import Settings
+    from tallyflow.core.settings import Settings
 
     assert NumberingRule.of(Settings(invoice_prefix="F", credit_note_prefix="G")) == NumberingRule(
         "F", "G"

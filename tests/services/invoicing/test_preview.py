@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 import sqlalchemy as sa
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from services.invoicing import (
@@ -16,8 +17,7 @@ from services.invoicing import (
     list_invoices,
     preview_invoice,
 )
-from services.proration import BillingPeriod
-from tallyflow.errors import Conflict, NotFound
+from tallyflow.core.errors import Conflict, NotFound
 from tests.services.test_invoicing import add_override, add_usage, seed_plan, subscribe
 
 NOV = BillingPeriod.parse("2026-11")
