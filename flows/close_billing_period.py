@@ -32,12 +32,14 @@ def close_billing_period(
     period: str | None = None,
     tenant_ids: list[str] | None = None,
     close: bool = False,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Generate (or refresh) the period's draft invoices; with `close`, close them too.
 
     period: YYYY-MM (default: the previous month, UTC). tenant_ids: only these tenants
     (default: every tenant with a subscription in the period). Safe to rerun and to run
-    concurrently: closed and void invoices are never touched.
+    concurrently: closed and void invoices are never touched (a closed one may get a draft
+    correction). now: the closing instant with `close` (default: the clock).
     """
     billing_period = resolve_period(period)
     tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
@@ -45,7 +47,7 @@ def close_billing_period(
     parameters = {"period": billing_period.label, "tenant_ids": tenants, "close": close}
     run_id = start_invoice_run(resources, parameters, flow_run_id=_flow_run_id())
     try:
-        result = generate_period_invoices(resources, billing_period, tenants, close, run_id)
+        result = generate_period_invoices(resources, billing_period, tenants, close, run_id, now)
         exceptions = collect_billing_exceptions(resources, billing_period, tenants)
         publish_invoice_run_artifact(
             render_invoice_run_report(result, exceptions.unsubscribed, exceptions.late),
@@ -63,6 +65,19 @@ def close_billing_period(
         "removed": result.removed,
         "totals_by_currency": totals_json(result.totals_by_currency()),
         "skipped_tenants": dict(result.skipped_tenants),
+        "skip_messages": dict(result.skip_messages),
+        "unpriceable": result.unpriceable,
+        "corrections": [
+            {
+                "invoice_id": c.invoice_id,
+                "corrects_invoice_id": c.corrects_invoice_id,
+                "tenant_id": c.tenant_id,
+                "kind": c.kind,
+                "total": str(c.total),
+                "currency": c.currency,
+            }
+            for c in result.corrections
+        ],
         "unsubscribed_tenants": len(exceptions.unsubscribed),
         "late_usage_rows": len(exceptions.late),
         "timings_s": dict(result.timings),
@@ -72,7 +87,12 @@ def close_billing_period(
         f"invoice run {billing_period}: {result.generated} generated, {result.skipped} skipped,"
         f" {result.closed} closed"
     )
-    return {**summary, "run_id": str(run_id), "invoice_ids": result.invoice_ids}
+    return {
+        **summary,
+        "run_id": str(run_id),
+        "invoice_ids": result.invoice_ids,
+        "correction_ids": result.correction_ids,
+    }
 
 
 def _flow_run_id() -> str | None:

@@ -323,14 +323,26 @@ class RejectedRow(Base):
 
 
 class Invoice(Base):
-    """One invoice per tenant and period (at most one non-void, by a partial unique index)."""
+    """An invoice, adjustment or credit note of a tenant and period.
+
+    At most one non-void invoice of kind `invoice` per tenant and period (a partial
+    unique index); corrections name the closed invoice they correct (contract 5.2).
+    """
 
     __tablename__ = "invoices"
     __table_args__ = (
         sa.CheckConstraint("status IN ('draft', 'closed', 'void')", name="status_known"),
         sa.CheckConstraint("period_end > period_start", name="period_ordered"),
-        sa.CheckConstraint("total >= 0", name="total_non_negative"),
+        sa.CheckConstraint(
+            "(kind = 'credit_note' AND total < 0) OR (kind <> 'credit_note' AND total >= 0)",
+            name="total_signed_by_kind",
+        ),
         sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        sa.CheckConstraint("kind IN ('invoice', 'adjustment', 'credit_note')", name="kind_known"),
+        sa.CheckConstraint(
+            "(kind = 'invoice') = (corrects_invoice_id IS NULL)",
+            name="corrections_name_their_invoice",
+        ),
         sa.CheckConstraint(
             "(status = 'draft' AND number IS NULL AND closed_at IS NULL)"
             " OR (status = 'closed' AND number IS NOT NULL AND closed_at IS NOT NULL)"
@@ -342,7 +354,13 @@ class Invoice(Base):
             "tenant_id",
             "period_start",
             unique=True,
-            postgresql_where=sa.text("status <> 'void'"),
+            postgresql_where=sa.text("status <> 'void' AND kind = 'invoice'"),
+        ),
+        sa.Index(
+            "uq_invoices_one_draft_correction",
+            "corrects_invoice_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'draft'"),
         ),
         sa.Index("ix_invoices_period_status", "period_start", "status"),
     )
@@ -360,6 +378,10 @@ class Invoice(Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
     voided_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
     run_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
+    kind: Mapped[str] = mapped_column(sa.Text, server_default="invoice")
+    corrects_invoice_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("invoices.id"), index=True
+    )
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLine.line_no"
@@ -373,7 +395,7 @@ class InvoiceLine(Base):
     __table_args__ = (
         sa.UniqueConstraint("invoice_id", "line_no", name="uq_invoice_lines_invoice_line_no"),
         sa.CheckConstraint("kind IN ('base_fee', 'usage')", name="kind_known"),
-        sa.CheckConstraint("amount >= 0", name="amount_non_negative"),
+        # NOTE: no sign check on amount: correction lines carry signed deltas (0004).
         sa.CheckConstraint(
             "(kind = 'usage') = (metric IS NOT NULL)", name="usage_lines_have_metric"
         ),
@@ -399,6 +421,22 @@ class InvoiceLine(Base):
     breakdown: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class InvoiceNumberCounter(Base):
+    """The last number given in one series (prefix) and UTC year: numbers are gapless.
+
+    Closing increments the row in the closing transaction, so a rolled-back close gives
+    its numbers back and concurrent closes queue on the row lock.
+    """
+
+    __tablename__ = "invoice_number_counters"
+    __table_args__ = (sa.CheckConstraint("last_number >= 0", name="last_number_non_negative"),)
+
+    series: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    year: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
 
 
 class ApiKey(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 
@@ -9,7 +10,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from models.period import BillingPeriod
-from services.invoicing import GenerationResult, generate_invoices
+from services.invoicing import (
+    GenerationResult,
+    NumberingRule,
+    generate_invoices,
+    invoice_run_transaction,
+)
 from tallyflow.core.resources import Resources
 
 
@@ -20,10 +26,19 @@ def generate_period_invoices(
     tenant_ids: Sequence[str] | None,
     close: bool,
     run_id: uuid.UUID | None,
+    now: dt.datetime | None = None,
 ) -> GenerationResult:
-    """One transaction: lock the period, price every subscription, upsert drafts, close.
+    """One transaction (one snapshot, the period locked): price, upsert drafts, corrections, close.
 
     NOTE: no retries: a failed run rolls back whole and the next run redoes it (idempotent).
     """
-    with resources.engine.begin() as conn:
-        return generate_invoices(conn, period, tenant_ids=tenant_ids, close=close, run_id=run_id)
+    with invoice_run_transaction(resources.engine, [period]) as conn:
+        return generate_invoices(
+            conn,
+            period,
+            tenant_ids=tenant_ids,
+            close=close,
+            run_id=run_id,
+            now=now or dt.datetime.now(dt.UTC),
+            numbering=NumberingRule.of(resources.settings),
+        )

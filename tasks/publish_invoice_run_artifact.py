@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from services.invoicing import GenerationResult, LateUsage, UnsubscribedUsage
+from services.invoicing import FinalizeResult, GenerationResult, LateUsage, UnsubscribedUsage
 
 TOP = 10
 
@@ -49,10 +49,31 @@ def render_invoice_run_report(
     out += [f"| {i.tenant_id} | {i.currency} | {i.total} | {i.invoice_id} |" for i in ranked]
 
     if result.skipped_tenants:
-        out += ["", "## Skipped tenants", "", "| tenant | reason |", "|---|---|"]
+        out += ["", "## Skipped tenants", "", "| tenant | reason | detail |", "|---|---|---|"]
         out += _capped(
-            [f"| {t} | {reason} |" for t, reason in sorted(result.skipped_tenants.items())], top
+            [
+                f"| {t} | {reason} | {result.skip_messages.get(t, '')} |"
+                for t, reason in sorted(result.skipped_tenants.items())
+            ],
+            top,
         )
+
+    out += ["", f"## Corrections of closed invoices ({len(result.corrections)})", ""]
+    if result.corrections:
+        out += [
+            "| tenant | kind | corrects invoice | draft | total | written by this run |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        out += _capped(
+            [
+                f"| {c.tenant_id} | {c.kind} | {c.corrects_invoice_id} | {c.invoice_id} |"
+                f" {c.total} {c.currency} | {'yes' if c.changed else 'no (up to date)'} |"
+                for c in result.corrections
+            ],
+            top,
+        )
+    else:
+        out.append("None: every closed invoice of the period matches its re-rated usage.")
 
     out += ["", f"## Tenants with usage but no subscription ({len(unsubscribed)})", ""]
     if unsubscribed:
@@ -83,7 +104,8 @@ def render_invoice_run_report(
         )
         out.append("")
         out.append(
-            "Closed invoices never change: bill these as a correction (void and regenerate)."
+            "Closed invoices never change: a run over their period (generate or finalize)"
+            " bills the difference on a correction (adjustment or credit note)."
         )
     else:
         out.append("None.")
@@ -98,6 +120,38 @@ def _capped(rows: list[str], top: int) -> list[str]:
 
 def totals_json(totals: Mapping[str, Decimal]) -> dict[str, str]:
     return {currency: str(total) for currency, total in totals.items()}
+
+
+def render_finalize_report(result: FinalizeResult, *, top: int = TOP) -> str:
+    """Markdown: periods finalized, documents closed, corrections, tenants not priceable."""
+    out = [
+        f"# Finalize as of {result.as_of}",
+        "",
+        f"Periods: {', '.join(p.label for p in result.periods) or 'none due'}; "
+        f"documents closed: {result.closed}.",
+    ]
+    for run in result.runs:
+        out += ["", f"## {run.period.label}", ""]
+        out.append(
+            f"{run.generated} drafts refreshed ({run.updated} changed), "
+            f"{len(run.corrections)} corrections, {run.skipped} tenants skipped."
+        )
+        for c in run.corrections[:top]:
+            out.append(
+                f"- {c.tenant_id}: {c.kind} {c.total} {c.currency} of invoice"
+                f" {c.corrects_invoice_id}"
+            )
+        for t, reason in list(run.skipped_tenants.items())[:top]:
+            out.append(f"- skipped {t}: {reason} {run.skip_messages.get(t, '')}".rstrip())
+    return "\n".join(out) + "\n"
+
+
+@task(name="publish_finalize_artifact", cache_policy=NONE)
+def publish_finalize_artifact(markdown: str, as_of: str) -> None:
+    """Attach the finalize report to the flow run (key: finalize-YYYY-MM-DD)."""
+    create_markdown_artifact(
+        markdown=markdown, key=f"finalize-{as_of}", description=f"Finalize as of {as_of}"
+    )
 
 
 @task(name="publish_invoice_run_artifact", cache_policy=NONE)

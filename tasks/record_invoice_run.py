@@ -17,10 +17,13 @@ JOB = "close_billing_period"
 
 @task(name="start_invoice_run", cache_policy=NONE, retries=2, retry_delay_seconds=2)
 def start_invoice_run(
-    resources: Resources, parameters: Mapping[str, Any], flow_run_id: str | None = None
+    resources: Resources,
+    parameters: Mapping[str, Any],
+    flow_run_id: str | None = None,
+    job: str = JOB,
 ) -> uuid.UUID:
     """Insert the running job_runs row in its own transaction; returns the run id."""
-    return start_job_run(resources.engine, JOB, dict(parameters), flow_run_id)
+    return start_job_run(resources.engine, job, dict(parameters), flow_run_id)
 
 
 @task(name="finish_invoice_run", cache_policy=NONE, retries=2, retry_delay_seconds=2)

@@ -1,4 +1,11 @@
-"""Invoice endpoints: generate a period's drafts, list, read, close and void (contract 5, 6)."""
+"""Invoice endpoints (contract 5, 5.1, 5.3, 6): generate, preview, list, read, documents,
+close and void.
+
+Scopes and tenants: reads need billing.read and a tenant key reads only its own tenant
+(403 on another tenant's path; by id, another tenant's invoice answers 404 like a missing
+one). Generating, closing and voiding change what a customer is billed: they need
+billing.write on a global key; a tenant-restricted key gets 403 even for its own tenant.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import READ, WRITE, Principal, require_scope
@@ -18,6 +25,8 @@ from models.identifiers import TENANT_ID_PATTERN
 from models.period import BillingPeriod
 from services import invoicing
 from services.audit import record_change
+from services.invoicing.documents import render
+from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
@@ -39,31 +48,68 @@ class GenerateResponse(BaseModel):
     generated: int
     skipped: int
     invoice_ids: list[int]
+    correction_ids: list[int] = Field(
+        description="Draft corrections (adjustments, credit notes) of closed invoices"
+    )
+    skipped_tenants: dict[str, str] = Field(description="tenant -> reason it was skipped")
 
 
 class InvoiceOut(BaseModel):
-    id: int
+    id: int | None = Field(description="null on a preview")
     tenant_id: str
+    kind: Literal["invoice", "adjustment", "credit_note"]
+    corrects_invoice_id: int | None = Field(description="The closed invoice a correction fixes")
     period: str = Field(description="YYYY-MM")
     period_start: dt.date
     period_end: dt.date
     currency: str
-    status: Literal["draft", "closed", "void"]
+    status: Literal["draft", "closed", "void", "preview"]
     number: str | None
     total: Decimal = Field(description="Sum of the rounded line amounts (decimal string)")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
     closed_at: dt.datetime | None
     voided_at: dt.datetime | None
+    as_of: dt.datetime | None = Field(default=None, description="Previews: priced at")
+    closed_invoice_id: int | None = Field(
+        default=None, description="Previews: the period's closed invoice, if any"
+    )
+    correction: InvoiceOut | None = Field(
+        default=None, description="Previews of a closed period: the correction a run would write"
+    )
     lines: list[invoicing.InvoiceLineView] | None = Field(
-        default=None, description="Present on the single-invoice endpoints"
+        default=None, description="Present on the single-invoice endpoints and previews"
     )
 
     @classmethod
-    def of(cls, view: invoicing.InvoiceView) -> InvoiceOut:
+    def of(cls, view: invoicing.InvoiceView | invoicing.InvoicePreview) -> InvoiceOut:
+        if isinstance(view, invoicing.InvoicePreview):
+            return cls(
+                id=None,
+                tenant_id=view.tenant_id,
+                kind=view.kind,  # type: ignore[arg-type]
+                corrects_invoice_id=view.closed_invoice_id if view.kind != "invoice" else None,
+                period=view.period,
+                period_start=view.period_start,
+                period_end=view.period_end,
+                currency=view.currency,
+                status="preview",
+                number=None,
+                total=view.total,
+                created_at=None,
+                updated_at=None,
+                closed_at=None,
+                voided_at=None,
+                as_of=view.as_of,
+                closed_invoice_id=view.closed_invoice_id,
+                correction=cls.of(view.correction) if view.correction else None,
+                lines=list(view.lines),
+            )
         return cls(
             id=view.id,
             tenant_id=view.tenant_id,
+            kind=view.kind,  # type: ignore[arg-type]
+            corrects_invoice_id=view.corrects_invoice_id,
             period=view.period,
             period_start=view.period_start,
             period_end=view.period_end,
@@ -85,13 +131,15 @@ def generate_invoices(
     principal: Annotated[Principal, Depends(require_scope(WRITE))],
     state: Annotated[ApiState, Depends(api_state)],
 ) -> GenerateResponse:
-    """Create or refresh the period's drafts; closed and void invoices are left alone.
+    """Create or refresh the period's drafts, and the corrections of its closed invoices.
 
-    Needs a global billing.write key (tenant keys cannot hold one).
+    Global keys only (a tenant's key cannot re-rate its own bill). One REPEATABLE READ
+    transaction that waits for a running ingest or backfill (see invoice_run_transaction).
     """
+    principal.require_global()
     period = BillingPeriod.parse(request.period)
     tenant_ids = request.tenant_ids
-    with state.engine.begin() as conn:
+    with invoicing.invoice_run_transaction(state.engine, [period]) as conn:
         result = invoicing.generate_invoices(conn, period, tenant_ids=tenant_ids)
         record_change(
             conn,
@@ -109,8 +157,35 @@ def generate_invoices(
             },
         )
     return GenerateResponse(
-        generated=result.generated, skipped=result.skipped, invoice_ids=result.invoice_ids
+        generated=result.generated,
+        skipped=result.skipped,
+        invoice_ids=result.invoice_ids,
+        correction_ids=result.correction_ids,
+        skipped_tenants=dict(result.skipped_tenants),
     )
+
+
+@router.get("/tenants/{tenant_id}/invoices:preview", response_model=InvoiceOut)
+def preview_invoice(
+    tenant_id: TenantPath,
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    state: Annotated[ApiState, Depends(api_state)],
+    period: Annotated[
+        str | None, Query(pattern=PERIOD_PATTERN, description="YYYY-MM (default: current)")
+    ] = None,
+) -> InvoiceOut:
+    """The invoice as the run would write it now (status "preview", no id); nothing is written.
+
+    404 when the tenant has no subscription in the period.
+    """
+    principal.check_tenant(tenant_id)
+    now = utc_now()
+    billing_period = BillingPeriod.parse(period) if period else BillingPeriod.of(now.date())
+    with state.engine.connect() as conn:
+        conn = conn.execution_options(postgresql_readonly=True)
+        view = invoicing.preview_invoice(conn, tenant_id, billing_period, now=now)
+        conn.rollback()
+    return InvoiceOut.of(view)
 
 
 @router.get("/tenants/{tenant_id}/invoices", response_model=list[InvoiceOut])
@@ -140,6 +215,54 @@ def get_invoice(
         view = invoicing.get_invoice(conn, invoice_id)
     _check_own_invoice(principal, invoice_id, view.tenant_id)
     return InvoiceOut.of(view)
+
+
+_DOCUMENT_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8"}
+
+
+def _document(state: ApiState, principal: Principal, invoice_id: int, fmt: str) -> Response:
+    with state.engine.connect() as conn:
+        view = invoicing.get_invoice(conn, invoice_id)
+        _check_own_invoice(principal, invoice_id, view.tenant_id)
+        corrects = (
+            invoicing.get_invoice(conn, view.corrects_invoice_id).number
+            if view.corrects_invoice_id
+            else None
+        )
+    name = view.number or f"draft-{view.id}"
+    return Response(
+        content=render(view, state.settings, fmt, corrects_number=corrects),
+        media_type=_DOCUMENT_TYPES[fmt],
+        headers={"Content-Disposition": f'inline; filename="{name}.{fmt}"'},
+    )
+
+
+@router.get(
+    "/invoices/{invoice_id}/document.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "The PDF document"}},
+)
+def invoice_document_pdf(
+    invoice_id: InvoiceIdPath,
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> Response:
+    """The invoice's document as PDF (searchable text); a draft shows DRAFT as its number."""
+    return _document(state, principal, invoice_id, "pdf")
+
+
+@router.get(
+    "/invoices/{invoice_id}/document.html",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}, "description": "The HTML document"}},
+)
+def invoice_document_html(
+    invoice_id: InvoiceIdPath,
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    state: Annotated[ApiState, Depends(api_state)],
+) -> Response:
+    """The invoice's document as one self-contained HTML page."""
+    return _document(state, principal, invoice_id, "html")
 
 
 def _check_own_invoice(principal: Principal, invoice_id: int, tenant_id: str) -> None:
@@ -188,8 +311,13 @@ def close_invoice(
     principal: Annotated[Principal, Depends(require_scope(WRITE))],
     state: Annotated[ApiState, Depends(api_state)],
 ) -> InvoiceOut:
-    """draft -> closed (sequential number, closed_at, frozen); 409 naming the current status."""
-    return _transition(state, principal, invoice_id, invoicing.close_invoice, "invoice.close")
+    """draft -> closed (next gapless number of its series, closed_at, frozen); 409 otherwise."""
+    numbering = invoicing.NumberingRule.of(state.settings)
+
+    def close(conn: sa.Connection, invoice_id: int) -> invoicing.InvoiceView:
+        return invoicing.close_invoice(conn, invoice_id, now=utc_now(), numbering=numbering)
+
+    return _transition(state, principal, invoice_id, close, "invoice.close")
 
 
 @router.post("/invoices/{invoice_id}:void", response_model=InvoiceOut)

@@ -79,6 +79,21 @@ class Settings(BaseSettings):
                 settings_cls, env_file=env_file, env_file_encoding="utf-8"
             )
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+    # Invoicing (contract 5.1, 5.3)
+    invoice_grace_days: int = Field(
+        default=3, ge=0, le=366, description="Days after period end before finalize closes it"
+    )
+    invoice_prefix: str = Field(
+        default="INV", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Series of invoices"
+    )
+    credit_note_prefix: str = Field(
+        default="CN", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Series of credit notes"
+    )
+    invoice_locale: str = Field(default="en_US", description="Locale of invoice documents")
+    seller_name: str = Field(default="tallyflow", description="Seller on invoice documents")
+    seller_address: str = Field(default="", description="Seller address (lines split by '\\n')")
+    seller_tax_id: str = Field(default="", description="Seller tax/VAT id on documents")
+    seller_email: str = Field(default="", description="Seller contact on documents")
 
     @property
     def home_path(self) -> Path:

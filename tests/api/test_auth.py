@@ -112,11 +112,13 @@ ENDPOINTS = [
         "write",
         200,
         lambda: {"period": "2020-01", "tenant_ids": [TENANT]},
+        global_only=True,
     ),
     Endpoint("GET", f"{T}/invoices", "read", 200),
+    Endpoint("GET", f"{T}/invoices:preview?period=2020-01", "read", 200),
     Endpoint("GET", invoice, "read", 200, by_id=True),
-    Endpoint("POST", invoice_close, "write", 200, by_id=True),
-    Endpoint("POST", invoice_void, "write", 200, by_id=True),
+    Endpoint("POST", invoice_close, "write", 200, by_id=True, global_only=True),
+    Endpoint("POST", invoice_void, "write", 200, by_id=True, global_only=True),
 ]
 
 ROLES = ["none", "bad", "read", "write", "usage", "tenant", "other_tenant"]

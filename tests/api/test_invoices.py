@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 
 import pytest
@@ -60,15 +61,19 @@ def test_generate_list_get_close_void(client: TestClient, admin: dict[str, str])
     closed = client.post(f"/api/billing/invoices/{summary['id']}:close", headers=admin)
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed"
-    assert closed.json()["number"].startswith("INV-202611-")
+    # the API closes at its own clock: the year is the UTC year of that instant
+    assert re.fullmatch(r"INV-\d{4}-000001", closed.json()["number"])
+    assert closed.json()["number"][4:8] == closed.json()["closed_at"][:4]
+    assert closed.json()["kind"] == "invoice" and closed.json()["corrects_invoice_id"] is None
     assert closed.json()["closed_at"] is not None
 
     again = client.post(f"/api/billing/invoices/{summary['id']}:close", headers=admin)
     assert again.status_code == 409
     assert "closed" in again.json()["detail"]
 
-    # a rerun leaves the closed invoice alone
-    assert _generate(client, admin)["skipped"] == 1
+    # a rerun leaves the closed invoice alone (nothing changed: no correction either)
+    rerun = _generate(client, admin)
+    assert (rerun["generated"], rerun["skipped"], rerun["correction_ids"]) == (1, 0, [])
 
     voided = client.post(f"/api/billing/invoices/{summary['id']}:void", headers=admin)
     assert voided.status_code == 200 and voided.json()["status"] == "void"
@@ -128,10 +133,10 @@ def test_auth(client: TestClient, keys: Keys) -> None:
     assert (
         client.get(f"/api/billing/invoices/{mine['id']}", headers=h(keys.other_tenant))
     ).status_code == 404
-    # a tenant key holds no billing.write: 403 on any invoice, before the id is looked at
-    assert (
-        client.post(f"/api/billing/invoices/{mine['id']}:close", headers=h(keys.other_tenant))
-    ).status_code == 403
+    for key in (keys.tenant, keys.other_tenant):  # tenant keys never close or void
+        for action in ("close", "void"):
+            answer = client.post(f"/api/billing/invoices/{mine['id']}:{action}", headers=h(key))
+            assert answer.status_code == 403, answer.text
     assert (
         client.post(f"/api/billing/invoices/{mine['id']}:close", headers=h(keys.read)).status_code
         == 403

@@ -16,13 +16,14 @@ EXPECTED_SCHEDULES = {
     "nightly-usage": ["30 1 * * *"],
     "intraday-usage": ["*/15 * * * *"],
     "month-end-invoices": ["0 3 1 * *"],
+    "finalize-invoices": ["0 4 * * *"],
     "usage-backfill": [],
 }
 
 SPECS = load_specs()
 
 
-def test_the_four_deployments_are_declared() -> None:
+def test_the_deployments_are_declared() -> None:
     assert [s.name for s in SPECS] == list(EXPECTED_SCHEDULES)
 
 
@@ -92,3 +93,9 @@ def test_served_deployments_carry_the_yaml_settings() -> None:
         assert built.concurrency_limit == 1
         assert built.concurrency_options is not None
         assert built.concurrency_options.collision_strategy.value == spec.collision_strategy
+
+
+def test_month_end_leaves_drafts_and_finalize_closes_them() -> None:
+    specs = {s.name: s for s in SPECS}
+    assert specs["month-end-invoices"].parameters == {"close": False}
+    assert specs["finalize-invoices"].entrypoint == "flows/finalize_invoices.py:finalize_invoices"

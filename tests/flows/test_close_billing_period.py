@@ -77,7 +77,15 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
     result = runner.invoke(app, ["invoices", "generate", "--period", "2026-11", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the whole of stdout is one object
-    assert set(payload) == {"generated", "skipped", "closed", "invoice_ids"}
+    # the contract's four keys, plus the corrections and the tenants that could not be priced
+    assert set(payload) == {
+        "generated",
+        "skipped",
+        "closed",
+        "invoice_ids",
+        "correction_ids",
+        "unpriceable",
+    }
     assert (payload["generated"], payload["closed"]) == (3, 0)
 
     result = runner.invoke(

@@ -210,7 +210,7 @@ def _invoice_of(engine: Engine, tenant: str, period: BillingPeriod = NOV) -> Any
         (inv,) = [
             i
             for i in list_invoices(conn, tenant, period=period, with_lines=True)
-            if i.status != "void"
+            if i.status != "void" and i.kind == "invoice"
         ]
         return inv
 
@@ -294,7 +294,14 @@ def test_closed_invoices_are_never_touched(engine: Engine) -> None:
     with engine.begin() as conn:
         add_usage(conn, "acme", "api.calls", "2026-11-21", "100")  # late usage
     result = _generate(engine)
-    assert result.skipped == 1 and result.skipped_tenants == {"acme": "invoice_closed"}
+    # the late usage goes on a draft adjustment of its own (contract 5.2), not on the invoice
+    assert result.skipped == 0 and result.generated == 2
+    ((correction),) = result.corrections
+    assert (correction.kind, correction.corrects_invoice_id, correction.total) == (
+        "adjustment",
+        acme.id,
+        D("1.00"),
+    )
     again = _invoice_of(engine, "acme")
     assert (again.id, again.status, again.total, again.lines) == (
         closed.id,
@@ -479,18 +486,21 @@ def test_mixed_currencies_are_skipped(engine: Engine) -> None:
 
 def test_close_numbers_are_unique_and_sequential(engine: Engine) -> None:
     seed_basic(engine)
-    result = _generate(engine, close=True)
+    at = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
+    result = _generate(engine, close=True, now=at)
     assert result.closed == 3
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text("SELECT tenant_id, number, closed_at FROM invoices ORDER BY tenant_id")
         ).all()
     numbers = [r.number for r in rows]
-    assert numbers == ["INV-202611-000001", "INV-202611-000002", "INV-202611-000003"]
-    assert all(r.closed_at is not None for r in rows)
+    # gapless per (series, UTC year of closing), numbered in tenant order
+    assert numbers == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
+    assert all(r.closed_at == at for r in rows)
     # a second run with close: nothing left to generate or close
-    again = _generate(engine, close=True)
-    assert (again.generated, again.skipped, again.closed) == (0, 3, 0)
+    again = _generate(engine, close=True, now=at)
+    # re-rated closed invoices: nothing differs, so no correction and nothing to close
+    assert (again.generated, again.skipped, again.closed, again.corrections) == (0, 0, 0, ())
 
 
 # --- lifecycle -----------------------------------------------------------------------------

@@ -2,5 +2,6 @@
 DELETE FROM invoices AS i
 WHERE i.period_start = CAST(:period_start AS date)
   AND i.status = 'draft'
+  AND i.kind = 'invoice'
   AND (CAST(:tenant_ids AS text[]) IS NULL OR i.tenant_id = ANY(CAST(:tenant_ids AS text[])))
   AND NOT EXISTS (SELECT 1 FROM invoice_stage AS st WHERE st.tenant_id = i.tenant_id)

@@ -5,7 +5,7 @@ WITH created AS (
            'draft', st.total, CAST(:run_id AS uuid)
     FROM invoice_stage AS st
     ORDER BY st.tenant_id
-    ON CONFLICT (tenant_id, period_start) WHERE status <> 'void' DO NOTHING
+    ON CONFLICT (tenant_id, period_start) WHERE status <> 'void' AND kind = 'invoice' DO NOTHING
     RETURNING id, tenant_id
 )
 INSERT INTO invoice_run_drafts (invoice_id, tenant_id, is_new, changed)

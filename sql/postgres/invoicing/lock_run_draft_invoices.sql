@@ -5,6 +5,7 @@ FROM invoices AS i
 JOIN invoice_stage AS st ON st.tenant_id = i.tenant_id
 WHERE i.period_start = CAST(:period_start AS date)
   AND i.status = 'draft'
+  AND i.kind = 'invoice'
 ORDER BY i.id
 FOR UPDATE OF i
 ON CONFLICT (invoice_id) DO NOTHING

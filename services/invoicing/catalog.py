@@ -1,0 +1,85 @@
+"""Reading what an invoice run prices: the catalog and each tenant's billable windows.
+
+Three set-based reads (subscription windows, usage totals per window and metric, override
+days) over usage_daily and the catalog, joined in memory by subscription id.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from models.pricing import pricing_from_row
+from services.invoicing.compute import BillableWindow, PlanTerms, QuotaTerms, UsageTotals
+from services.proration import Window
+from tallyflow.core.sqlfiles import sql
+
+
+def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
+    """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
+    plans: dict[int, dict[str, Any]] = {}
+    quotas: dict[int, list[QuotaTerms]] = defaultdict(list)
+    for r in conn.execute(sql("invoicing/select_billing_catalog")):
+        plans.setdefault(
+            r.plan_id,
+            {
+                "plan_id": r.plan_id,
+                "code": r.plan_code,
+                "name": r.plan_name,
+                "currency": r.currency,
+                "base_fee": r.base_fee,
+            },
+        )
+        if r.metric is not None:
+            pricing = pricing_from_row(r.pricing_model, r.pricing)
+            quotas[r.plan_id].append(
+                QuotaTerms(
+                    metric=r.metric,
+                    aggregation=r.aggregation,
+                    included=r.included,
+                    pricing=pricing,
+                    pricing_json=pricing.to_json(),
+                )
+            )
+    return {
+        plan_id: PlanTerms(**fields, quotas=tuple(quotas[plan_id]))
+        for plan_id, fields in plans.items()
+    }
+
+
+def load_billable_windows(
+    conn: sa.Connection, params: Mapping[str, Any], catalog: Mapping[int, PlanTerms]
+) -> dict[str, list[BillableWindow]]:
+    """Three set-based reads, joined in memory by subscription id."""
+    # NOTE: .all() fetches in one call; iterating a result fetches row by row (3x slower
+    # for the hundreds of thousands of rows of a full run).
+    usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
+    rows = conn.execute(sql("invoicing/select_billing_window_usage"), params).all()
+    for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
+        usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
+    del rows
+    overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in conn.execute(sql("invoicing/select_billing_override_days"), params):
+        overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
+    by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
+    for r in conn.execute(sql("invoicing/select_billing_windows"), params).all():
+        by_tenant[r.tenant_id].append(
+            BillableWindow(
+                subscription_id=r.subscription_id,
+                plan=catalog[r.plan_id],
+                window=Window(r.window_start, r.window_end),
+                usage=usage.get(r.subscription_id, {}),
+                override_days={
+                    metric: sorted(pairs) for metric, pairs in overrides[r.subscription_id].items()
+                }
+                if r.subscription_id in overrides
+                else {},
+            )
+        )
+    return by_tenant

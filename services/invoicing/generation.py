@@ -1,0 +1,445 @@
+"""The invoice run (contract 5, 5.2): create or refresh a period's drafts, write corrections.
+
+`generate_invoices` computes the drafts of a period set-based: three SQL reads
+(services.invoicing.catalog), pricing in Python over per-subscription totals
+(`compute_invoice`, pure), then bulk writes: new drafts are opened in one statement and
+their lines COPYed straight into invoice_lines while the next tenants are priced; existing
+drafts get their lines COPYed to a staging table and only the lines that differ are
+rewritten (a rerun over unchanged usage writes nothing). No per-tenant round trips for
+drafts; one transaction, one advisory lock per period.
+
+A tenant whose invoice of the period is closed is re-rated the same way, and the difference
+against what was billed so far (the closed invoice plus its closed corrections) becomes one
+draft correction (`services.invoicing.corrections`).
+
+Every function takes a Connection and runs inside the caller's transaction;
+`invoice_run_transaction` opens the one the run needs (a snapshot, locks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from models.period import BillingPeriod
+from services.invoicing.catalog import load_billable_windows, load_catalog
+from services.invoicing.compute import (
+    BillableWindow,
+    DraftInvoice,
+    MixedCurrencies,
+    check_fits,
+    compute_invoice,
+)
+from services.invoicing.corrections import CorrectionSummary, write_corrections
+from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
+from services.invoicing.numbering import NumberingRule
+from tallyflow.core.db import driver_connection
+from tallyflow.core.errors import TallyflowError
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
+
+# NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
+# of one period queue behind each other (the partial unique index on invoices is the
+# last line of defence; the lock makes the second run see the first one's drafts).
+INVOICE_LOCK_CLASS = 0x7446_0005
+ZERO = Decimal(0)
+
+# Reasons a tenant is skipped because its invoice cannot be priced (the CLI exits 1).
+UNPRICEABLE = frozenset({"mixed_currencies", "amount_out_of_range", "pricing_failed"})
+
+
+# ---------------------------------------------------------------------------------------
+# The run's transaction: one snapshot, no interleaving with usage writes
+# ---------------------------------------------------------------------------------------
+
+
+def period_lock_key(period: BillingPeriod) -> int:
+    return period.start.year * 100 + period.start.month
+
+
+@contextmanager
+def invoice_run_transaction(
+    engine: sa.Engine, periods: Sequence[BillingPeriod]
+) -> Iterator[sa.Connection]:
+    """One REPEATABLE READ transaction for an invoice run over `periods`.
+
+    NOTE: why the locks come first, outside the transaction: a REPEATABLE READ snapshot
+    is taken at the transaction's first statement, so a lock awaited inside it would
+    leave the run reading the state from before the lock was granted. So, on the session:
+    1. the usage-writes lock in *shared* mode (services.job_runs.USAGE_LOCK_KEY): an ingest
+       or backfill holds it exclusively for its whole run, so an invoice run waits for a
+       running backfill to finish, and a backfill waits for the invoice run; invoice runs
+       do not block each other;
+    2. the period locks (the same keys `generate_invoices` takes per transaction), so two
+       runs of one period queue and the second one's snapshot sees the first one's drafts;
+    then the transaction, whose reads all see one snapshot (usage, catalog, invoices).
+    Session locks are released in `finally` (and by Postgres if the session dies).
+    """
+    from services.job_runs import USAGE_LOCK_KEY  # NOTE: a constant; tasks/ imports no Prefect here
+
+    keys = sorted({period_lock_key(p) for p in periods})
+    with engine.connect() as conn:
+        conn.execute(sql("invoicing/lock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
+        for key in keys:
+            conn.execute(
+                sql("invoicing/lock_billing_period_session"),
+                {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
+            )
+        conn.commit()
+        try:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        finally:
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+            for key in keys:
+                conn.execute(
+                    sql("invoicing/unlock_billing_period_session"),
+                    {"lock_class": INVOICE_LOCK_CLASS, "period_key": key},
+                )
+            conn.execute(sql("invoicing/unlock_usage_writes_shared"), {"key": USAGE_LOCK_KEY})
+            conn.commit()
+
+
+# ---------------------------------------------------------------------------------------
+# The invoice run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceSummary:
+    invoice_id: int
+    tenant_id: str
+    currency: str
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What an invoice run did.
+
+    `generated`: drafts of the run (created, refreshed or already up to date);
+    `updated`: those created or whose lines/total changed (0 on a rerun over unchanged
+    usage); `skipped`: tenants left alone (reasons in `skipped_tenants`, messages in
+    `skip_messages`); `corrections`: the draft corrections of closed invoices that the
+    re-rating found different (created, refreshed or unchanged).
+    """
+
+    period: BillingPeriod
+    generated: int
+    updated: int
+    skipped: int
+    closed: int
+    removed: int
+    invoices: tuple[InvoiceSummary, ...]
+    skipped_tenants: Mapping[str, str]  # tenant -> reason (mixed_currencies, ...)
+    timings: Mapping[str, float] = field(default_factory=dict)  # seconds per phase
+    corrections: tuple[CorrectionSummary, ...] = ()
+    skip_messages: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def invoice_ids(self) -> list[int]:
+        return [inv.invoice_id for inv in self.invoices]
+
+    @property
+    def correction_ids(self) -> list[int]:
+        return [c.invoice_id for c in self.corrections]
+
+    @property
+    def unpriceable(self) -> dict[str, str]:
+        """Tenants skipped because their invoice could not be priced."""
+        return {t: r for t, r in self.skipped_tenants.items() if r in UNPRICEABLE}
+
+    def totals_by_currency(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for inv in self.invoices:
+            totals[inv.currency] += inv.total
+        return dict(sorted(totals.items()))
+
+
+class _Pricer:
+    """Prices tenants one by one; a tenant that cannot be priced is recorded, not raised.
+
+    NOTE: one tenant cannot fail the month for all: a pricing error or an amount beyond
+    what the columns hold (checked before anything is written) skips that tenant with
+    its reason; the others are invoiced.
+    """
+
+    def __init__(self, period: BillingPeriod, windows: Mapping[str, list[BillableWindow]]):
+        self.period = period
+        self.windows = windows
+        self.failed: dict[str, tuple[str, str]] = {}  # tenant -> (reason, message)
+
+    def one(self, tenant_id: str) -> DraftInvoice | None:
+        try:
+            return check_fits(compute_invoice(tenant_id, self.period, self.windows[tenant_id]))
+        except TallyflowError as exc:
+            self.failed[tenant_id] = (exc.code, exc.message)
+        except (ArithmeticError, ValueError) as exc:
+            self.failed[tenant_id] = ("pricing_failed", f"tenant {tenant_id}: {exc!r}")
+        return None
+
+    def many(self, tenants: Iterable[str]) -> Iterator[DraftInvoice]:
+        for tenant_id in tenants:
+            draft = self.one(tenant_id)
+            if draft is not None:
+                yield draft
+
+
+def generate_invoices(
+    conn: sa.Connection,
+    period: BillingPeriod,
+    *,
+    tenant_ids: Sequence[str] | None = None,
+    close: bool = False,
+    run_id: uuid.UUID | None = None,
+    now: dt.datetime | None = None,
+    numbering: NumberingRule = DEFAULT_NUMBERING,
+) -> GenerationResult:
+    """Create or refresh the period's drafts and corrections (all tenants or `tenant_ids`).
+
+    Safe to rerun: one draft per (tenant, period) is created or refreshed in place (only
+    lines that changed are rewritten) in this one transaction, so a rerun yields the same
+    drafts with the same ids. Closed and void invoices are never touched (a void one no
+    longer blocks a fresh draft); a closed one may get one draft correction (5.2).
+    Drafts of tenants that no longer have a subscription in the period, or that can no
+    longer be priced, are removed (drafts were never issued). With `close`, every draft of
+    the period (corrections included) is closed at `now`.
+    """
+    tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
+    params = {
+        "period_start": period.start,
+        "period_end": period.end,
+        "tenant_ids": tenants,
+    }
+    clock = _Clock()
+    conn.execute(
+        sql("invoicing/lock_billing_period"),
+        {"lock_class": INVOICE_LOCK_CLASS, "period_key": period_lock_key(period)},
+    )
+    # NOTE: the usage aggregation hashes one group per subscription and metric; the
+    # default 4MB work_mem makes it sort on disk. Local to this transaction.
+    conn.execute(sql("invoicing/set_invoice_run_work_mem"))
+    catalog = load_catalog(conn)
+    live = {
+        r.tenant_id: r for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)
+    }
+    windows = load_billable_windows(conn, params, catalog)
+    clock.lap("read")
+    crash_point("invoices.read")
+
+    skipped: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    candidates: list[tuple[str, str]] = []  # (tenant, currency) to price into drafts
+    closed_invoices: dict[str, tuple[int, str]] = {}  # tenant -> (closed invoice, currency)
+    for tenant_id in sorted(windows):
+        currencies = {w.plan.currency for w in windows[tenant_id]}
+        invoice = live.get(tenant_id)
+        if len(currencies) > 1:
+            skipped[tenant_id] = MixedCurrencies.code
+            messages[tenant_id] = (
+                f"tenant {tenant_id} has subscriptions in {', '.join(sorted(currencies))}"
+                f" in {period}: one invoice has one currency"
+            )
+        elif invoice is not None and invoice.status == "closed":
+            closed_invoices[tenant_id] = (int(invoice.id), str(invoice.currency))
+        else:
+            candidates.append((tenant_id, currencies.pop()))
+
+    drafts = _open_run_drafts(conn, params, run_id, candidates)
+    for tenant_id, _ in candidates:
+        if tenant_id not in drafts:  # closed by someone else since it was read
+            skipped[tenant_id] = "invoice_closed"
+
+    pricer = _Pricer(period, windows)
+    new = [t for t, _ in candidates if t in drafts and drafts[t][1]]
+    known = [t for t, _ in candidates if t in drafts and not drafts[t][1]]
+    # NOTE: the loaded windows are a few hundred thousand long-lived objects; freezing them
+    # keeps Python's cyclic GC from rescanning them on every collection while pricing
+    # allocates (and frees, by refcount) millions of short-lived ones.
+    gc.freeze()
+    try:
+        heads = _copy_lines(conn, pricer.many(new), {t: drafts[t][0] for t in new}, direct=True)
+        heads += _copy_lines(conn, pricer.many(known), {}, direct=False)
+    finally:
+        gc.unfreeze()
+    clock.lap("price_and_stage")
+    crash_point("invoices.staged")
+    # NOTE: a tenant that could not be priced is absent from the staged heads, so its
+    # draft (new or old) is removed below like a stale one: no wrong draft is left for
+    # finalize to close.
+    updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
+    summaries = [
+        InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
+    ]
+    clock.lap("write")
+    crash_point("invoices.written")
+    rerated = {t: d for t in closed_invoices if (d := pricer.one(t)) is not None}
+    corrections, currency_changed = write_corrections(
+        conn, period, closed_invoices, rerated, run_id=run_id
+    )
+    for tenant_id, message in currency_changed.items():
+        skipped[tenant_id] = "currency_changed"
+        messages[tenant_id] = message
+    for tenant_id, (reason, message) in pricer.failed.items():
+        skipped[tenant_id] = reason
+        messages[tenant_id] = message
+    clock.lap("corrections")
+    crash_point("invoices.corrections")
+    closed = 0
+    if close:
+        closed = len(
+            close_period_invoices(conn, period, tenant_ids=tenants, now=now, numbering=numbering)
+        )
+        clock.lap("close")
+        crash_point("invoices.closed")
+    return GenerationResult(
+        period=period,
+        generated=len(summaries),
+        updated=updated,
+        skipped=len(skipped),
+        closed=closed,
+        removed=removed,
+        invoices=tuple(summaries),
+        skipped_tenants=dict(sorted(skipped.items())),
+        timings=clock.laps,
+        corrections=tuple(corrections),
+        skip_messages=dict(sorted(messages.items())),
+    )
+
+
+class _Clock:
+    """Seconds per phase of a run (reported in the job run's summary and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+_LINE_COLUMNS = (
+    "line_no, kind, subscription_id, plan_code, metric, description, window_start,"
+    " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown"
+)
+
+
+def _open_run_drafts(
+    conn: sa.Connection,
+    params: Mapping[str, Any],
+    run_id: uuid.UUID | None,
+    candidates: Sequence[tuple[str, str]],
+) -> dict[str, tuple[int, bool]]:
+    """The draft of every candidate tenant, locked: tenant -> (invoice id, created now).
+
+    A tenant without a live invoice gets a new draft (its total is filled in once priced);
+    existing drafts are locked FOR UPDATE, so nobody closes them under this run. A tenant
+    whose invoice is closed (even if closed since it was read) gets none.
+    """
+    conn.execute(sql("invoicing/drop_invoice_run_stages"))
+    conn.execute(sql("invoicing/create_invoice_stage"))
+    conn.execute(sql("invoicing/create_invoice_line_stage"))
+    conn.execute(sql("invoicing/create_invoice_run_drafts"))
+    with (
+        driver_connection(conn).cursor() as cur,
+        cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
+    ):
+        for tenant_id, currency in candidates:
+            copy.write_row((tenant_id, currency, ZERO))
+    conn.execute(sql("invoicing/insert_new_draft_invoices"), {**params, "run_id": run_id})
+    conn.execute(sql("invoicing/lock_run_draft_invoices"), params)
+    return {
+        r.tenant_id: (r.invoice_id, r.is_new)
+        for r in conn.execute(sql("invoicing/select_run_drafts")).all()
+    }
+
+
+def _copy_lines(
+    conn: sa.Connection,
+    drafts: Iterable[DraftInvoice],
+    invoice_ids: Mapping[str, int],
+    *,
+    direct: bool,
+) -> list[DraftInvoice]:
+    """COPY the lines of the drafts as they are priced; returns the heads (no lines).
+
+    direct: the drafts were created by this run and hold no lines yet, so their lines go
+    straight into invoice_lines; otherwise into the staging table, to be compared with
+    the lines the draft holds (`_finish_drafts`).
+    NOTE: the lines stream to Postgres while the next tenants are priced, so Python's
+    pricing and the server's inserts run side by side; only the heads stay in memory.
+    """
+    heads: list[DraftInvoice] = []
+    dumps = orjson.dumps
+    target = (
+        f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
+        if direct
+        else f"invoice_line_stage (tenant_id, {_LINE_COLUMNS})"
+    )
+    with driver_connection(conn).cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
+        for d in drafts:
+            key = invoice_ids[d.tenant_id] if direct else d.tenant_id
+            for li in d.lines:
+                copy.write_row(
+                    (
+                        key,
+                        li.line_no,
+                        li.kind,
+                        li.subscription_id,
+                        li.plan_code,
+                        li.metric,
+                        li.description,
+                        li.window_start,
+                        li.window_end,
+                        li.quantity,
+                        li.included,
+                        li.billable_quantity,
+                        li.pricing_model,
+                        li.amount,
+                        dumps(li.breakdown).decode(),
+                    )
+                )
+            heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
+            crash_point("invoices.tenant_staged")
+    return heads
+
+
+def _finish_drafts(
+    conn: sa.Connection, params: Mapping[str, Any], heads: Sequence[DraftInvoice]
+) -> tuple[int, int]:
+    """Sync refreshed drafts' lines, write every total, drop stale drafts.
+
+    Returns (drafts created or changed, stale drafts removed).
+
+    NOTE: why a rerun is safe and cheap: a draft that existed before this run only loses
+    the lines the new pricing does not reproduce identically and gains the missing ones;
+    a rerun over unchanged usage writes nothing and keeps every id. New drafts were
+    inserted ON CONFLICT DO NOTHING against the partial unique index (one non-void
+    invoice per tenant and period). All of it is in the caller's one transaction.
+    """
+    conn.execute(sql("invoicing/truncate_invoice_stage"))
+    with (
+        driver_connection(conn).cursor() as cur,
+        cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
+    ):
+        for h in heads:
+            copy.write_row((h.tenant_id, h.currency, h.total))
+    conn.execute(sql("invoicing/delete_changed_draft_lines"))
+    conn.execute(sql("invoicing/insert_missing_draft_lines"))
+    updated = int(conn.execute(sql("invoicing/update_changed_draft_invoices"), params).scalar_one())
+    removed = conn.execute(sql("invoicing/delete_stale_draft_invoices"), params).rowcount
+    return updated, removed
