@@ -123,5 +123,3 @@ def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
     if row is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return str(row.status)
-
-

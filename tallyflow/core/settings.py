@@ -79,6 +79,7 @@ class Settings(BaseSettings):
                 settings_cls, env_file=env_file, env_file_encoding="utf-8"
             )
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
     # Invoicing (contract 5.1, 5.3)
     invoice_grace_days: int = Field(
         default=3, ge=0, le=366, description="Days after period end before finalize closes it"

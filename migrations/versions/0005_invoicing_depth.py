@@ -1,7 +1,7 @@
 """Invoicing depth: corrections (kinds), gapless numbers per (series, year)
 
-Revision ID: 0004_invoicing_depth
-Revises: 0003
+Revision ID: 0005_invoicing_depth
+Revises: 0004_trust
 
 - invoices.kind (`invoice`, `adjustment`, `credit_note`) and invoices.corrects_invoice_id
   (the closed invoice a correction corrects; set exactly on corrections). The
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_invoicing_depth"
-down_revision: str | None = "0003"
+revision: str = "0005_invoicing_depth"
+down_revision: str | None = "0004_trust"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
