@@ -37,6 +37,23 @@ def refresh_quotas_at(now: dt.datetime) -> Any:
     return refresh
 
 
+def refresh_metrics_at(
+    lake_root: Path, now: dt.datetime, metric_codes: list[str] | None = None
+) -> Any:
+    """The billable metrics' refresh each usage run does inside its commit (issue 13)."""
+
+    def refresh(
+        conn: sa.Connection, days: list[dt.date], tenant_ids: list[str] | None = None
+    ) -> Any:
+        from services.metrics.store import refresh_metric_usage
+
+        return refresh_metric_usage(
+            conn, lake_root, days, now, tenant_ids=tenant_ids, metric_codes=metric_codes
+        )
+
+    return refresh
+
+
 def run_ingest(
     res: Resources, paths: list[str] | None, *, drain_inbox: bool = True
 ) -> IngestSummary:
@@ -85,6 +102,7 @@ def run_ingest(
                 skipped,
                 ignored,
                 refresh_quotas_at(now),
+                refresh_metrics_at(lake_root, now),
             )
             crash_point("ingest.committed")
         except BaseException as exc:

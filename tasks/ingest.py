@@ -3,6 +3,7 @@ lake, aggregate, and commit everything in one Postgres transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import shutil
@@ -101,10 +102,13 @@ class IngestSummary:
     days: list[str]
     examples: dict[str, str]
     ignored_files: list[str]
+    # NOTE (billable metrics, issue 13): {metric code: events whose value it could not
+    # read}; empty (and left out of the JSON) when no billable metric is defined.
+    metric_unreadable: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's `ingest --json` shape."""
-        return {
+        out: dict[str, Any] = {
             "files": self.files,
             "skipped_files": self.skipped_files,
             "rows": self.rows,
@@ -114,6 +118,9 @@ class IngestSummary:
             "rejected_by_reason": self.rejected_by_reason,
             "days": self.days,
         }
+        if self.metric_unreadable:
+            out["metric_unreadable"] = self.metric_unreadable
+        return out
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
@@ -413,6 +420,7 @@ def commit_ingest_run(
     skipped_files: int,
     ignored_files: list[Path],
     refresh_quotas: Any,
+    refresh_metrics: Any = None,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""
@@ -460,6 +468,9 @@ def commit_ingest_run(
             )
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")
+        if refresh_metrics is not None:  # NOTE (issue 13): billable metrics, before quotas
+            refreshed = refresh_metrics(conn, days)
+            summary = dataclasses.replace(summary, metric_unreadable=refreshed.unreadable)
         refresh_quotas(conn)
         crash_point("commit.quotas_refreshed")
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
@@ -482,6 +493,12 @@ def summary_markdown(title: str, summary: IngestSummary) -> str:
         for reason, count in summary.rejected_by_reason.items():
             example = summary.examples.get(reason, "").replace("|", "\\|").replace("\n", " ")
             out.write(f"| {reason} | {count} | `{example[:120]}` |\n")
+        out.write("\n")
+    if summary.metric_unreadable:  # NOTE (issue 13): values a billable metric skipped
+        out.write("## Billable metrics: unreadable values (skipped)\n\n| metric | events |\n")
+        out.write("|---|---|\n")
+        for code, count in summary.metric_unreadable.items():
+            out.write(f"| {code} | {count} |\n")
         out.write("\n")
     days = ", ".join(summary.days) if summary.days else "none"
     out.write(f"**Days re-aggregated:** {days}\n\n")
