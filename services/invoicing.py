@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from models.money import quantum, round_money
 from models.pricing import PricingModel, pricing_from_row
 from models.pricing.base import PRICING_CONTEXT
+from models.pricing.matrix import Matrix
 from services.proration import (
     BillingPeriod,
     Window,
@@ -111,6 +112,17 @@ class BillableWindow:
     usage: Mapping[str, UsageTotals] = field(default_factory=dict)
     # metric -> [(included, days in force)] for overrides of `included`
     override_days: Mapping[str, Sequence[tuple[Decimal, int]]] = field(default_factory=dict)
+    # NOTE (issue 13): billable metric code -> its values over this window (total and
+    # groups, from metric_usage); a quota naming one is priced from these.
+    metrics: Mapping[str, MetricValues] = field(default_factory=dict)
+
+
+class MetricValues(NamedTuple):
+    """A billable metric over one window (issue 13): its total and each group's value."""
+
+    total: Decimal = ZERO
+    groups: tuple[tuple[Mapping[str, str | None], Decimal], ...] = ()
+    grouped: bool = False
 
 
 class DraftLine(NamedTuple):
@@ -130,6 +142,7 @@ class DraftLine(NamedTuple):
     pricing_model: str | None
     amount: Decimal  # rounded half-up to the currency's minor unit
     breakdown: Mapping[str, Any]
+    group: Mapping[str, Any] | None = None  # NOTE (issue 13): a matrix line's group
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,10 @@ def compute_invoice(
     for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
         lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
         for quota in w.plan.quotas:
+            # NOTE (issue 13): a billable metric's matrix quota gives one line per group.
+            if quota.metric in w.metrics and isinstance(quota.pricing, Matrix):
+                lines.extend(_matrix_usage_lines(len(lines) + 1, w, quota, currency))
+                continue
             lines.append(_usage_line(len(lines) + 1, w, quota, currency))
     total = ZERO
     for line in lines:
@@ -211,7 +228,11 @@ def _base_fee_line(
 
 
 def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str) -> DraftLine:
-    quantity = w.usage.get(quota.metric, NO_USAGE).under(quota.aggregation)
+    quantity = (
+        w.metrics[quota.metric].total  # NOTE (issue 13): a billable metric's total
+        if quota.metric in w.metrics
+        else w.usage.get(quota.metric, NO_USAGE).under(quota.aggregation)
+    )
     overrides = w.override_days.get(quota.metric, ())
     included = (
         effective_included(quota.included, w.window, overrides) if overrides else quota.included
@@ -249,6 +270,52 @@ def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: st
         amount=round_money(priced.amount, currency),
         breakdown=breakdown,
     )
+
+
+def _matrix_usage_lines(
+    first_line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str
+) -> list[DraftLine]:
+    """Issue 13: one usage line per group with usage in the window, each priced by the
+    matrix entry it matches first (else `default`) on max(0, value - entry's included).
+    Overrides of `included` do not apply to matrix quotas (the quota's included is 0)."""
+    assert isinstance(quota.pricing, Matrix)
+    lines: list[DraftLine] = []
+    values = w.metrics[quota.metric]
+    for group, value in sorted(values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)):
+        price = quota.pricing.price_group(group, value)
+        label = ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items())
+        entry = "default" if price.entry is None else f"price {price.entry}"
+        lines.append(
+            DraftLine(
+                line_no=first_line_no + len(lines),
+                kind="usage",
+                subscription_id=w.subscription_id,
+                plan_code=w.plan.code,
+                metric=quota.metric,
+                description=(
+                    f"{quota.metric} [{label}]: {value!s} ({quota.aggregation}),"
+                    f" {price.included!s} included, {price.billable!s} billable,"
+                    f" matrix {entry}: {price.result.breakdown[0].description if price.result.breakdown else ''}"
+                ),
+                window_start=w.window.start,
+                window_end=w.window.end,
+                quantity=value,
+                included=price.included,
+                billable_quantity=price.billable,
+                pricing_model=quota.pricing.model,
+                amount=round_money(price.result.amount, currency),
+                breakdown={
+                    "aggregation": quota.aggregation,
+                    "group": dict(group),
+                    "matrix_entry": price.entry,
+                    "pricing": quota.pricing_json,
+                    "items": price.result.breakdown_json(),
+                    "unrounded_amount": str(price.result.amount),
+                },
+                group=dict(group),
+            )
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------
@@ -368,6 +435,8 @@ def generate_invoices(
     clock.lap("price_and_stage")
     crash_point("invoices.staged")
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
+    # NOTE (issue 13): the `group` column of matrix lines, from their breakdown.
+    conn.execute(sql("postgres/metrics/update_invoice_line_groups"))
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]
@@ -447,6 +516,7 @@ def _load_billable_windows(
     for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
         usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
     del rows
+    metric_values = _load_metric_values(conn, params)  # NOTE (issue 13)
     overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -465,9 +535,40 @@ def _load_billable_windows(
                 }
                 if r.subscription_id in overrides
                 else {},
+                metrics=metric_values.window(r.tenant_id, r.window_start, r.window_end),
             )
         )
     return by_tenant
+
+
+class _MetricValuesByWindow:
+    """Issue 13: billable metric values per (tenant, window), from metric_usage."""
+
+    def __init__(self, codes: Mapping[str, bool]) -> None:
+        self.codes = codes  # code -> grouped
+        self.rows: dict[tuple[str, dt.date, dt.date], dict[str, MetricValues]] = {}
+
+    def window(self, tenant_id: str, start: dt.date, end: dt.date) -> dict[str, MetricValues]:
+        found = self.rows.get((tenant_id, start, end), {})
+        return {code: found.get(code, MetricValues(grouped=g)) for code, g in self.codes.items()}
+
+
+def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _MetricValuesByWindow:
+    codes = {
+        r.code: bool(r.group_by)
+        for r in conn.execute(sql("postgres/metrics/select_metrics"), {"codes": None})
+    }
+    out = _MetricValuesByWindow(codes)
+    if not codes:
+        return out
+    for r in conn.execute(sql("postgres/metrics/select_metric_window_usage"), params).all():
+        per = out.rows.setdefault((r.tenant_id, r.window_start, r.window_end), {})
+        old = per.get(r.metric_code, MetricValues(grouped=codes.get(r.metric_code, False)))
+        if r.group_key == "":
+            per[r.metric_code] = old._replace(total=r.value)
+        else:
+            per[r.metric_code] = old._replace(groups=(*old.groups, (dict(r.group_values), r.value)))
+    return out
 
 
 _LINE_COLUMNS = (
@@ -679,6 +780,7 @@ class InvoiceLineView:
     pricing_model: str | None
     amount: Decimal
     breakdown: Mapping[str, Any]
+    group: Mapping[str, Any] | None = None  # NOTE (issue 13): a matrix line's group
 
 
 @dataclass(frozen=True)
