@@ -95,7 +95,7 @@ class MetricDefinition:
         }
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MetricDefinition:
+    def from_row(cls, row: Mapping[Any, Any]) -> MetricDefinition:
         filters = row["filters"] or {}
         return cls(
             code=row["code"],

@@ -281,7 +281,9 @@ def _matrix_usage_lines(
     assert isinstance(quota.pricing, Matrix)
     lines: list[DraftLine] = []
     values = w.metrics[quota.metric]
-    for group, value in sorted(values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)):
+    for group, value in sorted(
+        values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)
+    ):
         price = quota.pricing.price_group(group, value)
         label = ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items())
         entry = "default" if price.entry is None else f"price {price.entry}"
@@ -295,7 +297,7 @@ def _matrix_usage_lines(
                 description=(
                     f"{quota.metric} [{label}]: {value!s} ({quota.aggregation}),"
                     f" {price.included!s} included, {price.billable!s} billable,"
-                    f" matrix {entry}: {price.result.breakdown[0].description if price.result.breakdown else ''}"
+                    f" matrix {entry}"
                 ),
                 window_start=w.window.start,
                 window_end=w.window.end,

@@ -4,7 +4,6 @@ tenant's month of one metric."""
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -113,7 +112,9 @@ def get_metric_usage(
     """The tenant's calendar-month value of the metric (total and groups), as precomputed
     by the last ingest or backfill run that touched the month."""
     principal.check_tenant(tenant_id)
-    month = BillingPeriod.parse(period) if period is not None else BillingPeriod.of(utc_now().date())
+    month = (
+        BillingPeriod.parse(period) if period is not None else BillingPeriod.of(utc_now().date())
+    )
     with state.engine.connect() as conn:
         metric = catalog.get_metric(conn, code)
         found = month_usage(conn, metric, tenant_id, month)
@@ -127,6 +128,3 @@ def get_metric_usage(
         value=found.value,
         groups=[MetricGroupOut(group=g, value=v) for g, v in found.groups],
     )
-
-
-

@@ -56,7 +56,10 @@ def upgrade() -> None:
         sa.Column("filters", pg.JSONB(), server_default="{}", nullable=False),
         sa.Column("group_by", pg.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(f"code ~ '{METRIC_RE}'", name=op.f("ck_metrics_code_format")),
         sa.CheckConstraint(
@@ -122,9 +125,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_metric_usage_metric_period", "metric_usage", ["metric_code", "period_start"]
     )
-    op.create_index(
-        "ix_metric_usage_tenant_window", "metric_usage", ["tenant_id", "window_start"]
-    )
+    op.create_index("ix_metric_usage_tenant_window", "metric_usage", ["tenant_id", "window_start"])
     op.add_column("invoice_lines", sa.Column("group", pg.JSONB(), nullable=True))
     _replace_check("plan_quotas", "aggregation_known", ALL_AGGREGATIONS)
     _replace_check("quota_usage", "aggregation_known", ALL_AGGREGATIONS)

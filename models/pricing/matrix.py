@@ -130,7 +130,9 @@ def _entry(item: object, where: str, *, with_match: bool) -> MatrixEntry:
     pricing_raw = require_mapping(require_key(entry, "pricing", where), f"{where}.pricing")
     if pricing_raw.get("model") == Matrix.model:
         raise InvalidInput(f"{where}.pricing.model must not be matrix")
-    return MatrixEntry(match=match, included=included, pricing=parse_pricing(pricing_raw, f"{where}.pricing"))
+    return MatrixEntry(
+        match=match, included=included, pricing=parse_pricing(pricing_raw, f"{where}.pricing")
+    )
 
 
 def check_matrix_keys(matrix: Matrix, group_by: Sequence[str], field: str) -> None:

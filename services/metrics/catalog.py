@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -49,7 +48,6 @@ def list_metrics(
         sql("postgres/metrics/select_metrics"), {"codes": None if codes is None else list(codes)}
     ).mappings()
     return [MetricDefinition.from_row(r) for r in rows]
-
 
 
 def get_metric(conn: sa.Connection, code: str) -> MetricDefinition:

@@ -18,7 +18,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-
 from duckdb.func import FunctionNullHandling
 
 from models.events import quantity_micros_exact
@@ -119,7 +118,9 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def select_files(
-    files: Sequence[tuple[str, dt.date]], metrics: Sequence[MetricDefinition], periods: Sequence[BillingPeriod]
+    files: Sequence[tuple[str, dt.date]],
+    metrics: Sequence[MetricDefinition],
+    periods: Sequence[BillingPeriod],
 ) -> list[str]:
     """The lake files a computation reads: the periods' days, and all earlier days when a
     metric carries a level."""
@@ -129,9 +130,7 @@ def select_files(
     months = {p.start for p in periods}
     history = any(carries_level(m) for m in metrics)
     return [
-        path
-        for path, day in files
-        if day < horizon and (history or day.replace(day=1) in months)
+        path for path, day in files if day < horizon and (history or day.replace(day=1) in months)
     ]
 
 

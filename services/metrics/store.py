@@ -24,7 +24,6 @@ from services.metrics.catalog import list_metrics
 from services.metrics.compute import (
     MetricComputation,
     SubscriptionWindow,
-    UsageRow,
     carries_level,
     compute_metric_usage,
 )
@@ -116,10 +115,14 @@ def subscription_windows(
             "tenant_ids": None if tenant_ids is None else list(tenant_ids),
         },
     ).all()
-    return [SubscriptionWindow(r.tenant_id, r.period_start, r.window_start, r.window_end) for r in rows]
+    return [
+        SubscriptionWindow(r.tenant_id, r.period_start, r.window_start, r.window_end) for r in rows
+    ]
 
 
-def group_key(metric: MetricDefinition, group: tuple[str | None, ...] | None) -> tuple[str, str | None]:
+def group_key(
+    metric: MetricDefinition, group: tuple[str | None, ...] | None
+) -> tuple[str, str | None]:
     """(group_key, group_values JSON) of a row: ('', None) for the total."""
     if group is None:
         return "", None
