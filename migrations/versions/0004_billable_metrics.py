@@ -147,5 +147,5 @@ def downgrade() -> None:
 
 def _replace_check(table: str, name: str, condition: str) -> None:
     full = f"ck_{table}_{name}"
-    op.drop_constraint(full, table, type_="check")
+    op.drop_constraint(op.f(full), table, type_="check")
     op.create_check_constraint(op.f(full), table, condition)
