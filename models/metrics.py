@@ -120,10 +120,13 @@ class MetricDefinition:
         code = _text(data, "code", required=True)
         if not _METRIC.fullmatch(code):
             raise InvalidInput(f"code {code!r} must match {METRIC_RE}")
-        name = _text(data, "name", required=False) or code
+        # NOTE: a field left out (or null) takes its default; an empty string is refused.
+        name = code if data.get("name") is None else _text(data, "name", required=True)
         if not name.strip() or len(name) > MAX_NAME_LENGTH:
             raise InvalidInput(f"name must be 1 to {MAX_NAME_LENGTH} characters")
-        event_metric = _text(data, "event_metric", required=False) or code
+        event_metric = (
+            code if data.get("event_metric") is None else _text(data, "event_metric", required=True)
+        )
         if not _METRIC.fullmatch(event_metric):
             raise InvalidInput(f"event_metric {event_metric!r} must match {METRIC_RE}")
         aggregation = _text(data, "aggregation", required=True)
@@ -131,7 +134,7 @@ class MetricDefinition:
             raise InvalidInput(
                 f"aggregation {aggregation!r} must be one of {', '.join(AGGREGATIONS)}"
             )
-        value = _text(data, "value", required=False) or "quantity"
+        value = "quantity" if data.get("value") is None else _text(data, "value", required=True)
         if value != "quantity":
             key = value.removeprefix("properties.")
             if key == value or not _KEY.fullmatch(key):

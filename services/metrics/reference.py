@@ -89,7 +89,8 @@ def reference_metric_usage(
             continue
         props = _properties(e["properties"])
         if not all(
-            isinstance(props.get(k), str) and not isinstance(props.get(k), _Number)
+            isinstance(props.get(k), str)
+            and not isinstance(props.get(k), _Number)
             and props[k] in values
             for k, values in metric.filters
         ):
@@ -117,15 +118,12 @@ def reference_metric_usage(
     unreadable = sum(
         1
         for c in chosen
-        if not readable(c)
-        and any(day_us(p.start) <= c[2] < day_us(p.end) for p in periods)
+        if not readable(c) and any(day_us(p.start) <= c[2] < day_us(p.end) for p in periods)
     )
     rows: list[UsageRow] = []
     for period in periods:
         p_start, p_end = day_us(period.start), day_us(period.end)
-        tenants = sorted(
-            {c[0] for c in chosen if c[2] < p_end and (carries or c[2] >= p_start)}
-        )
+        tenants = sorted({c[0] for c in chosen if c[2] < p_end and (carries or c[2] >= p_start)})
         for tenant in tenants:
             windows = {(period.start, period.end)} | {
                 (w.window_start, w.window_end)
@@ -203,8 +201,8 @@ def _window_rows(
         rank = (len(ordered) * p_micros + 99_999_999) // 100_000_000
         return ordered[rank - 1]
 
-    groups: dict[Group, list[tuple[str, str, int, Group, int | None, str | None]]] = (
-        defaultdict(list)
+    groups: dict[Group, list[tuple[str, str, int, Group, int | None, str | None]]] = defaultdict(
+        list
     )
     for c in inside:
         groups[c[3]].append(c)
