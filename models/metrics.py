@@ -103,7 +103,10 @@ class MetricDefinition:
             event_metric=row["event_metric"],
             aggregation=row["aggregation"],
             value=row["value"],
-            percentile=row["percentile"],
+            # NOTE: NUMERIC(9,6) reads back as 95.000000; shown as written (95)
+            percentile=None
+            if row["percentile"] is None
+            else Decimal(format(row["percentile"].normalize(), "f")),
             time_unit=row["time_unit"],
             filters=tuple((k, tuple(v)) for k, v in sorted(filters.items())),
             group_by=tuple(row["group_by"] or ()),
