@@ -26,6 +26,50 @@ from services import catalog, quota
 from tallyflow.generate import UsageSpec, generate_usage, tenant_ids
 from tallyflow.resources import Resources
 
+# Issue 13: billable metrics over the generated properties: API calls priced by model
+# (a matrix: one invoice line per model) and monthly active users (a distinct count).
+DEMO_METRICS: list[dict[str, Any]] = [
+    {
+        "code": "api.calls.by_model",
+        "name": "API calls by model",
+        "event_metric": "api.calls",
+        "aggregation": "count",
+        "group_by": ["model"],
+    },
+    {
+        "code": "active_users",
+        "name": "Monthly active users",
+        "event_metric": "api.calls",
+        "aggregation": "unique_count",
+        "value": "properties.user_id",
+    },
+]
+DEMO_METRIC_QUOTAS = [
+    QuotaIn(
+        metric="api.calls.by_model",
+        pricing={
+            "model": "matrix",
+            "prices": [
+                {
+                    "match": {"model": "model-01"},
+                    "included": "100",
+                    "pricing": {"model": "per_unit", "unit_price": "0.01"},
+                },
+                {
+                    "match": {"model": "model-02"},
+                    "pricing": {"model": "per_unit", "unit_price": "0.005"},
+                },
+            ],
+            "default": {"included": "0", "pricing": {"model": "per_unit", "unit_price": "0.001"}},
+        },
+    ),
+    QuotaIn(
+        metric="active_users",
+        included=Decimal(10),
+        pricing={"model": "per_unit", "unit_price": "0.50"},
+    ),
+]
+
 PLANS = [
     PlanIn(
         code="starter",
@@ -149,6 +193,7 @@ class DemoReport:
     top_tenants: list[tuple[str, str, Decimal]] = field(default_factory=list)
     checks: list[quota.QuotaDecision | Any] = field(default_factory=list)
     check_tenants: list[str] = field(default_factory=list)
+    metric_lines: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
 
 
 def previous_month(today: dt.date) -> dt.date:
@@ -163,9 +208,17 @@ def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> 
     subscribed = tenants[:-3] if len(tenants) > 6 else tenants
     today = dt.datetime.now(dt.UTC).date()
     with res.engine.begin() as conn:
+        from services.metrics.catalog import create_metric, list_metrics
+
+        known = {m.code for m in list_metrics(conn)}
+        for definition in DEMO_METRICS:
+            if definition["code"] not in known:
+                create_metric(conn, definition)
         existing = {p.code for p in catalog.list_plans(conn)}
         for plan in PLANS:
             if plan.code not in existing:
+                if plan.code == "growth":  # issue 13: the billable metrics' quotas
+                    plan = plan.model_copy(update={"quotas": [*plan.quotas, *DEMO_METRIC_QUOTAS]})
                 catalog.create_plan(conn, plan)
         for i, tenant in enumerate(subscribed):
             if catalog.list_subscriptions(conn, tenant):
@@ -253,6 +306,7 @@ def run_demo(
             late=0.02,
             bad=0.01,
             now=now,
+            billable_properties=True,
         ),
         format="jsonl",
     )
@@ -266,6 +320,7 @@ def run_demo(
                 events=events // 3,
                 seed=seed + 1,
                 now=now,
+                billable_properties=True,
             ),
             format="csv",
             gzip=True,
@@ -305,6 +360,23 @@ def run_demo(
         report.top_tenants = [
             (r.tenant_id, r.currency, round_money(r.total, r.currency)) for r in rows
         ]
+        # issue 13: the first growth tenant's billable metric lines (a group, a distinct count)
+        report.metric_lines = [
+            (r.tenant_id, r.metric, r.grp or "", r.quantity, round_money(r.amount, r.currency))
+            for r in conn.execute(
+                sa.text(
+                    "SELECT i.tenant_id, i.currency, l.metric, l.\"group\"->>'model' AS grp,"
+                    " l.quantity, l.amount FROM invoice_lines l JOIN invoices i ON i.id ="
+                    " l.invoice_id WHERE i.period_start = :p AND i.status = 'closed'"
+                    " AND l.metric IN ('api.calls.by_model', 'active_users')"
+                    " AND i.tenant_id = (SELECT min(tenant_id) FROM invoices i2 JOIN"
+                    " invoice_lines l2 ON l2.invoice_id = i2.id WHERE i2.period_start = :p"
+                    " AND l2.metric = 'active_users')"
+                    " ORDER BY l.metric, l.amount DESC LIMIT 4"
+                ),
+                {"p": month_start},
+            ).all()
+        ]
         report.check_tenants = [ids[0], ids[1], ids[4], ids[-1]]
         report.checks = [
             quota.check_quota(
@@ -342,6 +414,12 @@ def format_report(report: DemoReport, settings_home: Path, prefect_url: str | No
     if report.top_tenants:
         lines.append("  top tenants:")
         lines += [f"    {t:<20} {c} {amount}" for t, c, amount in report.top_tenants]
+    if report.metric_lines:
+        lines.append("  billable metrics (a matrix line per model, a distinct count):")
+        lines += [
+            f"    {t:<20} {m}{f' [{g}]' if g else ''}: {q.normalize():f} -> {a}"
+            for t, m, g, q, a in report.metric_lines
+        ]
     lines += ["", "Quota checks (api.calls, 100 more this month):"]
     for tenant, d in zip(report.check_tenants, report.checks, strict=True):
         limit = "unlimited" if d.limit is None else f"limit {d.limit.normalize():f}"
