@@ -174,7 +174,18 @@ def _text(data: Mapping[str, Any], field: str, *, required: bool) -> str:
         return ""
     if not isinstance(raw, str):
         raise InvalidInput(f"{field} must be a string")
+    _storable(raw, field)
     return raw
+
+
+def _storable(text: str, field: str) -> None:
+    """Postgres text and JSONB hold neither NUL nor lone surrogates: a 422, not a 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text") from None
+    if "\x00" in text:
+        raise InvalidInput(f"{field} must not contain NUL characters")
 
 
 def _percentile(data: Mapping[str, Any], aggregation: str) -> Decimal | None:
@@ -230,7 +241,10 @@ def _filters(raw: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
             raise InvalidInput(f"filters.{key} may list at most {MAX_FILTER_VALUES} values")
         for i, v in enumerate(values):
             if not isinstance(v, str) or len(v) > MAX_VALUE_LENGTH:
-                raise InvalidInput(f"filters.{key}[{i}] must be a string")
+                raise InvalidInput(
+                    f"filters.{key}[{i}] must be a string of at most {MAX_VALUE_LENGTH} characters"
+                )
+            _storable(v, f"filters.{key}[{i}]")
         out.append((key, tuple(sorted(set(values)))))
     return tuple(sorted(out))
 

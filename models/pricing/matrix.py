@@ -125,6 +125,9 @@ def _entry(item: object, where: str, *, with_match: bool) -> MatrixEntry:
         for key, value in raw_match.items():
             if value is not None and not isinstance(value, str):
                 raise InvalidInput(f"{where}.match.{key} must be a string or null")
+            # NOTE: JSONB holds neither NUL nor lone surrogates: refused here (422, not 500)
+            if not isinstance(key, str) or not _storable(key) or not _storable(value or ""):
+                raise InvalidInput(f"{where}.match.{key} must be valid Unicode text without NUL")
         match = tuple(sorted(raw_match.items()))
     included = parse_decimal(entry.get("included", "0"), f"{where}.included")
     pricing_raw = require_mapping(require_key(entry, "pricing", where), f"{where}.pricing")
@@ -133,6 +136,14 @@ def _entry(item: object, where: str, *, with_match: bool) -> MatrixEntry:
     return MatrixEntry(
         match=match, included=included, pricing=parse_pricing(pricing_raw, f"{where}.pricing")
     )
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def check_matrix_keys(matrix: Matrix, group_by: Sequence[str], field: str) -> None:

@@ -97,6 +97,8 @@ def test_duplicate_code_is_409_and_metrics_are_immutable(
         ({"event_metric": ""}, "event_metric"),
         ({"value": ""}, "value"),
         ({"colour": "red"}, "colour"),
+        ({"name": "a\x00b"}, "name"),  # Postgres text cannot hold NUL: 422, not 500
+        ({"filters": {"region": ["\ud800"]}}, "filters.region[0]"),
     ],
 )
 def test_invalid_metric_is_422_naming_the_field(
