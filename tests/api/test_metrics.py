@@ -98,7 +98,6 @@ def test_duplicate_code_is_409_and_metrics_are_immutable(
         ({"value": ""}, "value"),
         ({"colour": "red"}, "colour"),
         ({"name": "a\x00b"}, "name"),  # Postgres text cannot hold NUL: 422, not 500
-        ({"filters": {"region": ["\ud800"]}}, "filters.region[0]"),
     ],
 )
 def test_invalid_metric_is_422_naming_the_field(
@@ -107,6 +106,15 @@ def test_invalid_metric_is_422_naming_the_field(
     answer = client.post(METRICS, json={**TOKENS, **change}, headers=admin)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith(field), answer.json()["detail"]
+
+
+def test_lone_surrogate_is_422_not_500(client: TestClient, admin: dict[str, str]) -> None:
+    body = b'{"code": "m", "aggregation": "sum", "filters": {"region": ["\\ud800"]}}'
+    answer = client.post(
+        METRICS, content=body, headers={**admin, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("filters.region[0]")
 
 
 def test_body_that_is_not_an_object_is_422(client: TestClient, admin: dict[str, str]) -> None:
