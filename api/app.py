@@ -24,9 +24,9 @@ from api.errors import error_schema_openapi, install_error_handlers
 from api.listener import ChangeListener
 from api.routes import invoices, metrics, overrides, plans, quotas, subscriptions, usage
 from api.state import ApiState
-from services.inbox import warm_up
-from tallyflow.db import database_url, get_engine, to_libpq_url
-from tallyflow.settings import Settings, load_settings
+from services.ingest.inbox import warm_up
+from tallyflow.core.db import database_url, get_engine, to_libpq_url
+from tallyflow.core.settings import Settings, load_settings
 
 log = logging.getLogger("tallyflow.api")
 

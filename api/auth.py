@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.state import ApiState
 from services.api_keys import ApiKeyRecord, key_prefix, verify
-from tallyflow.errors import Forbidden, Unauthorized
+from tallyflow.core.errors import Forbidden, Unauthorized
 
 READ = "billing.read"
 WRITE = "billing.write"

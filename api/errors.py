@@ -10,7 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from tallyflow.errors import TallyflowError, Unauthorized
+from tallyflow.core.errors import TallyflowError, Unauthorized
 
 log = logging.getLogger("tallyflow.api")
 

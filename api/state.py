@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.engine import Engine
+from tallyflow.core.clock import utc_today
 
 from services.api_keys import ApiKeyCache
-from services.quota import QuotaSnapshot, utc_today
-from tallyflow.settings import Settings
+from services.quota import QuotaSnapshot
+from tallyflow.core.settings import Settings
 
 
 @dataclass

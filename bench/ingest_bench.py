@@ -3,7 +3,7 @@
     uv run python bench/ingest_bench.py                      # 2,000,000 events
     uv run python bench/ingest_bench.py --events 10000000    # peak RSS at 10M
 
-Generates N clean events (tallyflow.generate, JSONL, 1M rows a file) and times, each in
+Generates N clean events (tallyflow.synthetic.generate, JSONL, 1M rows a file) and times, each in
 its own child process (so each peak RSS is its own; the parent samples the child's
 process tree with psutil and the child reports its own peak, VmHWM):
 
@@ -213,9 +213,9 @@ def _usage_daily_frame(url: str, month_start: str, month_end: str) -> Any:
 
 
 def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, Any]:
-    from tallyflow import migrate
-    from tallyflow.db import database_url, get_engine, to_libpq_url
-    from tallyflow.settings import load_settings
+    from tallyflow.core import migrate
+    from tallyflow.core.db import database_url, get_engine, to_libpq_url
+    from tallyflow.core.settings import load_settings
 
     settings = load_settings()
     engine = get_engine(settings)
@@ -246,8 +246,8 @@ def phase_pg(files: list[str], out: Path) -> dict[str, Any]:
 
     import psycopg
 
-    from tallyflow.db import database_url, to_libpq_url
-    from tallyflow.settings import load_settings
+    from tallyflow.core.db import database_url, to_libpq_url
+    from tallyflow.core.settings import load_settings
 
     url = to_libpq_url(database_url(load_settings()))
     with psycopg.connect(url, autocommit=True) as admin:
@@ -400,7 +400,7 @@ def main() -> None:
 
     import polars as pl
 
-    from tallyflow.generate import UsageSpec, generate_usage, read_oracle
+    from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -442,12 +442,12 @@ def main() -> None:
     try:
         # NOTE: Postgres and the Prefect server start here, in the parent: no phase pays
         # their start-up, and neither is a descendant counted in a phase's RSS.
-        from tallyflow.db import database_url
-        from tallyflow.settings import Settings
+        from tallyflow.core.db import database_url
+        from tallyflow.core.settings import Settings
 
         database_url(Settings(home=home, database_url=None))
         if "ingest" not in args.skip and not os.environ.get("PREFECT_API_URL"):
-            from tallyflow.prefect_runtime import ensure_prefect_api
+            from tallyflow.runtime.prefect_server import ensure_prefect_api
 
             ensure_prefect_api(Settings(home=home, database_url=None))
             for name in ("PREFECT_API_URL", "PREFECT_HOME"):
@@ -477,8 +477,8 @@ def main() -> None:
                 print(f"         warm-up ingest (not timed) {r['warmup_seconds']:.1f} s")
     finally:
         if "ingest" not in args.skip and not prefect_was_configured:
-            from tallyflow.prefect_runtime import stop_prefect_server
-            from tallyflow.settings import Settings
+            from tallyflow.core.settings import Settings
+            from tallyflow.runtime.prefect_server import stop_prefect_server
 
             stop_prefect_server(Settings(home=home))  # the one this run started, if any
         _stop_embedded_postgres(home)

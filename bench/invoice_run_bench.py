@@ -35,20 +35,21 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.period import BillingPeriod  # noqa: E402
+
 from models.money import round_money  # noqa: E402
 from models.pricing import pricing_from_row  # noqa: E402
 from models.tables import Invoice, InvoiceLine, QuotaOverride, Subscription, UsageDaily  # noqa: E402
 from services.invoicing import close_period_invoices, generate_invoices  # noqa: E402
 from services.proration import (  # noqa: E402
-    BillingPeriod,
     billable_quantity,
     effective_included,
     prorate_base_fee,
     subscription_window,
 )
-from tallyflow import migrate  # noqa: E402
-from tallyflow.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
-from tallyflow.settings import Settings  # noqa: E402
+from tallyflow.core import migrate  # noqa: E402
+from tallyflow.core.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
+from tallyflow.core.settings import Settings  # noqa: E402
 
 PERIOD = BillingPeriod.parse("2026-11")
 METRICS = ["api.calls", "storage.gb", "jobs", "egress.gb", "seats"]

@@ -4,7 +4,7 @@ defined against the same ingest with none.
     uv run python bench/metrics_bench.py                  # 2,000,000 events
     uv run python bench/metrics_bench.py --events 200000  # a quick look
 
-Generates N clean events of one month with the billable properties (tallyflow.generate,
+Generates N clean events of one month with the billable properties (tallyflow.synthetic.generate,
 `billable_properties`: 20 models, 4 regions, 100,000 user ids, a latency, a level), JSONL,
 1M rows a file. Then, each in its own child process with a fresh TALLYFLOW_HOME (embedded
 Postgres) and its own Prefect test server, after a tiny warm-up ingest of another month:
@@ -78,12 +78,12 @@ def child(config: str, landing: Path, warmup: Path, home: Path) -> dict[str, Any
     # NOTE: our own embedded Postgres, stopped when the child is done (nothing left behind).
     server = pgserver.get_server(home / "pg", cleanup_mode="stop")
     try:
-        from tallyflow.db import to_sqlalchemy_url
+        from tallyflow.core.db import to_sqlalchemy_url
 
         os.environ["TALLYFLOW_DATABASE_URL"] = to_sqlalchemy_url(server.get_uri())
         return _timed(config, landing, warmup)
     finally:
-        from tallyflow.db import dispose_engines
+        from tallyflow.core.db import dispose_engines
 
         dispose_engines()
         server.cleanup()
@@ -94,9 +94,9 @@ def _timed(config: str, landing: Path, warmup: Path) -> dict[str, Any]:
 
     from flows.ingest_usage import ingest_usage
     from services.metrics.catalog import create_metric
-    from tallyflow import migrate
-    from tallyflow.db import get_engine
-    from tallyflow.settings import load_settings
+    from tallyflow.core import migrate
+    from tallyflow.core.db import get_engine
+    from tallyflow.core.settings import load_settings
 
     engine = get_engine(load_settings())
     migrate.upgrade(engine)
@@ -136,7 +136,7 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    from tallyflow.generate import UsageSpec, generate_usage
+    from tallyflow.synthetic.generate import UsageSpec, generate_usage
 
     work = Path(tempfile.mkdtemp(prefix="tallyflow-metrics-bench-"))
     landing, warmup = work / "landing", work / "warmup"

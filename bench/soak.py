@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from quota_check_bench import METRICS, free_port, seed, start_api  # noqa: E402
 
-from tallyflow.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
-from tallyflow.settings import Settings  # noqa: E402
+from tallyflow.core.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
+from tallyflow.core.settings import Settings  # noqa: E402
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

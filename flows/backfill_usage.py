@@ -10,11 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.ingest_usage import refresh_metrics_at, refresh_quotas_at
-from tallyflow.errors import InvalidInput
-from tallyflow.faults import crash_point
-from tallyflow.resources import Resources, resources_from_env
+from services.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.faults import crash_point
+from tallyflow.core.resources import Resources, resources_from_env
 from tasks.backfill import DayChange, backfill_markdown, recompute_usage_day
-from tasks.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -107,8 +107,9 @@ def regenerate_drafts(
     conn: Any, days: list[dt.date], tenant_ids: list[str] | None
 ) -> dict[str, int]:
     """Refresh draft invoices of every period the days touch (closed ones stay as they are)."""
+    from models.period import BillingPeriod
+
     from services.invoicing import generate_invoices
-    from services.proration import BillingPeriod
 
     periods = sorted({BillingPeriod.of(d) for d in days}, key=lambda p: p.start)
     out = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from models.period import BillingPeriod
 from prefect import flow, runtime
 
-from services.proration import BillingPeriod
-from tallyflow.resources import resources_from_env
+from tallyflow.core.resources import resources_from_env
 from tasks.collect_billing_exceptions import collect_billing_exceptions
 from tasks.generate_period_invoices import generate_period_invoices
 from tasks.publish_invoice_run_artifact import (

@@ -11,9 +11,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from tallyflow.faults import crash_point
-from tallyflow.resources import Resources, resources_from_env
-from tasks import lake
+from services.ingest import lake
+from services.job_runs import fail_job_run, start_job_run, usage_write_lock
+from tallyflow.core.faults import crash_point
+from tallyflow.core.resources import Resources, resources_from_env
 from tasks.ingest import (
     IngestSummary,
     aggregate_touched_days,
@@ -23,7 +24,6 @@ from tasks.ingest import (
     stage_new_events,
     summary_markdown,
 )
-from tasks.job_runs import fail_job_run, start_job_run, usage_write_lock
 
 
 def refresh_quotas_at(now: dt.datetime) -> Any:

@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the engine that tallyflow.migrate passes in."""
+"""Alembic environment: runs against the engine that tallyflow.core.migrate passes in."""
 
 from __future__ import annotations
 

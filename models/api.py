@@ -18,8 +18,10 @@ from pydantic import (
     model_validator,
 )
 
-from models.tables import METRIC_RE, PLAN_CODE_RE, TENANT_ID_RE
-from tallyflow.errors import InvalidInput
+from models.identifiers import METRIC_PATTERN as METRIC_RE
+from models.identifiers import PLAN_CODE_PATTERN as PLAN_CODE_RE
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
+from tallyflow.core.errors import InvalidInput
 
 
 def _to_decimal(value: object) -> object:

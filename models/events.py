@@ -26,7 +26,7 @@ import polars as pl
 from duckdb.func import FunctionNullHandling
 from pandera.errors import SchemaErrors
 
-from tallyflow.sqlfiles import load_sql
+from tallyflow.core.sqlfiles import duckdb_sql
 
 MICROS: Final = 1_000_000
 MAX_QUANTITY_MICROS: Final = 10**12 * MICROS
@@ -263,8 +263,8 @@ def event_parser() -> duckdb.DuckDBPyConnection:
                 null_handling=FunctionNullHandling.SPECIAL,
             )
             db.create_function("is_naive_timestamp", is_naive_timestamp, ["VARCHAR"], "BOOLEAN")
-            db.execute(load_sql("create_json_text_macro"))
-            db.execute(load_sql("create_json_kind_macro"))
+            db.execute(duckdb_sql("events/create_json_text_macro"))
+            db.execute(duckdb_sql("events/create_json_kind_macro"))
             _parser_db = (os.getpid(), db)
         con = _parser_db[1].cursor()
     con.execute("SET TimeZone = 'UTC'")
@@ -274,7 +274,7 @@ def event_parser() -> duckdb.DuckDBPyConnection:
 def _parse(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> pl.DataFrame:
     """Run sql/parse_raw_events.sql over the relation `raw_events` of `con`, in row order."""
     typed: pl.DataFrame = con.sql(
-        load_sql("parse_raw_events"),
+        duckdb_sql("events/parse_raw_events"),
         params={"earliest_us": _micros(EARLIEST_OCCURRED_AT), "now_us": _micros(now)},
     ).pl()
     typed = typed.cast(

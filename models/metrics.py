@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from models.tables import METRIC_RE
-from tallyflow.errors import InvalidInput
+from models.identifiers import METRIC_PATTERN as METRIC_RE
+from tallyflow.core.errors import InvalidInput
 
 AGGREGATIONS: Final = (
     "sum",

@@ -15,7 +15,7 @@ from babel.core import get_global
 from babel.numbers import UnknownCurrencyError, validate_currency
 
 from models.pricing.base import PRICING_CONTEXT
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 def check_currency(currency: str) -> str:

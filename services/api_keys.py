@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
 
-from models.tables import TENANT_ID_RE
-from tallyflow.errors import InvalidInput, NotFound
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import InvalidInput, NotFound
+from tallyflow.core.sqlfiles import sql
 
 SCOPES = ("billing.read", "billing.write")
 NOTIFY_CHANNEL = "tallyflow_api_keys"
@@ -85,7 +85,7 @@ def create_api_key(
     prefix = secrets.token_hex(6)
     key = f"{_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     created = conn.execute(
-        sql("insert_api_key"),
+        sql("api_keys/insert_api_key"),
         {
             "name": name,
             "prefix": prefix,
@@ -94,7 +94,7 @@ def create_api_key(
             "tenant_id": tenant_id,
         },
     ).one()
-    conn.execute(sql("notify_api_keys"), {"payload": prefix})
+    conn.execute(sql("api_keys/notify_api_keys"), {"payload": prefix})
     record = ApiKeyRecord(created.id, name, prefix, hash_key(key), wanted, tenant_id)
     return NewApiKey(key=key, record=record, created_at=created.created_at)
 
@@ -103,15 +103,15 @@ def revoke_api_key(conn: sa.Connection, target: str) -> ApiKeyRecord:
     """Revoke a live key given its id, its prefix or the key itself; NotFound otherwise."""
     prefix = key_prefix(target) or target
     key_id = int(target) if target.isdigit() else None
-    row = conn.execute(sql("revoke_api_key"), {"key_id": key_id, "prefix": prefix}).first()
+    row = conn.execute(sql("api_keys/revoke_api_key"), {"key_id": key_id, "prefix": prefix}).first()
     if row is None:
         raise NotFound(f"no live API key matches {target!r}", code="api_key_not_found")
-    conn.execute(sql("notify_api_keys"), {"payload": row.prefix})
+    conn.execute(sql("api_keys/notify_api_keys"), {"payload": row.prefix})
     return ApiKeyRecord(row.id, row.name, row.prefix, "", (), None)
 
 
 def live_api_keys(conn: sa.Connection, *, prefix: str | None = None) -> list[ApiKeyRecord]:
-    rows = conn.execute(sql("select_api_keys"), {"prefix": prefix})
+    rows = conn.execute(sql("api_keys/select_api_keys"), {"prefix": prefix})
     return [
         ApiKeyRecord(r.id, r.name, r.prefix, r.key_hash, tuple(r.scopes), r.tenant_id) for r in rows
     ]

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from tallyflow.core.clock import utc_today
 
 from models.api import (
     OverrideIn,
@@ -24,9 +25,9 @@ from models.api import (
     SubscriptionIn,
     SubscriptionOut,
 )
-from services.quota import refresh_quota_usage, utc_today
-from tallyflow.errors import Conflict, InvalidInput, NotFound
-from tallyflow.sqlfiles import sql
+from services.quota import refresh_quota_usage
+from tallyflow.core.errors import Conflict, InvalidInput, NotFound
+from tallyflow.core.sqlfiles import sql
 
 EXCLUSION_VIOLATION = "23P01"
 NUMERIC_OUT_OF_RANGE = "22003"
@@ -58,7 +59,7 @@ def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
     aggregations = check_plan_quotas(conn, plan)
     with numbers_in_range():
         created = conn.execute(
-            sql("insert_plan"),
+            sql("catalog/insert_plan"),
             {
                 "code": plan.code,
                 "name": plan.name,
@@ -71,7 +72,7 @@ def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
     if plan.quotas:
         with numbers_in_range():
             conn.execute(
-                sql("insert_plan_quota"),
+                sql("catalog/insert_plan_quota"),
                 [
                     {
                         "plan_id": created.id,
@@ -93,11 +94,13 @@ def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
 def list_plans(conn: sa.Connection, *, codes: Sequence[str] | None = None) -> list[PlanOut]:
     """All plans (or the given codes) with their quotas, by code."""
     plans = conn.execute(
-        sql("select_plans"), {"codes": None if codes is None else list(codes)}
+        sql("catalog/select_plans"), {"codes": None if codes is None else list(codes)}
     ).all()
     quotas: dict[int, list[QuotaOut]] = {}
     if plans:
-        for q in conn.execute(sql("select_plan_quotas"), {"plan_ids": [p.id for p in plans]}):
+        for q in conn.execute(
+            sql("catalog/select_plan_quotas"), {"plan_ids": [p.id for p in plans]}
+        ):
             quotas.setdefault(q.plan_id, []).append(
                 QuotaOut(
                     metric=q.metric,
@@ -133,7 +136,7 @@ def create_subscription(
 ) -> SubscriptionOut:
     """Subscribe a tenant; a start after the open subscription's start ends that one there
     (a plan change). NotFound for an unknown plan, Conflict for overlapping dates."""
-    if not conn.execute(sql("select_plans"), {"codes": [request.plan_code]}).first():
+    if not conn.execute(sql("catalog/select_plans"), {"codes": [request.plan_code]}).first():
         raise NotFound(f"plan {request.plan_code!r} does not exist", code="plan_not_found")
     params = {
         "tenant_id": tenant_id,
@@ -144,8 +147,8 @@ def create_subscription(
     try:
         # NOTE: a savepoint, so that a refused window leaves the caller's transaction usable.
         with conn.begin_nested():
-            conn.execute(sql("end_open_subscription"), params)
-            created = conn.execute(sql("insert_subscription"), params).one()
+            conn.execute(sql("catalog/end_open_subscription"), params)
+            created = conn.execute(sql("catalog/insert_subscription"), params).one()
     except sa.exc.DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == EXCLUSION_VIOLATION:
             raise Conflict(
@@ -159,7 +162,7 @@ def create_subscription(
 
 
 def list_subscriptions(conn: sa.Connection, tenant_id: str) -> list[SubscriptionOut]:
-    rows = conn.execute(sql("select_subscriptions"), {"tenant_id": tenant_id}).mappings()
+    rows = conn.execute(sql("catalog/select_subscriptions"), {"tenant_id": tenant_id}).mappings()
     return [SubscriptionOut.model_validate(dict(r)) for r in rows]
 
 
@@ -172,11 +175,11 @@ def replace_overrides(
 ) -> list[OverrideOut]:
     """Replace the tenant's whole override set (delete, insert, refresh: one transaction,
     so a rerun with the same body gives the same set)."""
-    conn.execute(sql("delete_quota_overrides"), {"tenant_id": tenant_id})
+    conn.execute(sql("catalog/delete_quota_overrides"), {"tenant_id": tenant_id})
     if overrides:
         with numbers_in_range():
             conn.execute(
-                sql("insert_quota_override"),
+                sql("catalog/insert_quota_override"),
                 [{"tenant_id": tenant_id, **o.model_dump()} for o in overrides],
             )
     refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
@@ -184,5 +187,5 @@ def replace_overrides(
 
 
 def list_overrides(conn: sa.Connection, tenant_id: str) -> list[OverrideOut]:
-    rows = conn.execute(sql("select_quota_overrides"), {"tenant_id": tenant_id}).mappings()
+    rows = conn.execute(sql("catalog/select_quota_overrides"), {"tenant_id": tenant_id}).mappings()
     return [OverrideOut.model_validate(dict(r)) for r in rows]

@@ -31,22 +31,17 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from models.money import quantum, round_money
 from models.pricing import PricingModel, pricing_from_row
 from models.pricing.base import PRICING_CONTEXT
 from models.pricing.matrix import Matrix
-from services.proration import (
-    BillingPeriod,
-    Window,
-    billable_quantity,
-    effective_included,
-    prorate_base_fee,
-)
-from tallyflow.db import driver_connection
-from tallyflow.errors import Conflict, NotFound
-from tallyflow.faults import crash_point
-from tallyflow.sqlfiles import sql
+from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
+from tallyflow.core.db import driver_connection
+from tallyflow.core.errors import Conflict, NotFound
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 # NOTE: advisory lock (class, key) for invoice runs: class is fixed, key is YYYYMM, so runs
 # of one period queue behind each other (the partial unique index on invoices is the
@@ -388,7 +383,7 @@ def generate_invoices(
     }
     clock = _Clock()
     conn.execute(
-        sql("lock_billing_period"),
+        sql("invoicing/lock_billing_period"),
         {
             "lock_class": INVOICE_LOCK_CLASS,
             "period_key": period.start.year * 100 + period.start.month,
@@ -396,9 +391,12 @@ def generate_invoices(
     )
     # NOTE: the usage aggregation hashes one group per subscription and metric; the
     # default 4MB work_mem makes it sort on disk. Local to this transaction.
-    conn.execute(sql("set_invoice_run_work_mem"))
+    conn.execute(sql("invoicing/set_invoice_run_work_mem"))
     catalog = load_catalog(conn)
-    live = {r.tenant_id: r.status for r in conn.execute(sql("select_live_invoice_status"), params)}
+    live = {
+        r.tenant_id: r.status
+        for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)
+    }
     windows = _load_billable_windows(conn, params, catalog)
     clock.lap("read")
     crash_point("invoices.read")
@@ -438,7 +436,7 @@ def generate_invoices(
     crash_point("invoices.staged")
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
     # NOTE (issue 13): the `group` column of matrix lines, from their breakdown.
-    conn.execute(sql("postgres/metrics/update_invoice_line_groups"))
+    conn.execute(sql("metrics/update_invoice_line_groups"))
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]
@@ -479,7 +477,7 @@ def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
     """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
     plans: dict[int, dict[str, Any]] = {}
     quotas: dict[int, list[QuotaTerms]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_catalog")):
+    for r in conn.execute(sql("invoicing/select_billing_catalog")):
         plans.setdefault(
             r.plan_id,
             {
@@ -514,7 +512,7 @@ def _load_billable_windows(
     # NOTE: .all() fetches in one call; iterating a result fetches row by row (3x slower
     # for the hundreds of thousands of rows of a full run).
     usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
-    rows = conn.execute(sql("select_billing_window_usage"), params).all()
+    rows = conn.execute(sql("invoicing/select_billing_window_usage"), params).all()
     for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
         usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
     del rows
@@ -522,10 +520,10 @@ def _load_billable_windows(
     overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for r in conn.execute(sql("select_billing_override_days"), params):
+    for r in conn.execute(sql("invoicing/select_billing_override_days"), params):
         overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
     by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
-    for r in conn.execute(sql("select_billing_windows"), params).all():
+    for r in conn.execute(sql("invoicing/select_billing_windows"), params).all():
         by_tenant[r.tenant_id].append(
             BillableWindow(
                 subscription_id=r.subscription_id,
@@ -558,12 +556,12 @@ class _MetricValuesByWindow:
 def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _MetricValuesByWindow:
     codes = {
         r.code: bool(r.group_by)
-        for r in conn.execute(sql("postgres/metrics/select_metrics"), {"codes": None})
+        for r in conn.execute(sql("metrics/select_metrics"), {"codes": None})
     }
     out = _MetricValuesByWindow(codes)
     if not codes:
         return out
-    for r in conn.execute(sql("postgres/metrics/select_metric_window_usage"), params).all():
+    for r in conn.execute(sql("metrics/select_metric_window_usage"), params).all():
         per = out.rows.setdefault((r.tenant_id, r.window_start, r.window_end), {})
         old = per.get(r.metric_code, MetricValues(grouped=codes.get(r.metric_code, False)))
         if r.group_key == "":
@@ -591,19 +589,20 @@ def _open_run_drafts(
     existing drafts are locked FOR UPDATE, so nobody closes them under this run. A tenant
     whose invoice is closed (even if closed since it was read) gets none.
     """
-    conn.execute(sql("create_invoice_stage"))
-    conn.execute(sql("create_invoice_line_stage"))
-    conn.execute(sql("create_invoice_run_drafts"))
+    conn.execute(sql("invoicing/create_invoice_stage"))
+    conn.execute(sql("invoicing/create_invoice_line_stage"))
+    conn.execute(sql("invoicing/create_invoice_run_drafts"))
     with (
         driver_connection(conn).cursor() as cur,
         cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
     ):
         for tenant_id, currency in candidates:
             copy.write_row((tenant_id, currency, ZERO))
-    conn.execute(sql("insert_new_draft_invoices"), {**params, "run_id": run_id})
-    conn.execute(sql("lock_run_draft_invoices"), params)
+    conn.execute(sql("invoicing/insert_new_draft_invoices"), {**params, "run_id": run_id})
+    conn.execute(sql("invoicing/lock_run_draft_invoices"), params)
     return {
-        r.tenant_id: (r.invoice_id, r.is_new) for r in conn.execute(sql("select_run_drafts")).all()
+        r.tenant_id: (r.invoice_id, r.is_new)
+        for r in conn.execute(sql("invoicing/select_run_drafts")).all()
     }
 
 
@@ -670,17 +669,17 @@ def _finish_drafts(
     inserted ON CONFLICT DO NOTHING against the partial unique index (one non-void
     invoice per tenant and period). All of it is in the caller's one transaction.
     """
-    conn.execute(sql("truncate_invoice_stage"))
+    conn.execute(sql("invoicing/truncate_invoice_stage"))
     with (
         driver_connection(conn).cursor() as cur,
         cur.copy("COPY invoice_stage (tenant_id, currency, total) FROM STDIN") as copy,
     ):
         for h in heads:
             copy.write_row((h.tenant_id, h.currency, h.total))
-    conn.execute(sql("delete_changed_draft_lines"))
-    conn.execute(sql("insert_missing_draft_lines"))
-    updated = int(conn.execute(sql("update_changed_draft_invoices"), params).scalar_one())
-    removed = conn.execute(sql("delete_stale_draft_invoices"), params).rowcount
+    conn.execute(sql("invoicing/delete_changed_draft_lines"))
+    conn.execute(sql("invoicing/insert_missing_draft_lines"))
+    updated = int(conn.execute(sql("invoicing/update_changed_draft_invoices"), params).scalar_one())
+    removed = conn.execute(sql("invoicing/delete_stale_draft_invoices"), params).rowcount
     return updated, removed
 
 
@@ -698,7 +697,7 @@ def close_period_invoices(
 ) -> list[int]:
     """Close every draft of the period (all tenants or `tenant_ids`); returns their ids."""
     rows = conn.execute(
-        sql("close_draft_invoices"),
+        sql("invoicing/close_draft_invoices"),
         {
             "invoice_ids": None,
             "period_start": period.start,
@@ -726,7 +725,7 @@ def close_invoice(
             code="invoice_not_draft",
         )
     conn.execute(
-        sql("close_draft_invoices"),
+        sql("invoicing/close_draft_invoices"),
         {
             "invoice_ids": [invoice_id],
             "period_start": None,
@@ -744,12 +743,14 @@ def void_invoice(
     status = _lock_status(conn, invoice_id)
     if status == "void":
         raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
-    conn.execute(sql("void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
+    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or _utcnow()})
     return get_invoice(conn, invoice_id)
 
 
 def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
-    row = conn.execute(sql("select_invoice_for_update"), {"invoice_id": invoice_id}).first()
+    row = conn.execute(
+        sql("invoicing/select_invoice_for_update"), {"invoice_id": invoice_id}
+    ).first()
     if row is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return str(row.status)
@@ -838,7 +839,7 @@ def _select_invoices(
     with_lines: bool = False,
 ) -> list[InvoiceView]:
     rows = conn.execute(
-        sql("select_invoices"),
+        sql("invoicing/select_invoices"),
         {
             "invoice_ids": list(invoice_ids) if invoice_ids is not None else None,
             "tenant_id": tenant_id,
@@ -853,7 +854,7 @@ def _select_invoices(
     lines: dict[int, list[InvoiceLineView]] = defaultdict(list)
     if with_lines and heads:
         for r in conn.execute(
-            sql("select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
+            sql("invoicing/select_invoice_lines"), {"invoice_ids": [h["id"] for h in heads]}
         ).mappings():
             fields = dict(r)
             invoice_id = fields.pop("invoice_id")
@@ -898,7 +899,7 @@ def unsubscribed_usage(
 ) -> list[UnsubscribedUsage]:
     """Tenants with usage in the period and no subscription in it (billed to nobody)."""
     rows = conn.execute(
-        sql("select_unsubscribed_usage"),
+        sql("invoicing/select_unsubscribed_usage"),
         {
             "period_start": period.start,
             "period_end": period.end,
@@ -913,7 +914,7 @@ def late_usage_in_closed_periods(
 ) -> list[LateUsage]:
     """Usage (re)aggregated after its period's invoice closed: reported, never billed."""
     rows = conn.execute(
-        sql("select_late_usage_in_closed_periods"),
+        sql("invoicing/select_late_usage_in_closed_periods"),
         {"tenant_ids": list(tenant_ids) if tenant_ids is not None else None, "max_rows": max_rows},
     ).mappings()
     return [LateUsage(**{**r, "events": int(r["events"])}) for r in rows]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from models.pricing.base import PRICING_CONTEXT
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{2})$")
 QUANTITY_QUANTUM = Decimal("0.000001")  # quantities are NUMERIC(38, 6)

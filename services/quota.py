@@ -33,7 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tallyflow.sqlfiles import sql
+from tallyflow.core.sqlfiles import sql
 
 NOTIFY_CHANNEL = "tallyflow_quota_usage"
 # NOTE: a NOTIFY payload must stay under 8000 bytes; beyond this many tenants, listeners
@@ -76,7 +76,7 @@ def refresh_quota_usage(
         return 0
     period_start, period_end = period_of(today)
     upserted, removed = conn.execute(
-        sql("refresh_quota_usage"),
+        sql("quotas/refresh_quota_usage"),
         {
             "today": today,
             "period_start": period_start,
@@ -94,7 +94,7 @@ def notify_quota_change(conn: sa.Connection, tenant_ids: Sequence[str] | None) -
     if tenant_ids is not None and len(tenant_ids) > _MAX_NOTIFY_TENANTS:
         tenant_ids = None
     payload = json.dumps({"tenant_ids": None if tenant_ids is None else list(tenant_ids)})
-    conn.execute(sql("notify_quota_usage"), {"payload": payload})
+    conn.execute(sql("quotas/notify_quota_usage"), {"payload": payload})
 
 
 # --- rows and the pure check ----------------------------------------------------------
@@ -228,7 +228,8 @@ def check_quota(
     """The check straight from the database: one statement (see the module docstring)."""
     found = (
         conn.execute(
-            sql("select_quota_check"), {"tenant_id": tenant_id, "metric": metric, "today": today}
+            sql("quotas/select_quota_check"),
+            {"tenant_id": tenant_id, "metric": metric, "today": today},
         )
         .mappings()
         .one()
@@ -245,7 +246,9 @@ def check_quota(
 
 def tenant_quotas(conn: sa.Connection, *, tenant_id: str, today: dt.date) -> list[QuotaRow]:
     """The tenant's effective quotas (empty without a subscription active today)."""
-    rows = conn.execute(sql("select_tenant_quotas"), {"tenant_id": tenant_id, "today": today})
+    rows = conn.execute(
+        sql("quotas/select_tenant_quotas"), {"tenant_id": tenant_id, "today": today}
+    )
     return [QuotaRow.from_mapping(r).for_day(today) for r in rows.mappings()]
 
 
@@ -306,15 +309,15 @@ class QuotaSnapshot:
         tenants = None if tenant_ids is None else sorted(set(tenant_ids))
         params = {"tenant_ids": tenants, "today": today}
         # NOTE: first statement, so under REPEATABLE READ it names the snapshot read below.
-        stamp = int(conn.execute(sql("select_snapshot_xmax")).scalar_one())
+        stamp = int(conn.execute(sql("quotas/select_snapshot_xmax")).scalar_one())
         windows: dict[str, list[tuple[dt.date, dt.date | None]]] = {}
         for tenant_id, _id, starts_on, ends_on in conn.execute(
-            sql("select_live_subscription_windows"), params
+            sql("quotas/select_live_subscription_windows"), params
         ):
             windows.setdefault(tenant_id, []).append((starts_on, ends_on))
         rows: dict[str, dict[str, QuotaRow]] = {}
         count = 0
-        for mapping in conn.execute(sql("select_quota_snapshot_rows"), params).mappings():
+        for mapping in conn.execute(sql("quotas/select_quota_snapshot_rows"), params).mappings():
             row = QuotaRow.from_mapping(mapping)
             rows.setdefault(row.tenant_id, {})[row.metric] = row
             count += 1

@@ -7,10 +7,12 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+# FIXME(relayout): period_of from services.quota is gone
+from tallyflow.core.clock import utc_today
+
 from models.api import UsageDayOut, UsageMetricOut, UsageSummaryOut
-from services.quota import period_of, utc_today
-from tallyflow.errors import InvalidInput
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.sqlfiles import sql
 
 MAX_RANGE_DAYS = 366
 
@@ -44,7 +46,7 @@ def usage_summary(
     if (end - start).days > MAX_RANGE_DAYS:
         raise InvalidInput(f"the range may span at most {MAX_RANGE_DAYS} days")
     rows = conn.execute(
-        sql("select_usage_daily_range"), {"tenant_id": tenant_id, "start": start, "end": end}
+        sql("usage/select_usage_daily_range"), {"tenant_id": tenant_id, "start": start, "end": end}
     ).all()
     metrics: list[UsageMetricOut] = []
     as_of: dt.datetime | None = None

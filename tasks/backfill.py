@@ -13,11 +13,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from tallyflow.faults import crash_point
-from tallyflow.sqlfiles import sql
-from tasks import lake
-from tasks.aggregate_usage import aggregate_usage_days
-from tasks.load_usage_daily import replace_usage_days
+from services.ingest import lake
+from services.ingest.aggregate import aggregate_usage_days
+from services.ingest.usage_daily import replace_usage_days
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class DayChange:
 def _day_totals(
     conn: sa.Connection, day: dt.date, tenant_ids: list[str] | None
 ) -> tuple[int, dict[str, Decimal]]:
-    rows = conn.execute(sql("summarize_usage_day"), {"day": day, "tenants": tenant_ids}).all()
+    rows = conn.execute(sql("usage/summarize_usage_day"), {"day": day, "tenants": tenant_ids}).all()
     return sum(r.rows for r in rows), {r.metric: r.quantity for r in rows}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.period import BillingPeriod
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -14,8 +15,7 @@ from services.invoicing import (
     late_usage_in_closed_periods,
     unsubscribed_usage,
 )
-from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from models.period import BillingPeriod
 from prefect import task
 from prefect.cache_policies import NONE
 
 from services.invoicing import GenerationResult, generate_invoices
-from services.proration import BillingPeriod
-from tallyflow.resources import Resources
+from tallyflow.core.resources import Resources
 
 
 @task(name="generate_period_invoices", cache_policy=NONE)

@@ -20,21 +20,21 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason
-from tallyflow.db import driver_connection
-from tallyflow.faults import crash_point
-from tallyflow.sqlfiles import sql
-from tasks import lake
-from tasks.aggregate_usage import aggregate_usage_days
-from tasks.dedupe_events import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
-from tasks.job_runs import finish_job_run
-from tasks.load_usage_daily import replace_usage_days
-from tasks.read_event_files import (
+from services.ingest import lake
+from services.ingest.aggregate import aggregate_usage_days
+from services.ingest.dedupe import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
+from services.ingest.readers import (
     LandingFile,
     UnreadableFile,
     discover_files,
     read_event_file,
     validate_event_file,
 )
+from services.ingest.usage_daily import replace_usage_days
+from services.job_runs import finish_job_run
+from tallyflow.core.db import driver_connection
+from tallyflow.core.faults import crash_point
+from tallyflow.core.sqlfiles import sql
 
 HTTP_SOURCE = "http"
 
@@ -134,7 +134,9 @@ def discover_landing_files(
         unique.setdefault(f.sha256, f)  # the same content twice in one drop: read once
     with engine.connect() as conn:
         known = set(
-            conn.execute(sql("select_ingested_file_hashes"), {"hashes": list(unique)}).scalars()
+            conn.execute(
+                sql("ingest/select_ingested_file_hashes"), {"hashes": list(unique)}
+            ).scalars()
         )
     new = [f for sha, f in unique.items() if sha not in known]
     return new, len(files) - len(new), ignored
@@ -295,7 +297,7 @@ def stage_new_events(
 def pushed_events(engine: Engine) -> pl.DataFrame:
     """Undrained inbox events (validated when pushed) as batch rows, in arrival order."""
     with engine.connect() as conn:
-        rows = conn.execute(sql("select_undrained_inbox_events")).mappings().all()
+        rows = conn.execute(sql("ingest/select_undrained_inbox_events")).mappings().all()
     if not rows:
         return pl.DataFrame(schema=BATCH_SCHEMA)
     frame = pl.DataFrame([dict(r) for r in rows]).with_columns(
@@ -449,11 +451,11 @@ def commit_ingest_run(
         _copy_rejected(conn, run_id, staged.rejected)
         crash_point("commit.rejected_copied")
         for row in _file_counts(staged.files):
-            conn.execute(sql("insert_ingest_file"), {**row, "run_id": run_id})
+            conn.execute(sql("ingest/insert_ingest_file"), {**row, "run_id": run_id})
         crash_point("commit.ledger_written")
         for f in staged.new_files:
             conn.execute(
-                sql("insert_lake_file"),
+                sql("ingest/insert_lake_file"),
                 {
                     "path": f.path,
                     "usage_date": f.usage_date,
@@ -464,7 +466,7 @@ def commit_ingest_run(
         crash_point("commit.manifest_written")
         if staged.inbox_ids:
             conn.execute(
-                sql("mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
+                sql("ingest/mark_inbox_events_drained"), {"run_id": run_id, "ids": staged.inbox_ids}
             )
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")

@@ -9,8 +9,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tallyflow.resources import Resources
-from tasks.job_runs import finish_job_run, start_job_run
+from services.job_runs import finish_job_run, start_job_run
+from tallyflow.core.resources import Resources
 
 JOB = "close_billing_period"
 

@@ -25,9 +25,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 for _var in ("TALLYFLOW_DATABASE_URL", "TALLYFLOW_HOME", "TALLYFLOW_LANDING", "TALLYFLOW_LAKE"):
     os.environ.pop(_var, None)
 
-from tallyflow import migrate  # noqa: E402
-from tallyflow.db import dispose_engines, get_engine, to_libpq_url, to_sqlalchemy_url  # noqa: E402
-from tallyflow.settings import Settings  # noqa: E402
+from tallyflow.core import migrate  # noqa: E402
+from tallyflow.core.db import dispose_engines, get_engine, to_libpq_url, to_sqlalchemy_url  # noqa: E402
+from tallyflow.core.settings import Settings  # noqa: E402
 
 
 def _with_database(url: str, name: str) -> str:

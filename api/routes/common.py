@@ -6,8 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Path
-
-from models.tables import TENANT_ID_RE
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_RE, description="The tenant id")]
 

@@ -9,15 +9,15 @@ from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
+from models.period import BillingPeriod
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
-from models.tables import TENANT_ID_RE
 from services import invoicing
-from services.proration import BillingPeriod
-from tallyflow.errors import NotFound
+from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
 

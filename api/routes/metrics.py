@@ -8,17 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi import Path as PathParam
+from models.identifiers import METRIC_PATTERN as METRIC_RE
+from models.period import BillingPeriod
 from pydantic import BaseModel
+from tallyflow.core.clock import utc_now
 
 from api.auth import READ, WRITE, Principal, require_scope
-from api.routes.common import TenantPath, utc_now
+from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import DecimalOut
 from models.metrics import MetricDefinition
-from models.tables import METRIC_RE
 from services.metrics import catalog
 from services.metrics.store import month_usage
-from services.proration import BillingPeriod
 
 router = APIRouter(prefix="/api/billing", tags=["metrics"])
 

@@ -8,15 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from models.identifiers import TENANT_ID_PATTERN as TENANT_ID_RE
 from pydantic import ValidationError
 from starlette.routing import Route
+from tallyflow.core.clock import utc_today
 
 from api.auth import READ, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import EffectiveQuotaOut, QuotaCheckIn, QuotaCheckOut
-from models.tables import TENANT_ID_RE
-from services.quota import tenant_quotas, utc_today
+from services.quota import tenant_quotas
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["quotas"])
 

@@ -10,14 +10,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from tallyflow.core.clock import utc_now
 
 from api.auth import READ, WRITE, Principal, require_scope
-from api.routes.common import TenantPath, utc_now
+from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.api import UsageIngestIn, UsageIngestOut, UsageSummaryOut
-from services.inbox import PushOutcome, push_events
+from services.ingest.inbox import PushOutcome, push_events
 from services.usage import usage_summary
-from tallyflow.errors import Forbidden, InvalidInput, PayloadTooLarge
+from tallyflow.core.errors import Forbidden, InvalidInput, PayloadTooLarge
 
 router = APIRouter(prefix="/api/billing", tags=["usage"])
 

@@ -15,7 +15,7 @@ from decimal import (
 )
 from typing import Any, ClassVar, NamedTuple, Protocol
 
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 # NOTE: Python's default context keeps 28 significant digits and silently rounds beyond
 # them; a 38-digit quantity times a price needs more. Pricing maths runs in this context

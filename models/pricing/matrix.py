@@ -26,7 +26,7 @@ from models.pricing.base import (
     require_mapping,
     sub,
 )
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 MAX_ENTRIES = 1000
 

@@ -11,7 +11,7 @@ from models.pricing.matrix import Matrix
 from models.pricing.package import Package
 from models.pricing.per_unit import PerUnit
 from models.pricing.volume import Volume
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 class _Parser(Protocol):

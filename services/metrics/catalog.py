@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from models.metrics import MetricDefinition
-from tallyflow.errors import Conflict, NotFound
-from tallyflow.sqlfiles import sql
+from tallyflow.core.errors import Conflict, NotFound
+from tallyflow.core.sqlfiles import sql
 
 
 def create_metric(conn: sa.Connection, data: object) -> MetricDefinition:
@@ -20,7 +20,7 @@ def create_metric(conn: sa.Connection, data: object) -> MetricDefinition:
     """
     metric = MetricDefinition.parse(data)
     created = conn.execute(
-        sql("postgres/metrics/insert_metric"),
+        sql("metrics/insert_metric"),
         {
             "code": metric.code,
             "name": metric.name,
@@ -45,7 +45,7 @@ def list_metrics(
     conn: sa.Connection, *, codes: Sequence[str] | None = None
 ) -> list[MetricDefinition]:
     rows = conn.execute(
-        sql("postgres/metrics/select_metrics"), {"codes": None if codes is None else list(codes)}
+        sql("metrics/select_metrics"), {"codes": None if codes is None else list(codes)}
     ).mappings()
     return [MetricDefinition.from_row(r) for r in rows]
 

@@ -19,11 +19,11 @@ from typing import Any
 import duckdb
 import polars as pl
 from duckdb.func import FunctionNullHandling
+from models.period import BillingPeriod
 
 from models.events import quantity_micros_exact
 from models.metrics import MetricDefinition
-from services.proration import BillingPeriod
-from tallyflow.sqlfiles import load_sql
+from tallyflow.core.sqlfiles import duckdb_sql
 
 Group = tuple[str | None, ...]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -154,7 +154,7 @@ def compute_metric_usage(
     con = connect()
     try:
         con.execute(
-            load_sql("duckdb/metrics/create_lake_events"),
+            duckdb_sql("metrics/create_lake_events"),
             {
                 "files": paths,
                 "event_metrics": sorted({m.event_metric for m in metrics}),
@@ -234,7 +234,7 @@ def _compute_one(
     keys = [*metric.group_by, None, None, None][:3]
     carries = carries_level(metric)
     con.execute(
-        load_sql("duckdb/metrics/create_metric_events"),
+        duckdb_sql("metrics/create_metric_events"),
         {
             "event_metric": metric.event_metric,
             "horizon_end_us": horizon_us,
@@ -250,8 +250,8 @@ def _compute_one(
             "aggregation": metric.aggregation,
         },
     )
-    con.execute(load_sql("duckdb/metrics/create_metric_windows"), {"carries_level": carries})
-    unreadable = con.execute(load_sql("duckdb/metrics/count_unreadable_values")).fetchall()
+    con.execute(duckdb_sql("metrics/create_metric_windows"), {"carries_level": carries})
+    unreadable = con.execute(duckdb_sql("metrics/count_unreadable_values")).fetchall()
     out.unreadable[metric.code] = sum(int(n) for _, n in unreadable)
     params: dict[str, Any] = {}
     if metric.aggregation == "percentile":

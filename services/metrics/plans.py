@@ -11,7 +11,7 @@ from models.metrics import EVENT_AGGREGATIONS
 from models.pricing.matrix import Matrix, check_matrix_keys
 from models.pricing.registry import parse_pricing
 from services.metrics.catalog import list_metrics
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 def check_plan_quotas(conn: sa.Connection, plan: PlanIn) -> dict[str, str]:

@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from models.period import BillingPeriod
+
 from models.events import MAX_QUANTITY_MICROS, quantity_micros_exact
 from models.metrics import MetricDefinition
 from services.metrics.compute import (
@@ -26,7 +28,6 @@ from services.metrics.compute import (
     day_us,
     micros_to_decimal,
 )
-from services.proration import BillingPeriod
 
 
 class _Number(str):

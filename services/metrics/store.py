@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from models.metrics import MetricDefinition
+from services.ingest import lake
 from services.metrics.catalog import list_metrics
 from services.metrics.compute import (
     MetricComputation,
@@ -27,10 +29,8 @@ from services.metrics.compute import (
     carries_level,
     compute_metric_usage,
 )
-from services.proration import BillingPeriod
-from tallyflow.db import driver_connection
-from tallyflow.sqlfiles import sql
-from tasks import lake
+from tallyflow.core.db import driver_connection
+from tallyflow.core.sqlfiles import sql
 
 
 @dataclass
@@ -108,7 +108,7 @@ def subscription_windows(
     if not periods:
         return []
     rows = conn.execute(
-        sql("postgres/metrics/select_metric_subscription_windows"),
+        sql("metrics/select_metric_subscription_windows"),
         {
             "period_starts": [p.start for p in periods],
             "period_ends": [p.end for p in periods],
@@ -140,7 +140,7 @@ def replace_metric_usage(
 ) -> int:
     """Delete the scope's rows and COPY the computed ones (the caller's transaction)."""
     conn.execute(
-        sql("postgres/metrics/delete_metric_usage"),
+        sql("metrics/delete_metric_usage"),
         {
             "codes": [m.code for m in metrics],
             "period_starts": [p.start for p in periods],
@@ -189,7 +189,7 @@ def month_usage(
     conn: sa.Connection, metric: MetricDefinition, tenant_id: str, period: BillingPeriod
 ) -> MonthUsage:
     rows = conn.execute(
-        sql("postgres/metrics/select_metric_usage_month"),
+        sql("metrics/select_metric_usage_month"),
         {
             "code": metric.code,
             "tenant_id": tenant_id,

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from services.api_keys import create_api_key
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 
 TENANT = "acme"
 OTHER_TENANT = "globex"

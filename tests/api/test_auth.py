@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from services.api_keys import create_api_key, revoke_api_key
 from services.invoicing import generate_invoices
-from services.proration import BillingPeriod
 from tests.api.conftest import PRO_PLAN, TENANT, Keys
 
 T = f"/api/billing/tenants/{TENANT}"

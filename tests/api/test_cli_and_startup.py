@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from tallyflow.cli import app as cli
-from tallyflow.settings import Settings
+from tallyflow.cli.app import app as cli
+from tallyflow.core.settings import Settings
 
 
 def test_api_key_create_prints_only_the_key(settings: Settings) -> None:
@@ -54,7 +54,7 @@ def test_api_key_bad_usage_exits_2(settings: Settings) -> None:
 def test_api_path_does_not_import_prefect(settings: Settings) -> None:
     code = (
         "import sys\n"
-        "import api.app, tallyflow.cli, tallyflow.commands.serve, tallyflow.commands.api_key\n"
+        "import api.app, tallyflow.cli, tallyflow.cli.commands.serve, tallyflow.cli.commands.api_key\n"
         "api.app.create_app()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))\n"
     )

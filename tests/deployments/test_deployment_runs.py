@@ -17,8 +17,8 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from tallyflow.deployments import abuild_deployment, load_specs
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
+from tallyflow.runtime.deployments import abuild_deployment, load_specs
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +203,7 @@ def test_a_backfill_waits_for_a_running_ingest_or_backfill(
     """Across deployments (and CLI runs) the Postgres advisory lock keeps usage writes apart."""
     from flows.backfill_usage import backfill_usage
     from flows.ingest_usage import ingest_usage
-    from tasks.job_runs import usage_write_lock
+    from services.job_runs import usage_write_lock
 
     write_events(settings)
     ingest_usage()

@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 import yaml
 
-from tallyflow.deployments import PREFECT_YAML, build_deployments, load_flow, load_specs
+from tallyflow.runtime.deployments import PREFECT_YAML, build_deployments, load_flow, load_specs
 
 EXPECTED_SCHEDULES = {
     "nightly-usage": ["30 1 * * *"],

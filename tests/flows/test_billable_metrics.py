@@ -9,6 +9,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from flows.backfill_usage import backfill_usage
@@ -17,10 +18,9 @@ from models.api import PlanIn, SubscriptionIn
 from services.catalog import create_plan, create_subscription
 from services.invoicing import generate_invoices, get_invoice
 from services.metrics.catalog import create_metric
-from services.proration import BillingPeriod
 from services.quota import check_quota, refresh_quota_usage
-from tallyflow.errors import InvalidInput
-from tallyflow.settings import Settings
+from tallyflow.core.errors import InvalidInput
+from tallyflow.core.settings import Settings
 from tests.helpers import ev, rows, usage_full, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

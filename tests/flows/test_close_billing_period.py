@@ -7,13 +7,13 @@ from decimal import Decimal as D
 
 import pytest
 import sqlalchemy as sa
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from flows.close_billing_period import close_billing_period, resolve_period
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
-from services.proration import BillingPeriod
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic
 
@@ -67,7 +67,7 @@ def test_failed_run_is_recorded(settings: Settings, engine: Engine) -> None:
 def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
     import json
 
-    from tallyflow.cli import app
+    from tallyflow.cli.app import app
 
     seed_basic(engine)
     runner = CliRunner()
@@ -87,7 +87,7 @@ def test_cli_generate_json(settings: Settings, engine: Engine) -> None:
 
 @pytest.mark.parametrize("period", ["2026-13", "11-2026", "x"])
 def test_cli_bad_period_exits_2(settings: Settings, period: str) -> None:
-    from tallyflow.cli import app
+    from tallyflow.cli.app import app
 
     result = CliRunner().invoke(app, ["invoices", "generate", "--period", period])
     assert result.exit_code == 2
@@ -133,7 +133,7 @@ def test_report_lists_what_could_not_be_billed() -> None:
 
 
 def test_cli_failed_run_exits_1(settings: Settings, engine: Engine) -> None:
-    from tallyflow.cli import app
+    from tallyflow.cli.app import app
 
     seed_basic(engine)
     with engine.begin() as conn:

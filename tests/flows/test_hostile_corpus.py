@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from flows.ingest_usage import ingest_usage
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 EXPECTED: dict[str, Any] = json.loads((DATA / "hostile_expectations.json").read_text())

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 
 from flows.backfill_usage import backfill_usage
 from flows.ingest_usage import ingest_usage
-from tallyflow.generate import UsageSpec, generate_usage
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tests.helpers import ev, oracle_usage, rejected, usage, usage_full, write_csv, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
@@ -19,9 +20,8 @@ from flows.backfill_usage import backfill_usage
 from flows.ingest_usage import ingest_usage
 from services.api_keys import create_api_key
 from services.invoicing import generate_invoices
-from services.proration import BillingPeriod
-from tallyflow.generate import UsageSpec, generate_usage
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import UsageSpec, generate_usage
 from tests.helpers import rows, usage_full
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -60,7 +60,7 @@ def _quota_usage(engine: Engine) -> list[tuple[Any, ...]]:
 def _subscribe_all(engine: Engine) -> None:
     from models.api import PlanIn, QuotaIn, SubscriptionIn
     from services import catalog
-    from tallyflow.generate import METRICS, tenant_ids
+    from tallyflow.synthetic.generate import METRICS, tenant_ids
 
     with engine.begin() as conn:
         catalog.create_plan(

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from models.money import check_currency, minor_units, quantum, round_money
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from models.pricing import (
     parse_pricing,
     pricing_from_row,
 )
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 GRADUATED = {
     "model": "graduated",

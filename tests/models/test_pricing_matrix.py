@@ -10,7 +10,7 @@ import pytest
 
 from models.pricing import Matrix, parse_pricing
 from models.pricing.matrix import check_matrix_keys
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 PER_UNIT = {"model": "per_unit", "unit_price": "1"}
 

@@ -46,7 +46,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
 
 # NOTE: modules the fork server imports once; every child starts with them loaded.
 PRELOAD = [
@@ -98,7 +98,7 @@ def _unwrap_prefect(module: Any) -> None:
 
 def _child_ingest(args: Mapping[str, Any]) -> dict[str, Any]:
     import flows.ingest_usage as ingest
-    from tallyflow.resources import resources_from_env
+    from tallyflow.core.resources import resources_from_env
 
     _unwrap_prefect(ingest)
     summary = ingest.run_ingest(
@@ -109,8 +109,9 @@ def _child_ingest(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _child_invoices(args: Mapping[str, Any]) -> dict[str, Any]:
-    from services.proration import BillingPeriod
-    from tallyflow.resources import resources_from_env
+    from models.period import BillingPeriod
+
+    from tallyflow.core.resources import resources_from_env
     from tasks.generate_period_invoices import generate_period_invoices
     from tasks.record_invoice_run import finish_invoice_run, start_invoice_run
 
@@ -126,7 +127,7 @@ def _child_invoices(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _child_backfill(args: Mapping[str, Any]) -> dict[str, Any]:
     import flows.backfill_usage as backfill
-    from tallyflow.resources import resources_from_env
+    from tallyflow.core.resources import resources_from_env
 
     _unwrap_prefect(backfill)
     _, summary = backfill.run_backfill(
@@ -562,8 +563,9 @@ def invoice_content(conn: sa.Connection) -> tuple[InvoiceContent, dict[str, int]
 
 def uninterrupted_invoice_content(engine: Engine, period: str) -> InvoiceContent:
     """What a run that is not interrupted writes, read inside its transaction, rolled back."""
+    from models.period import BillingPeriod
+
     from services.invoicing import generate_invoices
-    from services.proration import BillingPeriod
 
     with engine.connect() as conn:
         tx = conn.begin()

@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from services.api_keys import create_api_key
 from services.invoicing import close_invoice, generate_invoices, void_invoice
-from services.proration import BillingPeriod
 from services.quota import refresh_quota_usage
-from tallyflow.errors import Conflict
-from tallyflow.generate import UsageSpec, generate_usage, read_oracle, tenant_ids
-from tallyflow.settings import Settings
+from tallyflow.core.errors import Conflict
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle, tenant_ids
 from tests.reliability import harness
 from tests.reliability.harness import Expected, assert_consistent
 
@@ -314,7 +314,7 @@ def test_pushes_during_ingests_are_counted_once(
 ) -> None:
     """Two threads push batches (each in its own transaction, so inbox ids commit out of
     order) while ingest runs drain the inbox; every accepted event ends in usage_daily once."""
-    from services.inbox import push_events
+    from services.ingest.inbox import push_events
 
     expected = Expected()
     lock = threading.Lock()

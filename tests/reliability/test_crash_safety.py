@@ -25,9 +25,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from services.inbox import push_events
-from tallyflow.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
-from tallyflow.settings import Settings
+from services.ingest.inbox import push_events
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_usage, read_oracle
 from tests.reliability import harness
 from tests.reliability.harness import DayReader, Expected, assert_consistent, day_totals
 

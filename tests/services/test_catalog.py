@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from models.api import OverrideIn, PlanIn, QuotaIn
 from services import catalog
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 
 def test_too_large_numbers_are_invalid_input_not_server_errors(engine: Engine) -> None:

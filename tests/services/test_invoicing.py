@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from models.pricing import parse_pricing
@@ -33,8 +34,8 @@ from services.invoicing import (
     unsubscribed_usage,
     void_invoice,
 )
-from services.proration import BillingPeriod, Window
-from tallyflow.errors import Conflict, NotFound
+from services.proration import Window
+from tallyflow.core.errors import Conflict, NotFound
 
 NOV = BillingPeriod.parse("2026-11")
 JAN = BillingPeriod.parse("2027-01")
@@ -664,7 +665,7 @@ def test_invoice_total_is_the_sum_of_its_rounded_lines(windows: list[BillableWin
 
 
 def test_freeze_migration_downgrades_and_upgrades(engine: Engine) -> None:
-    from tallyflow import migrate
+    from tallyflow.core import migrate
 
     seed_basic(engine)
     _generate(engine, close=True)

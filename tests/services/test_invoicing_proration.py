@@ -8,17 +8,17 @@ from decimal import Decimal as D
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models.period import BillingPeriod
 
 from models.money import round_money
 from services.proration import (
-    BillingPeriod,
     Window,
     billable_quantity,
     effective_included,
     prorate_base_fee,
     subscription_window,
 )
-from tallyflow.errors import InvalidInput
+from tallyflow.core.errors import InvalidInput
 
 NOV = BillingPeriod.parse("2026-11")  # 30 days
 JAN = BillingPeriod.parse("2027-01")  # 31 days

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from tallyflow.cli import app
-from tallyflow.demo import format_report, run_demo
-from tallyflow.resources import Resources
-from tallyflow.settings import Settings
+from tallyflow.cli.app import app
+from tallyflow.core.resources import Resources
+from tallyflow.core.settings import Settings
+from tallyflow.synthetic.demo import format_report, run_demo
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -23,8 +23,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tallyflow.cli import app
-from tallyflow.generate import (
+from tallyflow.cli.app import app
+from tallyflow.synthetic.generate import (
     BAD_KINDS,
     GenerateError,
     UsageSpec,
@@ -412,7 +412,7 @@ def test_billable_properties_are_additive_and_typed_in_parquet(tmp_path: Path) -
     # issue 13: the properties billable metrics read; off by default (seeds unchanged)
     import json as _json
 
-    from tallyflow.generate import BILLABLE_MODELS, UsageSpec, generate_events_frame
+    from tallyflow.synthetic.generate import BILLABLE_MODELS, UsageSpec, generate_events_frame
 
     plain = generate_events_frame(UsageSpec(month="2026-10", events=300, seed=3))
     same = generate_events_frame(UsageSpec(month="2026-10", events=300, seed=3))

@@ -8,8 +8,8 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from services.metrics.catalog import create_metric
-from tallyflow.cli import app as cli
-from tallyflow.settings import Settings
+from tallyflow.cli.app import app as cli
+from tallyflow.core.settings import Settings
 
 
 def test_list_and_show(settings: Settings, engine: Engine) -> None:

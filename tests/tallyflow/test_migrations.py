@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.tables import Base
-from tallyflow import migrate
+from tallyflow.core import migrate
 
 
 def _tables(engine: Engine) -> set[str]:

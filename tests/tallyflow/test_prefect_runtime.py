@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tallyflow import prefect_runtime as rt
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
+from tallyflow.runtime import prefect_server as rt
 
 pytestmark = pytest.mark.slow
 
 RACE_SCRIPT = """
 import sys
-from tallyflow.settings import Settings
-from tallyflow.prefect_runtime import ensure_background_server
+from tallyflow.core.settings import Settings
+from tallyflow.runtime.prefect_server import ensure_background_server
 info = ensure_background_server(Settings(home=sys.argv[1]), port=0)
 print(info.pid, info.url)
 """

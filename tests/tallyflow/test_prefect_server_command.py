@@ -11,7 +11,7 @@ from pathlib import Path
 CODE = """
 import json, sys
 from typer.testing import CliRunner
-from tallyflow.cli import app
+from tallyflow.cli.app import app
 runner = CliRunner()
 status = runner.invoke(app, ["prefect-server", "status"])
 stop = runner.invoke(app, ["prefect-server", "stop"])

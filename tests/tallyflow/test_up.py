@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tallyflow import prefect_runtime as rt
-from tallyflow.settings import Settings
+from tallyflow.core.settings import Settings
+from tallyflow.runtime import prefect_server as rt
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.events import RAW_EVENT_SCHEMA, validate_raw_events
-from tasks.aggregate_usage import aggregate_usage_days
-from tasks.lake import absolute, write_lake_files
+from services.ingest.aggregate import aggregate_usage_days
+from services.ingest.lake import absolute, write_lake_files
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from models.events import validate_raw_events
-from tasks.read_event_files import discover_files, read_event_file
+from services.ingest.readers import discover_files, read_event_file
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 GOOD = (

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from tasks.lake import write_lake_files
+from services.ingest.lake import write_lake_files
 
 
 def lake_event(

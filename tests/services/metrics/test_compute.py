@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from models.period import BillingPeriod
 
 from models.metrics import MetricDefinition
 from services.metrics.compute import SubscriptionWindow, UsageRow, compute_metric_usage
 from services.metrics.reference import reference_metric_usage
-from services.proration import BillingPeriod
 from tests.services.metrics.lake_helpers import lake_event, write_lake
 
 OCT = BillingPeriod.of(dt.date(2026, 10, 1))

@@ -1,0 +1,38 @@
+"""Daily aggregates from lake files (DuckDB over Parquet; exact integer micro-units)."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from tallyflow.core.sqlfiles import duckdb_sql
+
+DAILY_SCHEMA = pl.Schema(
+    [
+        ("tenant_id", pl.String()),
+        ("metric", pl.String()),
+        ("usage_date", pl.Date()),
+        ("quantity_sum_micros", pl.Int128()),
+        ("event_count", pl.Int64()),
+        ("quantity_max_micros", pl.Int64()),
+        ("first_occurred_at", pl.Datetime("us", "UTC")),
+        ("last_occurred_at", pl.Datetime("us", "UTC")),
+    ]
+)
+
+
+def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) -> pl.DataFrame:
+    """Per (tenant, metric, day): sum, count, max, first and last occurred_at."""
+    if not files:
+        return pl.DataFrame(schema=DAILY_SCHEMA)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        daily = con.sql(
+            duckdb_sql("ingest/aggregate_usage_days"),
+            params={"files": files, "tenants": tenant_ids},
+        ).pl()
+    finally:
+        con.close()
+    result: pl.DataFrame = daily.cast(DAILY_SCHEMA)
+    return result

@@ -1,0 +1,78 @@
+"""Job-run records and the usage write lock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tallyflow.core.sqlfiles import sql
+
+# NOTE: one key for every job that writes usage (ingest, backfill): they touch the same
+# days and the same lake, so they run one at a time. A killed run's session ends and
+# Postgres releases the lock with it.
+USAGE_LOCK_KEY: Final = 7_366_001
+
+
+@contextmanager
+def usage_write_lock(engine: Engine) -> Iterator[None]:
+    """Hold the usage advisory lock (waits for a running ingest/backfill to finish).
+
+    Once held, no other ingest or backfill is alive: a run still marked 'running' was
+    killed before it could record its outcome, and is marked failed ('interrupted')."""
+    with engine.connect() as conn:
+        conn.execute(sql("runs/lock_usage_writes"), {"key": USAGE_LOCK_KEY})
+        conn.execute(sql("runs/fail_interrupted_usage_runs"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sql("runs/unlock_usage_writes"), {"key": USAGE_LOCK_KEY})
+            conn.commit()
+
+
+def start_job_run(
+    engine: Engine, job: str, parameters: dict[str, Any], flow_run_id: str | None = None
+) -> uuid.UUID:
+    run_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            sql("runs/insert_job_run"),
+            {
+                "id": run_id,
+                "job": job,
+                "parameters": json.dumps(parameters, default=str),
+                "flow_run_id": flow_run_id,
+            },
+        )
+    return run_id
+
+
+def finish_job_run(
+    conn: sa.Connection,
+    run_id: uuid.UUID,
+    summary: dict[str, Any],
+    *,
+    status: str = "succeeded",
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sql("runs/finish_job_run"),
+        {
+            "id": run_id,
+            "status": status,
+            "summary": json.dumps(summary, default=str),
+            "error": error,
+        },
+    )
+
+
+def fail_job_run(engine: Engine, run_id: uuid.UUID, error: BaseException) -> None:
+    """Record a failure in its own transaction (the run's own transaction rolled back)."""
+    with engine.begin() as conn:
+        finish_job_run(conn, run_id, {}, status="failed", error=f"{type(error).__name__}: {error}")

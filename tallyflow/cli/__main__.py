@@ -1,0 +1,5 @@
+"""`python -m tallyflow.cli`."""
+
+from tallyflow.cli.app import main
+
+main()

@@ -1,0 +1,55 @@
+"""`tallyflow ingest [PATH...] [--json]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest(
+        paths: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Files or folders to ingest (default: the landing folder)"),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        no_inbox: Annotated[
+            bool, typer.Option("--no-inbox", help="Do not drain events pushed over HTTP")
+        ] = False,
+    ) -> None:
+        """Validate usage files and pushed events, append them to the lake, re-aggregate the
+        touched days into usage_daily and refresh quotas. Rejected rows do not fail the run."""
+        from tallyflow.cli.flow_runs import run_flow
+        from tallyflow.cli.output import print_json, usage_error
+
+        missing = [str(p) for p in paths or [] if not p.exists()]
+        if missing:
+            usage_error(f"no such file or folder: {', '.join(missing)}")
+
+        def load() -> Any:
+            from flows.ingest_usage import ingest_usage
+
+            return ingest_usage
+
+        result = run_flow(
+            load, paths=[str(p) for p in paths] if paths else None, drain_inbox=not no_inbox
+        )
+        if as_json:
+            print_json(result)
+            return
+        print_ingest_summary(result)
+
+
+def print_ingest_summary(result: dict[str, Any]) -> None:
+    typer.echo(
+        f"{result['files']} files read ({result['skipped_files']} already ingested), "
+        f"{result['rows']} rows: {result['accepted']} accepted, "
+        f"{result['duplicates']} duplicates, {result['rejected']} rejected"
+    )
+    for reason, count in result["rejected_by_reason"].items():
+        typer.echo(f"  {reason}: {count}")
+    if result["days"]:
+        typer.echo(f"days re-aggregated: {', '.join(result['days'])}")

@@ -1,0 +1,31 @@
+"""Running a flow from the CLI: reuse a Prefect server, map failures to exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
+    """Point Prefect at a long-lived server (before importing it), then run the flow.
+
+    `load` imports and returns the flow, so Prefect is imported only here. Commands check
+    their arguments before (exit 2); any failure of the run itself exits 1, domain errors
+    included (a stored plan that no longer prices is a failed run, not bad usage).
+    """
+    from tallyflow.core.settings import load_settings
+    from tallyflow.runtime.prefect_server import PrefectServerError, ensure_prefect_api
+
+    try:
+        ensure_prefect_api(load_settings())
+    except PrefectServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    flow = load()
+    try:
+        return flow(**parameters)
+    except Exception as exc:
+        typer.echo(f"error: the run failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
