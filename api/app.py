@@ -23,7 +23,17 @@ from api.auth import bearer_security_openapi
 from api.errors import error_schema_openapi, install_error_handlers
 from api.guard import Guard
 from api.listener import ChangeListener
-from api.routes import audit, health, invoices, overrides, plans, quotas, subscriptions, usage
+from api.routes import (
+    audit,
+    health,
+    invoices,
+    metrics,
+    overrides,
+    plans,
+    quotas,
+    subscriptions,
+    usage,
+)
 from api.state import ApiState, PeriodicReload
 from services.ingest.inbox import warm_up
 from tallyflow.core.db import api_engine, database_url, to_libpq_url
@@ -73,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bearer_security_openapi(app)
     error_schema_openapi(app)
     # NOTE: quotas first: the hot quota check is matched before the other routes.
-    for module in (quotas, plans, subscriptions, overrides, usage, invoices, audit, health):
+    routers = (quotas, plans, subscriptions, overrides, usage, invoices, metrics, audit, health)
+    for module in routers:
         app.include_router(module.router)
     app.router.routes[:0] = quotas.fast_routes()
     # NOTE: outermost of our code: a request is authenticated and its body capped before

@@ -18,6 +18,7 @@ from services.job_runs import (
     start_job_run,
     usage_write_lock,
 )
+from services.metrics.store import refresh_metric_usage
 from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
@@ -44,9 +45,12 @@ def run_backfill(
     end: dt.date,
     tenant_ids: list[str] | None = None,
     regenerate_invoices: bool = False,
+    metrics: list[str] | None = None,
 ) -> tuple[list[DayChange], dict[str, Any]]:
     logger = get_run_logger()
     days = days_between(start, end)
+    if metrics is not None:
+        metrics = check_metric_codes(res, metrics)
     with usage_write_lock(res.engine) as lock_pid:
         run_id = start_job_run(
             res.engine,
@@ -56,21 +60,37 @@ def run_backfill(
                 "end": end,
                 "tenant_ids": tenant_ids,
                 "regenerate_invoices": regenerate_invoices,
+                "metrics": metrics,
             },
             flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
         )
         try:
             with res.engine.connect() as conn:
                 lake_guard.ensure_lake_owner(conn, res.settings.lake_path)
-            changes = [
-                recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
-                for day in days
-            ]
+            # NOTE: `metrics` restricts the backfill to those billable metrics (usage_daily
+            # is left as it is); otherwise every day is recomputed and every billable metric
+            # refreshed for the touched periods.
+            changes = (
+                []
+                if metrics
+                else [
+                    recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
+                    for day in days
+                ]
+            )
             now = utc_now()
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
                 lake_guard.fence_run(
                     conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id
+                )
+                refreshed = refresh_metric_usage(
+                    conn,
+                    res.settings.lake_path,
+                    days,
+                    now,
+                    tenant_ids=tenant_ids,
+                    metric_codes=metrics,
                 )
                 refresh_quota_usage(conn, today=now.date(), as_of=now)
                 if regenerate_invoices:
@@ -80,6 +100,8 @@ def run_backfill(
                     "rows_written": sum(c.rows_after for c in changes),
                     "invoices_regenerated": regenerated,
                 }
+                if refreshed.unreadable:
+                    summary |= refreshed.to_json()
                 finish_job_run(conn, run_id, summary)
                 crash_point("backfill.before_commit")
         except BaseException as exc:
@@ -87,6 +109,18 @@ def run_backfill(
             raise
     logger.info("backfilled %d days: %d rows", summary["days"], summary["rows_written"])
     return changes, summary
+
+
+def check_metric_codes(res: Resources, codes: list[str]) -> list[str]:
+    """The given billable metric codes, each known; InvalidInput naming an unknown one."""
+    from services.metrics.catalog import list_metrics
+
+    with res.engine.connect() as conn:
+        known = {m.code for m in list_metrics(conn, codes=codes)}
+    unknown = sorted(set(codes) - known)
+    if unknown:
+        raise InvalidInput(f"metric {unknown[0]!r} does not exist", code="metric_not_found")
+    return sorted(set(codes))
 
 
 def regenerate_drafts(
@@ -110,14 +144,19 @@ def backfill_usage(
     end: dt.date,
     tenant_ids: list[str] | None = None,
     regenerate_invoices: bool = False,
+    metrics: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day;
-    refresh quota_usage; optionally regenerate the draft invoices of the touched months."""
+    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day,
+    and the billable metrics of the touched months (`metrics`: only those, usage_daily left
+    alone); refresh quota_usage; optionally regenerate the touched months' draft invoices."""
     res = resources_from_env()
-    changes, summary = run_backfill(res, start, end, tenant_ids, regenerate_invoices)
+    changes, summary = run_backfill(res, start, end, tenant_ids, regenerate_invoices, metrics)
     create_markdown_artifact(
         key="usage-backfill-summary",
         markdown=backfill_markdown(changes, tenant_ids),
         description=f"{summary['days']} days, {summary['rows_written']} rows",
     )
-    return {"days": summary["days"], "rows_written": summary["rows_written"]}
+    out = {"days": summary["days"], "rows_written": summary["rows_written"]}
+    if "metric_unreadable" in summary:  # NOTE (issue 13): only when metrics are defined
+        out |= {k: summary[k] for k in ("metric_rows_written", "metric_unreadable")}
+    return out

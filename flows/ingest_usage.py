@@ -81,6 +81,7 @@ def run_ingest(
                 ignored,
                 now,
                 lock_pid,
+                lake_root=lake_root,
             )
             crash_point("ingest.committed")
         except BaseException as exc:

@@ -60,6 +60,11 @@ DecimalOut = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, 
 Metric = Annotated[str, Field(pattern=METRIC_PATTERN, examples=["api_calls"])]
 TenantId = Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
 Aggregation = Literal["sum", "count", "max"]
+# NOTE (issue 13): a quota may name the aggregations of a billable metric too; which ones a
+# quota may use is checked against the metrics (services.metrics.plans.check_plan_quotas).
+QuotaAggregation = Literal[
+    "sum", "count", "max", "unique_count", "latest", "time_weighted_sum", "percentile"
+]
 Enforcement = Literal["hard", "soft"]
 
 # NOTE: the calendar's first and last months have no neighbouring month (a period end, a
@@ -87,13 +92,14 @@ class Strict(BaseModel):
 
 class QuotaIn(Strict):
     metric: Metric
-    aggregation: Aggregation = "sum"
+    aggregation: QuotaAggregation = "sum"
     included: NonNegative = Decimal(0)
     limit: NonNegative | None = None
     enforcement: Enforcement = "hard"
     pricing: dict[str, Any] = Field(
         examples=[{"model": "per_unit", "unit_price": "0.002"}],
-        description="per_unit, graduated, volume or package (contract section 4)",
+        description="per_unit, graduated, volume, package (contract section 4) or matrix"
+        " (a grouped billable metric, section 4a)",
     )
 
     @field_validator("pricing")

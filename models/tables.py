@@ -31,6 +31,13 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# NOTE: sum/count/max measure events directly (section 4); the others need a billable
+# metric (section 4a, table `metrics`).
+AGGREGATIONS_SQL = (
+    "aggregation IN ('sum', 'count', 'max', 'unique_count', 'latest', 'time_weighted_sum',"
+    " 'percentile')"
+)
+
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
@@ -69,12 +76,12 @@ class PlanQuota(Base):
     __table_args__ = (
         sa.UniqueConstraint("plan_id", "metric", name="uq_plan_quotas_plan_metric"),
         sa.CheckConstraint(f"metric ~ '{METRIC_PATTERN}'", name="metric_format"),
-        sa.CheckConstraint("aggregation IN ('sum', 'count', 'max')", name="aggregation_known"),
+        sa.CheckConstraint(AGGREGATIONS_SQL, name="aggregation_known"),
         sa.CheckConstraint("enforcement IN ('hard', 'soft')", name="enforcement_known"),
         sa.CheckConstraint("included >= 0", name="included_non_negative"),
         sa.CheckConstraint('"limit" IS NULL OR "limit" >= 0', name="limit_non_negative"),
         sa.CheckConstraint(
-            "pricing_model IN ('per_unit', 'graduated', 'volume', 'package')",
+            "pricing_model IN ('per_unit', 'graduated', 'volume', 'package', 'matrix')",
             name="pricing_model_known",
         ),
     )
@@ -176,7 +183,7 @@ class QuotaUsage(Base):
 
     __tablename__ = "quota_usage"
     __table_args__ = (
-        sa.CheckConstraint("aggregation IN ('sum', 'count', 'max')", name="aggregation_known"),
+        sa.CheckConstraint(AGGREGATIONS_SQL, name="aggregation_known"),
         sa.CheckConstraint("enforcement IN ('hard', 'soft')", name="enforcement_known"),
         sa.CheckConstraint("source IN ('plan', 'override')", name="source_known"),
         sa.CheckConstraint("used >= 0", name="used_non_negative"),
@@ -419,6 +426,8 @@ class InvoiceLine(Base):
     pricing_model: Mapped[str | None] = mapped_column(sa.Text)
     amount: Mapped[Decimal] = mapped_column(Money)
     breakdown: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
+    # NOTE (0004): the group a matrix usage line prices ({key: value}), null otherwise.
+    group: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
@@ -490,3 +499,71 @@ class AuditLog(Base):
     object_id: Mapped[str | None] = mapped_column(sa.Text)
     before: Mapped[Any | None] = mapped_column(pg.JSONB)
     after: Mapped[Any | None] = mapped_column(pg.JSONB)
+
+
+class BillableMetric(Base):
+    """A billable metric (contract 4a): immutable, refused UPDATE/DELETE by a trigger."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        sa.CheckConstraint(f"code ~ '{METRIC_PATTERN}'", name="code_format"),
+        sa.CheckConstraint(f"event_metric ~ '{METRIC_PATTERN}'", name="event_metric_format"),
+        sa.CheckConstraint(AGGREGATIONS_SQL, name="aggregation_known"),
+        sa.CheckConstraint(
+            "value = 'quantity' OR value ~ '^properties\\.[A-Za-z_][A-Za-z0-9_]{0,63}$'",
+            name="value_format",
+        ),
+        sa.CheckConstraint(
+            "(aggregation = 'percentile') = (percentile IS NOT NULL)"
+            " AND (percentile IS NULL OR (percentile > 0 AND percentile <= 100))",
+            name="percentile_rule",
+        ),
+        sa.CheckConstraint(
+            "(aggregation = 'time_weighted_sum') = (time_unit IS NOT NULL)"
+            " AND (time_unit IS NULL OR time_unit IN ('hour', 'day'))",
+            name="time_unit_rule",
+        ),
+        sa.CheckConstraint("cardinality(group_by) <= 3", name="group_by_size"),
+    )
+
+    code: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    event_metric: Mapped[str] = mapped_column(sa.Text)
+    aggregation: Mapped[str] = mapped_column(sa.Text)
+    value: Mapped[str] = mapped_column(sa.Text)
+    percentile: Mapped[Decimal | None] = mapped_column(sa.Numeric(9, 6, asdecimal=True))
+    time_unit: Mapped[str | None] = mapped_column(sa.Text)
+    filters: Mapped[dict[str, Any]] = mapped_column(pg.JSONB, server_default="{}")
+    group_by: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text), server_default="{}")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class MetricUsage(Base):
+    """A billable metric's value per tenant, window and group (group_key '' = the total).
+
+    A window is the calendar month or a subscription's days inside it; rows of a period are
+    replaced by every ingest/backfill run that touched one of its days.
+    """
+
+    __tablename__ = "metric_usage"
+    __table_args__ = (
+        sa.CheckConstraint("value >= 0", name="value_non_negative"),
+        sa.CheckConstraint(
+            "window_start >= period_start AND window_end > window_start", name="window_ordered"
+        ),
+        sa.CheckConstraint("(group_key = '') = (group_values IS NULL)", name="total_row"),
+        sa.Index("ix_metric_usage_metric_period", "metric_code", "period_start"),
+        sa.Index("ix_metric_usage_tenant_window", "tenant_id", "window_start"),
+    )
+
+    metric_code: Mapped[str] = mapped_column(
+        sa.ForeignKey("metrics.code", ondelete="RESTRICT"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    period_start: Mapped[dt.date] = mapped_column(sa.Date)
+    window_start: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    window_end: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    group_key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    group_values: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    value: Mapped[Decimal] = mapped_column(Quantity)
+    as_of: Mapped[dt.datetime] = mapped_column(UtcTimestamp)

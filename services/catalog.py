@@ -52,6 +52,11 @@ def numbers_in_range() -> Iterator[None]:
 
 def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
     """Create a plan and its quotas; Conflict when the code exists."""
+    # NOTE (issue 13): quotas naming a billable metric take its aggregation (422 when they
+    # name another one); matrix pricing only on a grouped one.
+    from services.metrics.plans import check_plan_quotas
+
+    aggregations = check_plan_quotas(conn, plan)
     with numbers_in_range():
         created = conn.execute(
             sql("catalog/insert_plan"),
@@ -72,7 +77,7 @@ def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
                     {
                         "plan_id": created.id,
                         "metric": q.metric,
-                        "aggregation": q.aggregation,
+                        "aggregation": aggregations[q.metric],
                         "included": q.included,
                         "limit": q.limit,
                         "enforcement": q.enforcement,

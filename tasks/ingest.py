@@ -67,8 +67,19 @@ def commit_ingest_run(
     ignored_files: list[Path],
     now: dt.datetime,
     lock_pid: int | None = None,
+    *,
+    lake_root: Path,
 ) -> IngestSummary:
     """The run's one transaction (services/ingest/commit.py), quota refresh included."""
     return commit_ingest(
-        engine, run_id, staged, days, daily, skipped_files, ignored_files, now, lock_pid
+        engine,
+        run_id,
+        staged,
+        days,
+        daily,
+        skipped_files,
+        ignored_files,
+        now,
+        lock_pid,
+        lake_root=lake_root,
     )

@@ -8,6 +8,7 @@ for plan_quotas.pricing. `parse_pricing` is the strict parser the API uses for p
 
 from models.pricing.base import BreakdownItem, PricingModel, PricingResult, Tier
 from models.pricing.graduated import Graduated
+from models.pricing.matrix import Matrix
 from models.pricing.package import Package
 from models.pricing.per_unit import PerUnit
 from models.pricing.registry import MODELS, parse_pricing, pricing_from_row
@@ -17,6 +18,7 @@ __all__ = [
     "MODELS",
     "BreakdownItem",
     "Graduated",
+    "Matrix",
     "Package",
     "PerUnit",
     "PricingModel",

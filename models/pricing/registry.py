@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from models.pricing.base import PricingModel, require_mapping
 from models.pricing.graduated import Graduated
+from models.pricing.matrix import Matrix
 from models.pricing.package import Package
 from models.pricing.per_unit import PerUnit
 from models.pricing.volume import Volume
@@ -22,6 +23,7 @@ MODELS: dict[str, _Parser] = {
     Graduated.model: Graduated.parse,
     Volume.model: Volume.parse,
     Package.model: Package.parse,
+    Matrix.model: Matrix.parse,  # per group of a grouped billable metric (section 4a)
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from services.ingest.reports import IngestSummary
 from services.ingest.staging import FileOutcome, Staged
 from services.ingest.usage_daily import replace_usage_days
 from services.job_runs import USAGE_LOCK_KEY, finish_job_run
+from services.metrics.store import refresh_metric_usage
 from services.quota import refresh_quota_usage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.faults import crash_point
@@ -77,6 +79,8 @@ def commit_ingest(
     ignored_files: list[Path],
     now: dt.datetime,
     lock_pid: int | None = None,
+    *,
+    lake_root: Path,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""
@@ -127,6 +131,9 @@ def commit_ingest(
             lake_guard.check_drained(run_id, read=len(staged.inbox_ids), drained=drained)
         replace_usage_days(conn, daily, days)
         crash_point("commit.usage_replaced")
+        # NOTE: billable metrics before quotas (a quota on a metric reads its total)
+        refreshed = refresh_metric_usage(conn, lake_root, days, now)
+        summary = dataclasses.replace(summary, metric_unreadable=refreshed.unreadable)
         refresh_quota_usage(conn, today=now.date(), as_of=now)
         crash_point("commit.quotas_refreshed")
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,10 +20,13 @@ class IngestSummary:
     days: list[str]
     examples: dict[str, str]
     ignored_files: list[str]
+    # NOTE (billable metrics): {metric code: events whose value it could not read}; empty
+    # (and left out of the JSON) when no billable metric is defined.
+    metric_unreadable: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's `ingest --json` shape."""
-        return {
+        out: dict[str, Any] = {
             "files": self.files,
             "skipped_files": self.skipped_files,
             "rows": self.rows,
@@ -33,6 +36,9 @@ class IngestSummary:
             "rejected_by_reason": self.rejected_by_reason,
             "days": self.days,
         }
+        if self.metric_unreadable:
+            out["metric_unreadable"] = self.metric_unreadable
+        return out
 
 
 def summary_markdown(title: str, summary: IngestSummary) -> str:
@@ -50,6 +56,12 @@ def summary_markdown(title: str, summary: IngestSummary) -> str:
         for reason, count in summary.rejected_by_reason.items():
             example = summary.examples.get(reason, "").replace("|", "\\|").replace("\n", " ")
             out.write(f"| {reason} | {count} | `{example[:120]}` |\n")
+        out.write("\n")
+    if summary.metric_unreadable:  # values a billable metric skipped
+        out.write("## Billable metrics: unreadable values (skipped)\n\n| metric | events |\n")
+        out.write("|---|---|\n")
+        for code, count in summary.metric_unreadable.items():
+            out.write(f"| {code} | {count} |\n")
         out.write("\n")
     days = ", ".join(summary.days) if summary.days else "none"
     out.write(f"**Days re-aggregated:** {days}\n\n")

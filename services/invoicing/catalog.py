@@ -6,6 +6,7 @@ days) over usage_daily and the catalog, joined in memory by subscription id.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from decimal import Decimal
@@ -14,7 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from models.pricing import pricing_from_row
-from services.invoicing.compute import BillableWindow, PlanTerms, QuotaTerms, UsageTotals
+from services.invoicing.compute import (
+    BillableWindow,
+    MetricValues,
+    PlanTerms,
+    QuotaTerms,
+    UsageTotals,
+)
 from services.proration import Window
 from tallyflow.core.sqlfiles import sql
 
@@ -62,6 +69,7 @@ def load_billable_windows(
     for subscription_id, metric, quantity_sum, event_count, quantity_max in rows:
         usage[subscription_id][metric] = UsageTotals(quantity_sum, event_count, quantity_max)
     del rows
+    metric_values = _load_metric_values(conn, params)
     overrides: dict[int, dict[str, list[tuple[Decimal, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -80,6 +88,37 @@ def load_billable_windows(
                 }
                 if r.subscription_id in overrides
                 else {},
+                metrics=metric_values.window(r.tenant_id, r.window_start, r.window_end),
             )
         )
     return by_tenant
+
+
+class _MetricValuesByWindow:
+    """Billable metric values per (tenant, window), from metric_usage."""
+
+    def __init__(self, codes: Mapping[str, bool]) -> None:
+        self.codes = codes  # code -> grouped
+        self.rows: dict[tuple[str, dt.date, dt.date], dict[str, MetricValues]] = {}
+
+    def window(self, tenant_id: str, start: dt.date, end: dt.date) -> dict[str, MetricValues]:
+        found = self.rows.get((tenant_id, start, end), {})
+        return {code: found.get(code, MetricValues(grouped=g)) for code, g in self.codes.items()}
+
+
+def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _MetricValuesByWindow:
+    codes = {
+        r.code: bool(r.group_by)
+        for r in conn.execute(sql("metrics/select_metrics"), {"codes": None})
+    }
+    out = _MetricValuesByWindow(codes)
+    if not codes:
+        return out
+    for r in conn.execute(sql("metrics/select_metric_window_usage"), params).all():
+        per = out.rows.setdefault((r.tenant_id, r.window_start, r.window_end), {})
+        old = per.get(r.metric_code, MetricValues(grouped=codes.get(r.metric_code, False)))
+        if r.group_key == "":
+            per[r.metric_code] = old._replace(total=r.value)
+        else:
+            per[r.metric_code] = old._replace(groups=(*old.groups, (dict(r.group_values), r.value)))
+    return out

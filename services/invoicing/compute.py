@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
 from models.money import quantum, round_money
 from models.period import BillingPeriod
 from models.pricing import PricingModel
 from models.pricing.base import PRICING_CONTEXT
+from models.pricing.matrix import Matrix
 from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
 from tallyflow.core.errors import Conflict
 
@@ -79,6 +82,17 @@ class BillableWindow:
     usage: Mapping[str, UsageTotals] = field(default_factory=dict)
     # metric -> [(included, days in force)] for overrides of `included`
     override_days: Mapping[str, Sequence[tuple[Decimal, int]]] = field(default_factory=dict)
+    # billable metric code -> its values over this window (total and groups, from
+    # metric_usage); a quota naming one is priced from these.
+    metrics: Mapping[str, MetricValues] = field(default_factory=dict)
+
+
+class MetricValues(NamedTuple):
+    """A billable metric over one window: its total and each group's value."""
+
+    total: Decimal = ZERO
+    groups: tuple[tuple[Mapping[str, str | None], Decimal], ...] = ()
+    grouped: bool = False
 
 
 class DraftLine(NamedTuple):
@@ -98,6 +112,7 @@ class DraftLine(NamedTuple):
     pricing_model: str | None
     amount: Decimal  # rounded half-up to the currency's minor unit
     breakdown: Mapping[str, Any]
+    group: Mapping[str, Any] | None = None  # a matrix line's group (contract 4a)
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,10 @@ def compute_invoice(
     for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
         lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
         for quota in w.plan.quotas:
+            # NOTE: a billable metric's matrix quota gives one line per group.
+            if quota.metric in w.metrics and isinstance(quota.pricing, Matrix):
+                lines.extend(_matrix_usage_lines(len(lines) + 1, w, quota, currency))
+                continue
             lines.append(_usage_line(len(lines) + 1, w, quota, currency))
     total = ZERO
     for line in lines:
@@ -179,7 +198,11 @@ def _base_fee_line(
 
 
 def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str) -> DraftLine:
-    quantity = w.usage.get(quota.metric, NO_USAGE).under(quota.aggregation)
+    quantity = (
+        w.metrics[quota.metric].total  # a billable metric's total
+        if quota.metric in w.metrics
+        else w.usage.get(quota.metric, NO_USAGE).under(quota.aggregation)
+    )
     overrides = w.override_days.get(quota.metric, ())
     included = (
         effective_included(quota.included, w.window, overrides) if overrides else quota.included
@@ -217,6 +240,54 @@ def _usage_line(line_no: int, w: BillableWindow, quota: QuotaTerms, currency: st
         amount=round_money(priced.amount, currency),
         breakdown=breakdown,
     )
+
+
+def _matrix_usage_lines(
+    first_line_no: int, w: BillableWindow, quota: QuotaTerms, currency: str
+) -> list[DraftLine]:
+    """Issue 13: one usage line per group with usage in the window, each priced by the
+    matrix entry it matches first (else `default`) on max(0, value - entry's included).
+    Overrides of `included` do not apply to matrix quotas (the quota's included is 0)."""
+    assert isinstance(quota.pricing, Matrix)
+    lines: list[DraftLine] = []
+    values = w.metrics[quota.metric]
+    for group, value in sorted(
+        values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)
+    ):
+        price = quota.pricing.price_group(group, value)
+        label = ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items())
+        entry = "default" if price.entry is None else f"price {price.entry}"
+        lines.append(
+            DraftLine(
+                line_no=first_line_no + len(lines),
+                kind="usage",
+                subscription_id=w.subscription_id,
+                plan_code=w.plan.code,
+                metric=quota.metric,
+                description=(
+                    f"{quota.metric} [{label}]: {value!s} ({quota.aggregation}),"
+                    f" {price.included!s} included, {price.billable!s} billable,"
+                    f" matrix {entry}"
+                ),
+                window_start=w.window.start,
+                window_end=w.window.end,
+                quantity=value,
+                included=price.included,
+                billable_quantity=price.billable,
+                pricing_model=quota.pricing.model,
+                amount=round_money(price.result.amount, currency),
+                breakdown={
+                    "aggregation": quota.aggregation,
+                    "group": dict(group),
+                    "matrix_entry": price.entry,
+                    "pricing": quota.pricing_json,
+                    "items": price.result.breakdown_json(),
+                    "unrounded_amount": str(price.result.amount),
+                },
+                group=dict(group),
+            )
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------

@@ -280,6 +280,8 @@ def generate_invoices(
     # draft (new or old) is removed below like a stale one: no wrong draft is left for
     # finalize to close.
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
+    # NOTE: the `group` column of matrix lines (contract 4a), from their breakdown.
+    conn.execute(sql("metrics/update_invoice_line_groups"))
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]

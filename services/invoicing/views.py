@@ -42,6 +42,7 @@ class InvoiceLineView:
     pricing_model: str | None
     amount: Decimal
     breakdown: Mapping[str, Any]
+    group: Mapping[str, Any] | None = None  # a matrix line's group (contract 4a)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def line_views(draft: DraftInvoice) -> tuple[InvoiceLineView, ...]:
                 pricing_model=li.pricing_model,
                 amount=li.amount.quantize(scale),
                 breakdown=orjson.loads(orjson.dumps(li.breakdown)),
+                group=li.group,
             )
         )
     return tuple(out)

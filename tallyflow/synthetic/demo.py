@@ -27,6 +27,50 @@ from tallyflow.core.resources import Resources
 from tallyflow.core.sqlfiles import sql
 from tallyflow.synthetic.generate import UsageSpec, generate_usage, tenant_ids
 
+# Issue 13: billable metrics over the generated properties: API calls priced by model
+# (a matrix: one invoice line per model) and monthly active users (a distinct count).
+DEMO_METRICS: list[dict[str, Any]] = [
+    {
+        "code": "api.calls.by_model",
+        "name": "API calls by model",
+        "event_metric": "api.calls",
+        "aggregation": "count",
+        "group_by": ["model"],
+    },
+    {
+        "code": "active_users",
+        "name": "Monthly active users",
+        "event_metric": "api.calls",
+        "aggregation": "unique_count",
+        "value": "properties.user_id",
+    },
+]
+DEMO_METRIC_QUOTAS = [
+    QuotaIn(
+        metric="api.calls.by_model",
+        pricing={
+            "model": "matrix",
+            "prices": [
+                {
+                    "match": {"model": "model-01"},
+                    "included": "100",
+                    "pricing": {"model": "per_unit", "unit_price": "0.01"},
+                },
+                {
+                    "match": {"model": "model-02"},
+                    "pricing": {"model": "per_unit", "unit_price": "0.005"},
+                },
+            ],
+            "default": {"included": "0", "pricing": {"model": "per_unit", "unit_price": "0.001"}},
+        },
+    ),
+    QuotaIn(
+        metric="active_users",
+        included=Decimal(10),
+        pricing={"model": "per_unit", "unit_price": "0.50"},
+    ),
+]
+
 PLANS = [
     PlanIn(
         code="starter",
@@ -150,6 +194,7 @@ class DemoReport:
     top_tenants: list[tuple[str, str, Decimal]] = field(default_factory=list)
     checks: list[quota.QuotaDecision | Any] = field(default_factory=list)
     check_tenants: list[str] = field(default_factory=list)
+    metric_lines: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
 
 
 def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> int:
@@ -160,9 +205,17 @@ def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> 
     subscribed = tenants[:-3] if len(tenants) > 6 else tenants
     today = utc_today()
     with res.engine.begin() as conn:
+        from services.metrics.catalog import create_metric, list_metrics
+
+        known = {m.code for m in list_metrics(conn)}
+        for definition in DEMO_METRICS:
+            if definition["code"] not in known:
+                create_metric(conn, definition)
         existing = {p.code for p in catalog.list_plans(conn)}
         for plan in PLANS:
             if plan.code not in existing:
+                if plan.code == "growth":  # issue 13: the billable metrics' quotas
+                    plan = plan.model_copy(update={"quotas": [*plan.quotas, *DEMO_METRIC_QUOTAS]})
                 catalog.create_plan(conn, plan)
         for i, tenant in enumerate(subscribed):
             if catalog.list_subscriptions(conn, tenant):
@@ -246,6 +299,7 @@ def run_demo(
             late=0.02,
             bad=0.01,
             now=now,
+            billable_properties=True,
         ),
         format="jsonl",
     )
@@ -259,6 +313,7 @@ def run_demo(
                 events=events // 3,
                 seed=seed + 1,
                 now=now,
+                billable_properties=True,
             ),
             format="csv",
             gzip=True,
@@ -293,6 +348,18 @@ def run_demo(
         ).all()
         report.top_tenants = [
             (r.tenant_id, r.currency, round_money(r.total, r.currency)) for r in rows
+        ]
+        # the first growth tenant's billable metric lines (a group, a distinct count)
+        report.metric_lines = [
+            (r.tenant_id, r.metric, r.grp or "", r.quantity, round_money(r.amount, r.currency))
+            for r in conn.execute(
+                sql("invoicing/select_metric_lines_of_first_tenant"),
+                {
+                    "period_start": month_start,
+                    "metric_codes": ["active_users", "api.calls.by_model"],
+                    "limit": 4,
+                },
+            ).all()
         ]
         report.check_tenants = [ids[0], ids[1], ids[4], ids[-1]]
         report.checks = [
@@ -331,6 +398,12 @@ def format_report(report: DemoReport, settings_home: Path, prefect_url: str | No
     if report.top_tenants:
         lines.append("  top tenants:")
         lines += [f"    {t:<20} {c} {amount}" for t, c, amount in report.top_tenants]
+    if report.metric_lines:
+        lines.append("  billable metrics (a matrix line per model, a distinct count):")
+        lines += [
+            f"    {t:<20} {m}{f' [{g}]' if g else ''}: {q.normalize():f} -> {a}"
+            for t, m, g, q, a in report.metric_lines
+        ]
     lines += ["", "Quota checks (api.calls, 100 more this month):"]
     for tenant, d in zip(report.check_tenants, report.checks, strict=True):
         limit = "unlimited" if d.limit is None else f"limit {d.limit.normalize():f}"

@@ -110,6 +110,13 @@ _PROPERTIES = (
 )
 _PROPERTIES_SHARE = 0.3
 
+# Issue 13: properties for billable metrics (spec.billable_properties): 20 models, 4 regions,
+# 100,000 user ids, a latency in ms and a level (a gauge such as GB stored).
+BILLABLE_MODELS: tuple[str, ...] = tuple(f"model-{i:02d}" for i in range(1, 21))
+BILLABLE_REGIONS: tuple[str, ...] = ("eu-west", "eu-central", "us-east", "ap-south")
+BILLABLE_USERS = 100_000
+_BILLABLE_SAMPLE = '{"model":"m","region":"r","user_id":"u","latency_ms":1,"level":1}'
+
 _TENANT_STEMS = (
     "acme",
     "globex",
@@ -155,6 +162,9 @@ class UsageSpec:
     bad_kinds: tuple[str, ...] = BAD_KINDS
     now: datetime | None = None
     id_prefix: str | None = None
+    # NOTE (issue 13): every event gets the properties billable metrics read (model,
+    # region, user_id, latency_ms, level); off by default, so existing seeds are unchanged.
+    billable_properties: bool = False
 
     def __post_init__(self) -> None:
         parse_month(self.month)
@@ -422,6 +432,7 @@ class _Tables:
     metrics: pl.Series
     properties: pl.Series
     bad: dict[str, tuple[pl.Series, pl.Series]]  # kind -> (raw text, JSON token)
+    billable: bool = False  # issue 13: UsageSpec.billable_properties
 
 
 def _tables(spec: UsageSpec, fmt: str) -> _Tables:
@@ -447,6 +458,7 @@ def _tables(spec: UsageSpec, fmt: str) -> _Tables:
             kind: (pl.Series([v[0] for v in pool]), pl.Series([v[1] for v in pool]))
             for kind, pool in _bad_pools(spec, fmt).items()
         },
+        billable=spec.billable_properties,
     )
 
 
@@ -598,6 +610,27 @@ def _render_values(plan: pl.DataFrame, t: _Tables) -> pl.DataFrame:
     ).drop("stamp", "whole", "frac6")
 
 
+def _billable_properties(frame: pl.DataFrame) -> pl.DataFrame:
+    """Issue 13: every row's properties for billable metrics, drawn from `variant`."""
+    v = pl.col("variant").cast(pl.Int64)
+    text = pl.concat_str(
+        [
+            pl.lit('{"model":"'),
+            pl.lit(pl.Series(BILLABLE_MODELS)).gather(v % len(BILLABLE_MODELS)),
+            pl.lit('","region":"'),
+            pl.lit(pl.Series(BILLABLE_REGIONS)).gather((v // 20) % len(BILLABLE_REGIONS)),
+            pl.lit('","user_id":"u'),
+            ((v // 80) % BILLABLE_USERS).cast(pl.String),
+            pl.lit('","latency_ms":'),
+            (((v // 7) % 997) + 3).cast(pl.String),
+            pl.lit(',"level":'),
+            ((v // 13) % 500).cast(pl.String),
+            pl.lit("}"),
+        ]
+    )
+    return frame.with_columns(properties=text, properties_tok=text)
+
+
 def _break_values(frame: pl.DataFrame, t: _Tables) -> pl.DataFrame:
     """Bad rows only: break exactly one rule in each; the other fields stay valid."""
     kind = pl.lit(pl.Series(KINDS)).gather(pl.col("kind_code").cast(pl.Int64))
@@ -719,6 +752,8 @@ def _render(plan: pl.DataFrame, t: _Tables, fmt: str) -> pl.DataFrame:
     """Plan rows -> field text plus the row's line (`line`) for the format, in plan order."""
     is_bad = pl.col("kind_code") >= _FIRST_BAD
     good = _render_values(plan.filter(~is_bad), t)
+    if t.billable:  # issue 13
+        good = _billable_properties(good)
     bad = _break_values(_render_values(plan.filter(is_bad), t), t)
     if fmt in ("jsonl", "ndjson"):
         good = good.with_columns(line=_json_line(general=False))
@@ -866,6 +901,8 @@ def _write_file(part: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> None:
     if fmt == "parquet":
         # NOTE: properties as a Struct column (a typed Parquet file's object), not JSON text.
         props_type = pl.Series(_PROPERTIES).str.json_decode().dtype
+        if part.get_column("properties").drop_nulls().str.starts_with('{"model"').any():
+            props_type = pl.Series([_BILLABLE_SAMPLE]).str.json_decode().dtype  # issue 13
         props = pl.col("properties").str.json_decode(props_type)
         part.select(*FIELDS[:-1], props).write_parquet(tmp)
         tmp.replace(path)

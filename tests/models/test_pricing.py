@@ -117,8 +117,9 @@ def test_to_json_round_trips() -> None:
         assert model.to_json()["model"] == data["model"]
 
 
-def test_registry_knows_the_four_models() -> None:
-    assert set(MODELS) == {"per_unit", "graduated", "volume", "package"}
+def test_registry_knows_the_five_models() -> None:
+    # matrix (issue 13) prices a grouped billable metric per group
+    assert set(MODELS) == {"per_unit", "graduated", "volume", "package", "matrix"}
 
 
 def test_pricing_from_row_requires_agreement() -> None:

@@ -406,3 +406,22 @@ def test_other_months_and_seeds_never_reuse_an_event_key() -> None:
     assert not keys[0] & keys[1] and not keys[1] & keys[2] and not keys[0] & keys[2]
     custom = generate_events_frame(_spec(events=5, id_prefix="batch-7-"))
     assert all(e.startswith("batch-7-") for e in custom["event_id"])
+
+
+def test_billable_properties_are_additive_and_typed_in_parquet(tmp_path: Path) -> None:
+    # issue 13: the properties billable metrics read; off by default (seeds unchanged)
+    import json as _json
+
+    from tallyflow.synthetic.generate import BILLABLE_MODELS, UsageSpec, generate_events_frame
+
+    plain = generate_events_frame(UsageSpec(month="2026-10", events=300, seed=3))
+    same = generate_events_frame(UsageSpec(month="2026-10", events=300, seed=3))
+    assert plain.equals(same)
+    billable = generate_events_frame(
+        UsageSpec(month="2026-10", events=300, seed=3, billable_properties=True)
+    )
+    assert billable.get_column("event_id").equals(plain.get_column("event_id"))
+    props = [_json.loads(p) for p in billable.get_column("properties").to_list()]
+    assert all(set(p) == {"model", "region", "user_id", "latency_ms", "level"} for p in props)
+    assert {p["model"] for p in props} <= set(BILLABLE_MODELS)
+    assert len({p["model"] for p in props}) == 20

@@ -25,7 +25,9 @@ entitled AS (
     -- a metric is covered by the plan's quota, by an override, or by both
     SELECT a.tenant_id, a.id AS subscription_id, a.plan_code, a.window_start, a.window_end,
            m.metric,
-           COALESCE(pq.aggregation, 'sum') AS aggregation,
+           -- NOTE (issue 13): a billable metric of this code governs the quota (section 4a)
+           COALESCE(bm.aggregation, pq.aggregation, 'sum') AS aggregation,
+           bm.code IS NOT NULL AS billable,
            COALESCE(ao.included, pq.included, 0) AS included,
            CASE WHEN ao.metric IS NOT NULL AND ao."limit" IS NOT NULL THEN ao."limit"
                 ELSE pq."limit" END AS "limit",
@@ -39,22 +41,29 @@ entitled AS (
     ) m ON true
     LEFT JOIN plan_quotas pq ON pq.plan_id = a.plan_id AND pq.metric = m.metric
     LEFT JOIN active_overrides ao ON ao.tenant_id = a.tenant_id AND ao.metric = m.metric
+    LEFT JOIN metrics bm ON bm.code = m.metric
 ),
 computed AS (
     SELECT e.tenant_id, e.metric, e.subscription_id, e.plan_code, e.aggregation, e.included,
            e."limit", e.enforcement, e.source,
-           CASE e.aggregation
-               WHEN 'count' THEN COALESCE(SUM(u.event_count), 0)
-               WHEN 'max' THEN COALESCE(MAX(u.quantity_max), 0)
+           CASE
+               WHEN e.billable THEN COALESCE(MAX(mu.value), 0)
+               WHEN e.aggregation = 'count' THEN COALESCE(SUM(u.event_count), 0)
+               WHEN e.aggregation = 'max' THEN COALESCE(MAX(u.quantity_max), 0)
                ELSE COALESCE(SUM(u.quantity_sum), 0)
            END AS used,
-           MAX(u.updated_at) AS aggregated_at
+           CASE WHEN e.billable THEN MAX(mu.as_of) ELSE MAX(u.updated_at) END AS aggregated_at
     FROM entitled e
     LEFT JOIN usage_daily u
-        ON u.tenant_id = e.tenant_id AND u.metric = e.metric
+        ON NOT e.billable AND u.tenant_id = e.tenant_id AND u.metric = e.metric
        AND u.usage_date >= e.window_start AND u.usage_date < e.window_end
+    -- the billable metric's total over the subscription's window (precomputed, section 4a)
+    LEFT JOIN metric_usage mu
+        ON e.billable AND mu.metric_code = e.metric AND mu.tenant_id = e.tenant_id
+       AND mu.window_start = e.window_start AND mu.window_end = e.window_end
+       AND mu.group_key = ''
     GROUP BY e.tenant_id, e.metric, e.subscription_id, e.plan_code, e.aggregation, e.included,
-             e."limit", e.enforcement, e.source
+             e."limit", e.enforcement, e.source, e.billable
 ),
 upserted AS (
     INSERT INTO quota_usage AS q (

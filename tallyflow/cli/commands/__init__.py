@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "db",
     "ingest",
     "backfill",
+    "metrics",
     "generate",
     "invoices",
     "api_key",

@@ -1,4 +1,4 @@
-"""`tallyflow backfill --start D --end D [--tenant T...] [--json]`."""
+"""`tallyflow backfill --start D --end D [--tenant T...] [--metric CODE...] [--json]`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--regenerate-invoices", help="Refresh the touched months' drafts"),
         ] = False,
+        metric: Annotated[
+            list[str] | None,
+            typer.Option("--metric", help="Only this billable metric (repeatable)"),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     ) -> None:
         """Recompute usage_daily for days START..END from the lake (days without events end
@@ -49,6 +53,7 @@ def register(app: typer.Typer) -> None:
             end=last,
             tenant_ids=tenant or None,
             regenerate_invoices=regenerate_invoices,
+            metrics=metric or None,
         )
         if as_json:
             print_json(result)

@@ -46,6 +46,13 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--oracle", help="Write expected usage_daily rows here (.parquet/.csv)"),
         ] = None,
+        billable_properties: Annotated[
+            bool,
+            typer.Option(
+                "--billable-properties",
+                help="Give every event model, region, user_id, latency_ms and level properties",
+            ),
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     ) -> None:
         """Write a month of synthetic usage logs, optionally with bad rows and an oracle."""
@@ -71,6 +78,7 @@ def register(app: typer.Typer) -> None:
                 conflicts=conflicts,
                 late=late,
                 bad=bad,
+                billable_properties=billable_properties,
             )
             summary = generate_usage(
                 out_dir,
