@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from api.auth import bearer_security_openapi
 from api.errors import error_schema_openapi, install_error_handlers
 from api.listener import ChangeListener
-from api.routes import invoices, overrides, plans, quotas, subscriptions, usage
+from api.routes import invoices, overrides, plans, quotas, spend, subscriptions, usage, webhooks
 from api.state import ApiState
 from services.ingest.inbox import warm_up
 from tallyflow.core.db import database_url, get_engine, to_libpq_url
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bearer_security_openapi(app)
     error_schema_openapi(app)
     # NOTE: quotas first: the hot quota check is matched before the other routes.
-    for module in (quotas, plans, subscriptions, overrides, usage, invoices):
+    for module in (quotas, plans, subscriptions, overrides, usage, invoices, spend, webhooks):
         app.include_router(module.router)
     app.router.routes[:0] = quotas.fast_routes()
     return app

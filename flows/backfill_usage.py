@@ -9,8 +9,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from services.alerts import evaluate_alerts
 from services.ingest.backfill import DayChange, backfill_markdown
 from services.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
+from services.proration import BillingPeriod
 from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
@@ -61,6 +63,7 @@ def run_backfill(
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
                 refresh_quota_usage(conn, today=now.date(), as_of=now)
+                evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)
                 summary = {

@@ -35,6 +35,8 @@ import sqlalchemy as sa
 from models.money import quantum, round_money
 from models.pricing import PricingModel, pricing_from_row
 from models.pricing.base import PRICING_CONTEXT
+from services.commitment import TrueUp, commitment_true_up
+from services.credits import apply_credits_at_close, apply_credits_to_period_drafts
 from services.proration import (
     BillingPeriod,
     Window,
@@ -42,6 +44,7 @@ from services.proration import (
     effective_included,
     prorate_base_fee,
 )
+from services.webhooks.outbox import EventType, emit_many, has_subscribers
 from tallyflow.core.clock import utc_now
 from tallyflow.core.db import driver_connection
 from tallyflow.core.errors import Conflict, NotFound
@@ -81,6 +84,7 @@ class PlanTerms:
     currency: str
     base_fee: Decimal
     quotas: tuple[QuotaTerms, ...]
+    minimum_commitment: Decimal | None = None  # per month, prorated (contract 5b)
 
 
 class UsageTotals(NamedTuple):
@@ -118,7 +122,7 @@ class DraftLine(NamedTuple):
     """One priced invoice line (a NamedTuple: the run builds one per subscription metric)."""
 
     line_no: int
-    kind: str  # base_fee | usage
+    kind: str  # base_fee | usage | commitment_true_up (credit lines are written at close)
     subscription_id: int
     plan_code: str
     metric: str | None
@@ -170,9 +174,21 @@ def compute_invoice(
     currency = currencies[0]
     lines: list[DraftLine] = []
     for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
+        first = len(lines)
         lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
         for quota in w.plan.quotas:
             lines.append(_usage_line(len(lines) + 1, w, quota, currency))
+        # NOTE (contract 5b): a window below its plan's prorated minimum commitment gets a
+        # commitment_true_up line for the gap (services/commitment.py holds the rule).
+        true_up = commitment_true_up(
+            w.plan.minimum_commitment,
+            w.window,
+            period,
+            (li.amount for li in lines[first:]),
+            currency,
+        )
+        if true_up is not None:
+            lines.append(_true_up_line(len(lines) + 1, w, period, true_up))
     total = ZERO
     for line in lines:
         total = PRICING_CONTEXT.add(total, line.amount)
@@ -208,6 +224,31 @@ def _base_fee_line(
             "days_in_period": period.days,
             "unrounded_amount": str(exact),
         },
+    )
+
+
+def _true_up_line(
+    line_no: int, w: BillableWindow, period: BillingPeriod, true_up: TrueUp
+) -> DraftLine:
+    days = Decimal(w.window.days)
+    return DraftLine(
+        line_no=line_no,
+        kind="commitment_true_up",
+        subscription_id=w.subscription_id,
+        plan_code=w.plan.code,
+        metric=None,
+        description=(
+            f"{w.plan.name} minimum commitment {true_up.prorated!s} for"
+            f" {w.window.days}/{period.days} days, {true_up.charged!s} charged: true-up"
+        ),
+        window_start=w.window.start,
+        window_end=w.window.end,
+        quantity=days,
+        included=ZERO,
+        billable_quantity=days,
+        pricing_model=None,
+        amount=true_up.amount,
+        breakdown=true_up.breakdown(w.window, period),
     )
 
 
@@ -421,6 +462,7 @@ def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
                 "name": r.plan_name,
                 "currency": r.currency,
                 "base_fee": r.base_fee,
+                "minimum_commitment": r.minimum_commitment,
             },
         )
         if r.metric is not None:
@@ -438,6 +480,19 @@ def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
         plan_id: PlanTerms(**fields, quotas=tuple(quotas[plan_id]))
         for plan_id, fields in plans.items()
     }
+
+
+def load_billable_windows(
+    conn: sa.Connection, period: BillingPeriod, tenant_ids: Sequence[str] | None
+) -> dict[str, list[BillableWindow]]:
+    """The period's billable windows by tenant (all tenants, or `tenant_ids`), priced by
+    the catalog as it is now: the input of `compute_invoice` (used by the spend measure)."""
+    params = {
+        "period_start": period.start,
+        "period_end": period.end,
+        "tenant_ids": sorted(set(tenant_ids)) if tenant_ids is not None else None,
+    }
+    return _load_billable_windows(conn, params, load_catalog(conn))
 
 
 def _load_billable_windows(
@@ -599,16 +654,22 @@ def close_period_invoices(
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Close every draft of the period (all tenants or `tenant_ids`); returns their ids."""
+    moment = now or utc_now()
+    # NOTE (contract 5b): prepaid credits apply in this closing transaction, to the drafts
+    # whose tenant holds grants, before the bulk close freezes them (services/credits.py).
+    apply_credits_to_period_drafts(conn, period.start, tenant_ids, moment)
     rows = conn.execute(
         sql("invoicing/close_draft_invoices"),
         {
             "invoice_ids": None,
             "period_start": period.start,
             "tenant_ids": list(tenant_ids) if tenant_ids is not None else None,
-            "now": now or utc_now(),
+            "now": moment,
         },
     )
-    return sorted(r.id for r in rows)
+    closed = sorted(r.id for r in rows)
+    _emit_invoice_events(conn, "invoice.closed", closed, moment)
+    return closed
 
 
 def close_invoice(
@@ -627,15 +688,21 @@ def close_invoice(
             f"invoice {invoice_id} is {status}: only a draft can be closed",
             code="invoice_not_draft",
         )
+    moment = now or utc_now()
+    # NOTE (contract 5b): credits apply inside this closing transaction while the invoice is
+    # still a draft (its lines freeze at close); see services/credits.py for why a grant
+    # is never applied twice or overdrawn.
+    apply_credits_at_close(conn, invoice_id, moment)
     conn.execute(
         sql("invoicing/close_draft_invoices"),
         {
             "invoice_ids": [invoice_id],
             "period_start": None,
             "tenant_ids": None,
-            "now": now or utc_now(),
+            "now": moment,
         },
     )
+    _emit_invoice_events(conn, "invoice.closed", [invoice_id], moment)
     return get_invoice(conn, invoice_id)
 
 
@@ -646,8 +713,37 @@ def void_invoice(
     status = _lock_status(conn, invoice_id)
     if status == "void":
         raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
-    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or utc_now()})
+    moment = now or utc_now()
+    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": moment})
+    _emit_invoice_events(conn, "invoice.voided", [invoice_id], moment)
     return get_invoice(conn, invoice_id)
+
+
+def _emit_invoice_events(
+    conn: sa.Connection, event_type: EventType, invoice_ids: Sequence[int], now: dt.datetime
+) -> None:
+    """invoice.closed / invoice.voided into the webhook outbox, in this transaction."""
+    if not invoice_ids or not has_subscribers(conn, event_type):
+        return
+    views = _select_invoices(conn, invoice_ids=invoice_ids)
+    emit_many(conn, event_type, [(v.tenant_id, invoice_event_data(v)) for v in views], now=now)
+
+
+def invoice_event_data(view: InvoiceView) -> dict[str, Any]:
+    """The `data` of invoice.closed / invoice.voided."""
+    return {
+        "invoice_id": view.id,
+        "tenant_id": view.tenant_id,
+        "number": view.number,
+        "status": view.status,
+        "period": view.period,
+        "period_start": view.period_start,
+        "period_end": view.period_end,
+        "currency": view.currency,
+        "total": view.total,
+        "closed_at": view.closed_at,
+        "voided_at": view.voided_at,
+    }
 
 
 def _lock_status(conn: sa.Connection, invoice_id: int) -> str:
@@ -669,7 +765,7 @@ class InvoiceLineView:
     """One invoice line as the API and the CLI show it (the API's schema uses it as is)."""
 
     line_no: int
-    kind: Literal["base_fee", "usage"]
+    kind: Literal["base_fee", "usage", "commitment_true_up", "credit"]
     subscription_id: int | None
     plan_code: str
     metric: str | None

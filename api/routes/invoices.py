@@ -15,8 +15,9 @@ from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.tables import TENANT_ID_RE
-from services import invoicing
+from services import credits, invoicing
 from services.proration import BillingPeriod
+from tallyflow.core.clock import utc_today
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
@@ -40,6 +41,15 @@ class GenerateResponse(BaseModel):
     invoice_ids: list[int]
 
 
+class WouldApplyCreditOut(BaseModel):
+    """A credit line a draft would get if it closed now (nothing is reserved)."""
+
+    kind: Literal["credit"] = "credit"
+    grant_id: int
+    description: str
+    amount: Decimal = Field(description="Negative: what the grant would take off the total")
+
+
 class InvoiceOut(BaseModel):
     id: int
     tenant_id: str
@@ -56,6 +66,10 @@ class InvoiceOut(BaseModel):
     voided_at: dt.datetime | None
     lines: list[invoicing.InvoiceLineView] | None = Field(
         default=None, description="Present on the single-invoice endpoints"
+    )
+    would_apply_credits: list[WouldApplyCreditOut] | None = Field(
+        default=None,
+        description="Drafts on the single-invoice endpoint: credit lines closing now would add",
     )
 
     @classmethod
@@ -126,8 +140,20 @@ def get_invoice(
     """One invoice with its lines; 404 if there is none."""
     with state.engine.connect() as conn:
         view = invoicing.get_invoice(conn, invoice_id)
-    _check_own_invoice(principal, invoice_id, view.tenant_id)
-    return InvoiceOut.of(view)
+        _check_own_invoice(principal, invoice_id, view.tenant_id)
+        out = InvoiceOut.of(view)
+        if view.status == "draft":
+            # NOTE (contract 5b): shown, not reserved; the close applies what is left then.
+            uses = credits.would_apply_credits(conn, view, on=utc_today())
+            out.would_apply_credits = [
+                WouldApplyCreditOut(
+                    grant_id=u.grant_id,
+                    description=credits.credit_line_description(u, view.currency),
+                    amount=-u.amount,
+                )
+                for u in uses
+            ]
+    return out
 
 
 def _check_own_invoice(principal: Principal, invoice_id: int, tenant_id: str) -> None:

@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.events import RejectReason
+from services.alerts import evaluate_alerts
 from services.ingest.reports import IngestSummary
 from services.ingest.staging import FileOutcome, Staged
 from services.ingest.usage_daily import replace_usage_days
 from services.job_runs import finish_job_run
+from services.proration import BillingPeriod
 from services.quota import refresh_quota_usage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.faults import crash_point
@@ -125,6 +127,7 @@ def commit_ingest(
         crash_point("commit.usage_replaced")
         refresh_quota_usage(conn, today=now.date(), as_of=now)
         crash_point("commit.quotas_refreshed")
+        evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
         crash_point("commit.before_commit")
     return summary

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     landing: str | None = Field(default=None, description="Landing folder for raw usage logs")
     lake: str | None = Field(default=None, description="Event lake folder (Parquet)")
     max_push_events: int = Field(default=10_000, description="Cap of events per usage:ingest")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook endpoints on loopback/private addresses (internal receivers)",
+    )
 
     @property
     def home_path(self) -> Path:

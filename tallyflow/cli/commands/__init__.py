@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "backfill",
     "generate",
     "invoices",
+    "webhooks",
     "api_key",
     "serve",
     "up",
