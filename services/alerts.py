@@ -26,6 +26,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from models.money import quantum
 from models.pricing.base import PRICING_CONTEXT
 from models.spend import AlertIn, AlertOut, AlertsOut
 from services.proration import BillingPeriod
@@ -140,18 +141,34 @@ def _event_data(
     }
     if alert.kind == "spend":
         assert spend is not None
-        data |= {"threshold": alert.threshold, "spend": spend.amount, "currency": spend.currency}
+        data |= {
+            "threshold": alert.threshold.quantize(quantum(spend.currency)),
+            "spend": spend.amount,
+            "currency": spend.currency,
+        }
     elif alert.kind == "usage_percent":
         data |= {
             "metric": alert.metric,
-            "threshold_percent": alert.threshold,
+            "threshold_percent": _plain(alert.threshold),
             "percent": measure.quantize(Decimal("0.01")),
-            "used": alert.quota_used,
-            "limit": alert.quota_limit,
+            "used": _plain(alert.quota_used),
+            "limit": _plain(alert.quota_limit),
         }
     else:
-        data |= {"metric": alert.metric, "threshold": alert.threshold, "used": measure}
+        data |= {
+            "metric": alert.metric,
+            "threshold": _plain(alert.threshold),
+            "used": _plain(measure),
+        }
     return data
+
+
+def _plain(value: Decimal | None) -> Decimal | None:
+    """A quantity without storage padding: 500.000000 -> 500, 2.500000 -> 2.5."""
+    if value is None:
+        return None
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
 
 
 def replace_alerts(
