@@ -9,7 +9,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PlainSerializer, field_validator, model_validator
 
 from models.api import DecimalOut, Metric, NonNegative, Strict
 
@@ -17,6 +17,11 @@ WebhookEventType = Literal[
     "usage.threshold_reached", "spend.threshold_reached", "invoice.closed", "invoice.voided"
 ]
 Positive = Annotated[NonNegative, Field(gt=0)]
+# NOTE: money as its exact text at the scale the service gave it (the currency's minor unit,
+# "25.00", "1000" yen), unlike DecimalOut which drops trailing zeros of quantities.
+MoneyOut = Annotated[
+    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+]
 
 
 def _currency(value: str) -> str:
@@ -58,8 +63,8 @@ class CreditGrantIn(Strict):
 
 class CreditGrantOut(BaseModel):
     id: int
-    amount: DecimalOut
-    remaining: DecimalOut
+    amount: MoneyOut
+    remaining: MoneyOut
     currency: str
     effective_from: dt.date
     expires_on: dt.date | None
@@ -70,7 +75,7 @@ class CreditGrantOut(BaseModel):
 
 class CreditBalanceOut(BaseModel):
     currency: str
-    available: DecimalOut
+    available: MoneyOut
 
 
 class CreditsOut(BaseModel):
@@ -156,8 +161,8 @@ class SpendCapIn(Strict):
 
 class SpendCapOut(BaseModel):
     tenant_id: str
-    amount: DecimalOut | None
-    spend: DecimalOut | None = Field(description="The period's spend as of the last run")
+    amount: MoneyOut | None
+    spend: MoneyOut | None = Field(description="The period's spend as of the last run")
     currency: str | None
     as_of: dt.datetime | None
     reached: bool

@@ -119,15 +119,21 @@ def set_spend_cap(
     return spend_cap(conn, tenant_id, today=now.date())
 
 
+def _plain(value: Decimal) -> Decimal:
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+
+
 def spend_cap(conn: sa.Connection, tenant_id: str, *, today: dt.date) -> SpendCapOut:
     """The cap, the current period's spend as of the last run, and whether it is reached."""
     row = conn.execute(sql("spend/select_spend_cap"), {"tenant_id": tenant_id}).one()
     current = row.period_start == BillingPeriod.of(today).start
-    spend = row.spend if current else None
     currency = row.currency if current else None
+    spend = row.spend.quantize(quantum(row.currency)) if current else None
     cap = row.cap
-    if cap is not None and currency is not None:
-        cap = cap.quantize(quantum(currency))
+    if cap is not None:
+        # at the currency's scale once a run told which currency; else without padding
+        cap = cap.quantize(quantum(currency)) if currency is not None else _plain(cap)
     return SpendCapOut(
         tenant_id=tenant_id,
         amount=cap,

@@ -144,7 +144,10 @@ def two_periods(engine: Engine) -> dict[str, int]:
     Oct 30.00 + 10.00 = 40.00, Nov 30.00 + 20.00 = 50.00."""
     with engine.begin() as conn:
         plan = seed_plan(
-            conn, "pro", base_fee="30.00", quotas={"api.calls": {"pricing": PER_UNIT, "included": "100"}}
+            conn,
+            "pro",
+            base_fee="30.00",
+            quotas={"api.calls": {"pricing": PER_UNIT, "included": "100"}},
         )
         subscribe(conn, "acme", plan, "2026-10-01")
         add_usage(conn, "acme", "api.calls", "2026-10-03", "1100")
