@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.api_keys import create_api_key  # noqa: E402
-from services.quota import period_of, refresh_quota_usage, utc_today  # noqa: E402
+from services.quota import period_of, refresh_quota_usage  # noqa: E402
+from tallyflow.core.clock import utc_today  # noqa: E402
 from tallyflow.core import migrate  # noqa: E402
 from tallyflow.core.db import dispose_engines, get_engine, to_sqlalchemy_url  # noqa: E402
 from tallyflow.core.settings import Settings  # noqa: E402
