@@ -31,8 +31,10 @@ from api.routes import (
     overrides,
     plans,
     quotas,
+    spend,
     subscriptions,
     usage,
+    webhooks,
 )
 from api.state import ApiState, PeriodicReload
 from services.ingest.inbox import warm_up
@@ -83,7 +85,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bearer_security_openapi(app)
     error_schema_openapi(app)
     # NOTE: quotas first: the hot quota check is matched before the other routes.
-    routers = (quotas, plans, subscriptions, overrides, usage, invoices, metrics, audit, health)
+    routers = (
+        quotas,
+        plans,
+        subscriptions,
+        overrides,
+        usage,
+        invoices,
+        metrics,
+        audit,
+        health,
+        spend,
+        webhooks,
+    )
     for module in routers:
         app.include_router(module.router)
     app.router.routes[:0] = quotas.fast_routes()

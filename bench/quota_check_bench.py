@@ -39,11 +39,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from models.period import BillingPeriod
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.period import BillingPeriod  # noqa: E402
 from services.api_keys import create_api_key  # noqa: E402
 from services.quota import refresh_quota_usage  # noqa: E402
 from tallyflow.core import migrate  # noqa: E402

@@ -9,7 +9,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from models.period import BillingPeriod
 from services import lake_guard
+from services.alerts import evaluate_alerts
 from services.ingest.backfill import DayChange, backfill_markdown
 from services.job_runs import (
     USAGE_LOCK_KEY,
@@ -93,6 +95,7 @@ def run_backfill(
                     metric_codes=metrics,
                 )
                 refresh_quota_usage(conn, today=now.date(), as_of=now)
+                evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)
                 summary = {

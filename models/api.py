@@ -120,6 +120,9 @@ class PlanIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     currency: Annotated[str, Field(examples=["USD"])]
     base_fee: NonNegative
+    minimum_commitment: NonNegative | None = Field(
+        default=None, description="Money per calendar month, prorated by days like base_fee"
+    )
     quotas: list[QuotaIn] = Field(default_factory=list)
 
     @field_validator("currency")
@@ -161,6 +164,7 @@ class PlanOut(BaseModel):
     name: str
     currency: str
     base_fee: DecimalOut
+    minimum_commitment: DecimalOut | None = None
     quotas: list[QuotaOut]
     created_at: dt.datetime
 
@@ -275,6 +279,7 @@ class QuotaCheckOut(BaseModel):
         "over_limit",
         "no_subscription",
         "not_entitled",
+        "spend_cap_reached",
     ]
     metric: str
     used: DecimalOut | None

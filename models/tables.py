@@ -55,6 +55,10 @@ class Plan(Base):
         sa.CheckConstraint(f"code ~ '{PLAN_CODE_PATTERN}'", name="code_format"),
         sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
         sa.CheckConstraint("base_fee >= 0", name="base_fee_non_negative"),
+        sa.CheckConstraint(
+            "minimum_commitment IS NULL OR minimum_commitment >= 0",
+            name="minimum_commitment_non_negative",
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
@@ -63,6 +67,8 @@ class Plan(Base):
     currency: Mapped[str] = mapped_column(sa.Text)
     base_fee: Mapped[Decimal] = mapped_column(Money)
     created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    # money per calendar month, prorated by days like base_fee (contract 5b); null = none
+    minimum_commitment: Mapped[Decimal | None] = mapped_column(Money)
 
     quotas: Mapped[list[PlanQuota]] = relationship(
         back_populates="plan", cascade="all, delete-orphan", order_by="PlanQuota.metric"
@@ -396,12 +402,16 @@ class Invoice(Base):
 
 
 class InvoiceLine(Base):
-    """A base_fee line per subscription (prorated) or a usage line per metric."""
+    """A base_fee line per subscription (prorated), a usage line per metric, a
+    commitment_true_up line per subscription below its minimum, a credit line per grant used
+    at close (the only negative amounts)."""
 
     __tablename__ = "invoice_lines"
     __table_args__ = (
         sa.UniqueConstraint("invoice_id", "line_no", name="uq_invoice_lines_invoice_line_no"),
-        sa.CheckConstraint("kind IN ('base_fee', 'usage')", name="kind_known"),
+        sa.CheckConstraint(
+            "kind IN ('base_fee', 'usage', 'commitment_true_up', 'credit')", name="kind_known"
+        ),
         # NOTE: no sign check on amount: correction lines carry signed deltas (0004).
         sa.CheckConstraint(
             "(kind = 'usage') = (metric IS NOT NULL)", name="usage_lines_have_metric"
@@ -567,3 +577,196 @@ class MetricUsage(Base):
     group_values: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
     value: Mapped[Decimal] = mapped_column(Quantity)
     as_of: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+
+
+# --- spend controls (contract 5b) ------------------------------------------------------
+
+
+class CreditGrant(Base):
+    """A prepaid credit grant: `remaining` falls (never below 0) as closes apply it.
+
+    NOTE: closes lock grants FOR UPDATE in id order (services/credits.py), so two closes
+    sharing a grant queue behind each other and the second sees what the first used.
+    """
+
+    __tablename__ = "credit_grants"
+    __table_args__ = (
+        sa.CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
+        sa.CheckConstraint(
+            "expires_on IS NULL OR expires_on > effective_from", name="dates_ordered"
+        ),
+        sa.Index("ix_credit_grants_tenant_currency", "tenant_id", "currency"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    remaining: Mapped[Decimal] = mapped_column(Money)
+    effective_from: Mapped[dt.date] = mapped_column(sa.Date)
+    expires_on: Mapped[dt.date | None] = mapped_column(sa.Date)
+    priority: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class CreditApplication(Base):
+    """What one close took from one grant (at most once per grant and invoice)."""
+
+    __tablename__ = "credit_applications"
+    __table_args__ = (
+        sa.UniqueConstraint("grant_id", "invoice_id", name="uq_credit_applications_grant_invoice"),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.Index("ix_credit_applications_invoice", "invoice_id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    grant_id: Mapped[int] = mapped_column(sa.ForeignKey("credit_grants.id", ondelete="RESTRICT"))
+    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("invoices.id", ondelete="RESTRICT"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    applied_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+
+
+class Alert(Base):
+    """A tenant's alert: a metric's period-to-date total (absolute or % of its effective
+    limit) or the period's spend reaching a threshold."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
+        sa.CheckConstraint(
+            "kind IN ('usage_absolute', 'usage_percent', 'spend')", name="kind_known"
+        ),
+        sa.CheckConstraint("(kind = 'spend') = (metric IS NULL)", name="metric_for_usage"),
+        sa.CheckConstraint("threshold > 0", name="threshold_positive"),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "kind",
+            "metric",
+            "threshold",
+            name="uq_alerts_definition",
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    metric: Mapped[str | None] = mapped_column(sa.Text)
+    threshold: Mapped[Decimal] = mapped_column(Quantity)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class AlertTrigger(Base):
+    """An alert that fired in a period: the primary key makes it fire once per period."""
+
+    __tablename__ = "alert_triggers"
+
+    alert_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    triggered_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+    measure: Mapped[Decimal] = mapped_column(Quantity)
+
+
+class SpendCap(Base):
+    """A tenant's spend cap, in its plan's currency."""
+
+    __tablename__ = "spend_caps"
+    __table_args__ = (sa.CheckConstraint("amount >= 0", name="amount_non_negative"),)
+
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+
+
+class TenantSpend(Base):
+    """The current period's spend of a tenant as of the last ingest or backfill run."""
+
+    __tablename__ = "tenant_spend"
+    __table_args__ = (sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),)
+
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    period_start: Mapped[dt.date] = mapped_column(sa.Date)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    as_of: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+
+
+class WebhookEndpoint(Base):
+    """A registered receiver. The secret is kept as issued: signing needs the key itself.
+
+    NOTE: deleted endpoints stay (deleted_at) so their delivery log stays readable.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        sa.CheckConstraint("url ~ '^https?://'", name="url_scheme"),
+        sa.CheckConstraint("cardinality(events) > 0", name="events_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    url: Mapped[str] = mapped_column(sa.Text)
+    events: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text))
+    secret: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction that causes it.
+
+    `id` is the `webhook-id` of every delivery of the event (the same on each retry).
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "type IN ('usage.threshold_reached', 'spend.threshold_reached',"
+            " 'invoice.closed', 'invoice.voided')",
+            name="type_known",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    type: Mapped[str] = mapped_column(sa.Text)
+    tenant_id: Mapped[str | None] = mapped_column(sa.Text)
+    data: Mapped[dict[str, Any]] = mapped_column(pg.JSONB)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: the delivery log (attempts, status, last error)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed', 'cancelled')", name="status_known"
+        ),
+        sa.CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        sa.Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(sa.Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())

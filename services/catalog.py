@@ -65,6 +65,7 @@ def create_plan(conn: sa.Connection, plan: PlanIn) -> PlanOut:
                 "name": plan.name,
                 "currency": plan.currency,
                 "base_fee": plan.base_fee,
+                "minimum_commitment": plan.minimum_commitment,
             },
         ).one_or_none()
     if created is None:
@@ -118,6 +119,7 @@ def list_plans(conn: sa.Connection, *, codes: Sequence[str] | None = None) -> li
             name=p.name,
             currency=p.currency,
             base_fee=p.base_fee,
+            minimum_commitment=p.minimum_commitment,
             quotas=quotas.get(p.id, []),
             created_at=p.created_at,
         )

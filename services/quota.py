@@ -167,13 +167,39 @@ def decide(
     today: dt.date,
     has_subscription: bool,
     row: QuotaRow | None,
+    spend_capped: bool = False,
 ) -> QuotaDecision:
-    """The quota check rule: unlimited, or used + requested <= limit, or soft enforcement."""
-    if not has_subscription or row is None:
+    """The quota check rule: unlimited, or used + requested <= limit, or soft enforcement.
+
+    A tenant at or above its spend cap (contract 5b) is refused whatever the metric
+    (reason spend_cap_reached), after `no_subscription` and before `not_entitled`.
+    """
+    if not has_subscription or row is None or spend_capped:
         start, end = BillingPeriod.of(today).bounds
+        if not has_subscription:
+            reason = "no_subscription"
+        elif spend_capped:
+            reason = "spend_cap_reached"
+        else:
+            reason = "not_entitled"
+        if row is not None and has_subscription:
+            row = row.for_day(today)
+            return QuotaDecision(
+                allowed=False,
+                reason=reason,
+                metric=metric,
+                used=row.used,
+                requested=requested,
+                limit=row.limit,
+                remaining=row.remaining,
+                enforcement=row.enforcement,
+                period_start=row.period_start,
+                period_end=row.period_end,
+                as_of=row.as_of,
+            )
         return QuotaDecision(
             allowed=False,
-            reason="no_subscription" if not has_subscription else "not_entitled",
+            reason=reason,
             metric=metric,
             used=None,
             requested=requested,
@@ -247,6 +273,9 @@ class TenantQuotas:
 
     windows: tuple[tuple[dt.date, dt.date | None], ...]
     rows: Mapping[str, QuotaRow]
+    # NOTE (contract 5b): the period's spend as of the last run is at or above the spend cap
+    # (read at reload, so the check stays one dictionary lookup)
+    spend_capped: bool = False
 
     def subscribed_on(self, day: dt.date) -> bool:
         return any(start <= day and (end is None or day < end) for start, end in self.windows)
@@ -283,6 +312,7 @@ class QuotaSnapshot:
             today=today,
             has_subscription=entry.subscribed_on(today),
             row=entry.rows.get(metric),
+            spend_capped=entry.spend_capped,
         )
 
     def __len__(self) -> int:
@@ -307,8 +337,18 @@ class QuotaSnapshot:
             row = QuotaRow.from_mapping(mapping)
             rows.setdefault(row.tenant_id, {})[row.metric] = row
             count += 1
+        period_start = BillingPeriod.of(today).start
+        capped = {
+            tenant_id
+            for (tenant_id,) in conn.execute(
+                sql("quotas/select_spend_capped_tenants"),
+                {**params, "period_start": period_start},
+            )
+        }
         fresh = {
-            t: TenantQuotas(windows=tuple(windows.get(t, ())), rows=rows.get(t, {}))
+            t: TenantQuotas(
+                windows=tuple(windows.get(t, ())), rows=rows.get(t, {}), spend_capped=t in capped
+            )
             for t in set(windows) | set(rows)
         }
         with self._lock:

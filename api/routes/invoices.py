@@ -23,10 +23,10 @@ from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.identifiers import TENANT_ID_PATTERN
 from models.period import BillingPeriod
-from services import invoicing
+from services import credits, invoicing
 from services.audit import record_change
 from services.invoicing.documents import render
-from tallyflow.core.clock import utc_now
+from tallyflow.core.clock import utc_now, utc_today
 from tallyflow.core.errors import NotFound
 
 router = APIRouter(prefix="/api/billing", tags=["invoices"])
@@ -54,6 +54,15 @@ class GenerateResponse(BaseModel):
     skipped_tenants: dict[str, str] = Field(description="tenant -> reason it was skipped")
 
 
+class WouldApplyCreditOut(BaseModel):
+    """A credit line a draft would get if it closed now (nothing is reserved)."""
+
+    kind: Literal["credit"] = "credit"
+    grant_id: int
+    description: str
+    amount: Decimal = Field(description="Negative: what the grant would take off the total")
+
+
 class InvoiceOut(BaseModel):
     id: int | None = Field(description="null on a preview")
     tenant_id: str
@@ -79,6 +88,10 @@ class InvoiceOut(BaseModel):
     )
     lines: list[invoicing.InvoiceLineView] | None = Field(
         default=None, description="Present on the single-invoice endpoints and previews"
+    )
+    would_apply_credits: list[WouldApplyCreditOut] | None = Field(
+        default=None,
+        description="Drafts on the single-invoice endpoint: credit lines closing now would add",
     )
 
     @classmethod
@@ -213,8 +226,20 @@ def get_invoice(
     """One invoice with its lines; 404 if there is none."""
     with state.engine.connect() as conn:
         view = invoicing.get_invoice(conn, invoice_id)
-    _check_own_invoice(principal, invoice_id, view.tenant_id)
-    return InvoiceOut.of(view)
+        _check_own_invoice(principal, invoice_id, view.tenant_id)
+        out = InvoiceOut.of(view)
+        if view.status == "draft":
+            # NOTE (contract 5b): shown, not reserved; the close applies what is left then.
+            uses = credits.would_apply_credits(conn, view, on=utc_today())
+            out.would_apply_credits = [
+                WouldApplyCreditOut(
+                    grant_id=u.grant_id,
+                    description=credits.credit_line_description(u, view.currency),
+                    amount=-u.amount,
+                )
+                for u in uses
+            ]
+    return out
 
 
 _DOCUMENT_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8"}

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.events import RejectReason
+from models.period import BillingPeriod
 from services import lake_guard
+from services.alerts import evaluate_alerts
 from services.ingest.reports import IngestSummary
 from services.ingest.staging import FileOutcome, Staged
 from services.ingest.usage_daily import replace_usage_days
@@ -136,6 +138,7 @@ def commit_ingest(
         summary = dataclasses.replace(summary, metric_unreadable=refreshed.unreadable)
         refresh_quota_usage(conn, today=now.date(), as_of=now)
         crash_point("commit.quotas_refreshed")
+        evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
         crash_point("commit.before_commit")
     return summary

@@ -19,6 +19,7 @@ from models.period import BillingPeriod
 from models.pricing import PricingModel
 from models.pricing.base import PRICING_CONTEXT
 from models.pricing.matrix import Matrix
+from services.commitment import TrueUp, commitment_true_up
 from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
 from tallyflow.core.errors import Conflict
 
@@ -51,6 +52,7 @@ class PlanTerms:
     currency: str
     base_fee: Decimal
     quotas: tuple[QuotaTerms, ...]
+    minimum_commitment: Decimal | None = None  # per month, prorated (contract 5b)
 
 
 class UsageTotals(NamedTuple):
@@ -99,7 +101,7 @@ class DraftLine(NamedTuple):
     """One priced invoice line (a NamedTuple: the run builds one per subscription metric)."""
 
     line_no: int
-    kind: str  # base_fee | usage
+    kind: str  # base_fee | usage | commitment_true_up (credit lines are written at close)
     subscription_id: int | None
     plan_code: str
     metric: str | None
@@ -152,6 +154,7 @@ def compute_invoice(
     currency = currencies[0]
     lines: list[DraftLine] = []
     for w in sorted(windows, key=lambda w: (w.window.start, w.subscription_id)):
+        first = len(lines)
         lines.append(_base_fee_line(len(lines) + 1, w, period, currency))
         for quota in w.plan.quotas:
             # NOTE: a billable metric's matrix quota gives one line per group.
@@ -159,6 +162,17 @@ def compute_invoice(
                 lines.extend(_matrix_usage_lines(len(lines) + 1, w, quota, currency))
                 continue
             lines.append(_usage_line(len(lines) + 1, w, quota, currency))
+        # NOTE (contract 5b): a window below its plan's prorated minimum commitment gets a
+        # commitment_true_up line for the gap (services/commitment.py holds the rule).
+        true_up = commitment_true_up(
+            w.plan.minimum_commitment,
+            w.window,
+            period,
+            (li.amount for li in lines[first:]),
+            currency,
+        )
+        if true_up is not None:
+            lines.append(_true_up_line(len(lines) + 1, w, period, true_up))
     total = ZERO
     for line in lines:
         total = PRICING_CONTEXT.add(total, line.amount)
@@ -194,6 +208,31 @@ def _base_fee_line(
             "days_in_period": period.days,
             "unrounded_amount": str(exact),
         },
+    )
+
+
+def _true_up_line(
+    line_no: int, w: BillableWindow, period: BillingPeriod, true_up: TrueUp
+) -> DraftLine:
+    days = Decimal(w.window.days)
+    return DraftLine(
+        line_no=line_no,
+        kind="commitment_true_up",
+        subscription_id=w.subscription_id,
+        plan_code=w.plan.code,
+        metric=None,
+        description=(
+            f"{w.plan.name} minimum commitment {true_up.prorated!s} for"
+            f" {w.window.days}/{period.days} days, {true_up.charged!s} charged: true-up"
+        ),
+        window_start=w.window.start,
+        window_end=w.window.end,
+        quantity=days,
+        included=ZERO,
+        billable_quantity=days,
+        pricing_model=None,
+        amount=true_up.amount,
+        breakdown=true_up.breakdown(w.window, period),
     )
 
 

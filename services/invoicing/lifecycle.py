@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from models.period import BillingPeriod
+from services.credits import apply_credits_to_drafts
 from services.invoicing.numbering import NumberingRule, assign_numbers
-from services.invoicing.views import InvoiceView, get_invoice
+from services.invoicing.views import InvoiceView, _select_invoices, get_invoice
+from services.webhooks.outbox import EventType, emit_many, has_subscribers
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.faults import crash_point
@@ -56,6 +59,10 @@ def close_drafts(
     ]
     if not drafts:
         return []
+    # NOTE (contract 5b): prepaid credits apply inside this closing transaction, to invoices
+    # and adjustments (never credit notes) while they are still drafts; the grants are
+    # locked FOR UPDATE, so a grant is never applied twice or overdrawn (services/credits.py).
+    apply_credits_to_drafts(conn, [invoice_id for invoice_id, _ in drafts], now)
     numbers = assign_numbers(conn, drafts, numbering, now=now)
     crash_point("invoices.numbered")
     ids = [invoice_id for invoice_id, _ in drafts]
@@ -65,6 +72,7 @@ def close_drafts(
     ).all()
     if len(closed) != len(ids):  # pragma: no cover - the rows are locked above
         raise Conflict("drafts changed while they were being closed", code="close_raced")
+    _emit_invoice_events(conn, "invoice.closed", sorted(ids), now)
     return sorted(ids)
 
 
@@ -112,8 +120,37 @@ def void_invoice(
     if status == "void":
         raise Conflict(f"invoice {invoice_id} is void already", code="invoice_already_void")
     conn.execute(sql("invoicing/delete_draft_corrections_of"), {"invoice_id": invoice_id})
-    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": now or utc_now()})
+    moment = now or utc_now()
+    conn.execute(sql("invoicing/void_invoice"), {"invoice_id": invoice_id, "now": moment})
+    _emit_invoice_events(conn, "invoice.voided", [invoice_id], moment)
     return get_invoice(conn, invoice_id)
+
+
+def _emit_invoice_events(
+    conn: sa.Connection, event_type: EventType, invoice_ids: Sequence[int], now: dt.datetime
+) -> None:
+    """invoice.closed / invoice.voided into the webhook outbox, in this transaction."""
+    if not invoice_ids or not has_subscribers(conn, event_type):
+        return
+    views = _select_invoices(conn, invoice_ids=invoice_ids)
+    emit_many(conn, event_type, [(v.tenant_id, invoice_event_data(v)) for v in views], now=now)
+
+
+def invoice_event_data(view: InvoiceView) -> dict[str, Any]:
+    """The `data` of invoice.closed / invoice.voided."""
+    return {
+        "invoice_id": view.id,
+        "tenant_id": view.tenant_id,
+        "number": view.number,
+        "status": view.status,
+        "period": view.period,
+        "period_start": view.period_start,
+        "period_end": view.period_end,
+        "currency": view.currency,
+        "total": view.total,
+        "closed_at": view.closed_at,
+        "voided_at": view.voided_at,
+    }
 
 
 def _lock_status(conn: sa.Connection, invoice_id: int) -> str:

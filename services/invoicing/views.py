@@ -29,7 +29,7 @@ class InvoiceLineView:
     """One invoice line as the API and the CLI show it (the API's schema uses it as is)."""
 
     line_no: int
-    kind: Literal["base_fee", "usage"]
+    kind: Literal["base_fee", "usage", "commitment_true_up", "credit"]
     subscription_id: int | None
     plan_code: str
     metric: str | None

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     seller_address: str = Field(default="", description="Seller address (lines split by '\\n')")
     seller_tax_id: str = Field(default="", description="Seller tax/VAT id on documents")
     seller_email: str = Field(default="", description="Seller contact on documents")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook endpoints on loopback/private addresses (internal receivers)",
+    )
 
     @property
     def home_path(self) -> Path:

@@ -18,6 +18,7 @@ EXPECTED_SCHEDULES = {
     "month-end-invoices": ["0 3 1 * *"],
     "finalize-invoices": ["0 4 * * *"],
     "usage-backfill": [],
+    "deliver-webhooks": ["* * * * *"],
 }
 
 SPECS = load_specs()

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "metrics",
     "generate",
     "invoices",
+    "webhooks",
     "api_key",
     "serve",
     "up",

@@ -1,0 +1,7 @@
+-- purpose: the grants an invoice could use now, without locking them (would-apply lines of drafts)
+SELECT id, currency, remaining, effective_from, expires_on, priority
+FROM credit_grants
+WHERE tenant_id = :tenant_id AND currency = :currency AND remaining > 0
+  AND effective_from < CAST(:period_end AS date)
+  AND (expires_on IS NULL OR expires_on > CAST(:on AS date))
+ORDER BY id

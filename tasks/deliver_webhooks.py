@@ -1,0 +1,25 @@
+"""Task: deliver the due webhook messages."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from services.webhooks.delivery import DeliveryReport, deliver_due
+from tallyflow.core.clock import utc_now
+from tallyflow.core.resources import Resources
+
+
+@task(name="deliver_due_webhooks", cache_policy=NONE)
+def deliver_due_webhooks(resources: Resources, limit: int) -> DeliveryReport:
+    """Send every delivery due now and record each outcome.
+
+    NOTE: no task retries: a failed attempt is recorded and rescheduled in the database
+    (backoff with jitter, same webhook-id), and a crash leaves leases that expire.
+    """
+    return deliver_due(
+        resources.engine,
+        now=utc_now(),
+        allow_private=resources.settings.webhook_allow_private,
+        limit=limit,
+    )

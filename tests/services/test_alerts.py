@@ -1,0 +1,196 @@
+"""Alerts: measures (pure), crossing once per alert and period against a real Postgres,
+the spend measure, and the events they write to the webhook outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from models.period import BillingPeriod
+from models.spend import AlertIn
+from services.alerts import AlertState, alert_measure, evaluate_alerts, list_alerts, replace_alerts
+from services.quota import refresh_quota_usage
+from services.spend import Spend, measure_spend
+from services.webhooks.endpoints import create_endpoint
+from tests.helpers import rows
+from tests.services.test_invoicing import PER_UNIT, add_usage, seed_plan, subscribe
+
+NOV = BillingPeriod.parse("2026-11")
+DEC = BillingPeriod.parse("2026-12")
+NOV_20 = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
+DEC_02 = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
+
+
+def state(kind: str, threshold: str, **kw: Any) -> AlertState:
+    return AlertState(
+        id=1,
+        tenant_id="acme",
+        kind=kind,
+        metric=kw.pop("metric", "api.calls"),
+        threshold=D(threshold),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("alert", "spend", "expected"),
+    [
+        # percent of the effective limit
+        (state("usage_percent", "80", quota_used=D(800), quota_limit=D(1000)), None, D(80)),
+        # unlimited or a zero limit: no percentage, never fires
+        (state("usage_percent", "80", quota_used=D(800), quota_limit=None), None, None),
+        (state("usage_percent", "80", quota_used=D(5), quota_limit=D(0)), None, None),
+        # absolute: the quota's used (plan aggregation) first ...
+        (state("usage_absolute", "500", quota_used=D(700), usage_total=D(9)), None, D(700)),
+        # ... else the period's usage_daily total; no usage at all is 0
+        (state("usage_absolute", "500", usage_total=D(9)), None, D(9)),
+        (state("usage_absolute", "500"), None, D(0)),
+        # spend: the period's spend; none measured (no subscription) -> nothing
+        (state("spend", "35", metric=None), Spend("acme", "USD", D("36.00")), D("36.00")),
+        (state("spend", "35", metric=None), None, None),
+    ],
+)
+def test_alert_measure(alert: AlertState, spend: Spend | None, expected: D | None) -> None:
+    assert alert_measure(alert, spend) == expected
+
+
+@pytest.fixture
+def acme(engine: Engine) -> None:
+    """acme on 'pro' (USD 30.00/month, api.calls 0.01 each over 100, limit 1000) from Nov 1;
+    an endpoint subscribed to both threshold events; four alerts."""
+    with engine.begin() as conn:
+        plan = seed_plan(
+            conn,
+            "pro",
+            base_fee="30.00",
+            quotas={"api.calls": {"pricing": PER_UNIT, "included": "100"}},
+        )
+        conn.execute(sa.text('UPDATE plan_quotas SET "limit" = 1000'))
+        subscribe(conn, "acme", plan, "2026-11-01")
+        create_endpoint(
+            conn,
+            url="http://127.0.0.1:9/hook",
+            events=["usage.threshold_reached", "spend.threshold_reached"],
+            allow_private=True,
+            now=NOV_20,
+        )
+        replace_alerts(
+            conn,
+            "acme",
+            [
+                AlertIn(metric="api.calls", threshold_percent=D(80)),
+                AlertIn(metric="api.calls", threshold=D(500)),
+                AlertIn(metric="storage.gb", threshold=D(10)),  # not in the plan: usage_daily
+                AlertIn(spend=D("35.00")),
+            ],
+            now=NOV_20,
+        )
+
+
+def run(engine: Engine, now: dt.datetime, usage: list[tuple[str, str, str]] = ()) -> list[Any]:  # type: ignore[assignment]
+    """What an ingest run's commit does: usage, quota refresh, then alerts (one transaction)."""
+    with engine.begin() as conn:
+        for metric, day, quantity in usage:
+            add_usage(conn, "acme", metric, day, quantity)
+        refresh_quota_usage(conn, today=now.date(), as_of=now)
+        return evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
+
+
+def fired(result: list[Any]) -> list[tuple[str, D]]:
+    return sorted((f.event_type, f.measure) for f in result)
+
+
+@pytest.mark.usefixtures("acme")
+def test_each_alert_fires_once_per_period(engine: Engine) -> None:
+    # 700 calls: 70 % (no), >= 500 (yes); spend 30.00 + 6.00 = 36.00 >= 35.00 (yes)
+    assert fired(run(engine, NOV_20, [("api.calls", "2026-11-03", "700")])) == [
+        ("spend.threshold_reached", D("36.00")),
+        ("usage.threshold_reached", D(700)),
+    ]
+    # 900 calls: 90 % fires now; the others already fired this period
+    assert fired(run(engine, NOV_20, [("api.calls", "2026-11-04", "200")])) == [
+        ("usage.threshold_reached", D(90)),
+    ]
+    # 12 GB of a metric outside the plan: the usage_daily total
+    assert fired(run(engine, NOV_20, [("storage.gb", "2026-11-05", "12")])) == [
+        ("usage.threshold_reached", D(12)),
+    ]
+    assert run(engine, NOV_20) == []  # nothing more, however often it runs
+
+    with engine.connect() as conn:
+        listed = list_alerts(conn, "acme", period=NOV)
+    assert all(a.triggered_at == NOV_20 for a in listed.alerts)
+    events = rows(
+        engine, "SELECT type, tenant_id, data FROM webhook_events ORDER BY occurred_at, id"
+    )
+    assert len(events) == 4
+    percent_event = next(e for e in events if "threshold_percent" in e[2])
+    assert {
+        k: percent_event[2][k] for k in ("metric", "threshold_percent", "percent", "used", "limit")
+    } == {
+        "metric": "api.calls",
+        "threshold_percent": "80",
+        "percent": "90.00",
+        "used": "900",
+        "limit": "1000",
+    }
+    assert rows(engine, "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'") == [
+        (4,)
+    ]
+    spend_event = next(e for e in events if e[0] == "spend.threshold_reached")
+    assert spend_event[2] | {"alert_id": 0} == {
+        "alert_id": 0,
+        "tenant_id": "acme",
+        "period": "2026-11",
+        "period_start": "2026-11-01",
+        "period_end": "2026-12-01",
+        "threshold": "35.00",
+        "spend": "36.00",
+        "currency": "USD",
+    }
+
+    # December: a new period, every alert may fire again (once)
+    assert run(engine, DEC_02) == []  # base fee 30.00 < 35.00, no usage yet
+    with engine.connect() as conn:
+        assert all(a.triggered_at is None for a in list_alerts(conn, "acme", period=DEC).alerts)
+    assert fired(run(engine, DEC_02, [("api.calls", "2026-12-01", "600")])) == [
+        ("spend.threshold_reached", D("35.00")),
+        ("usage.threshold_reached", D(600)),
+    ]
+
+
+@pytest.mark.usefixtures("acme")
+def test_replacing_the_set_keeps_repeated_alerts_and_their_triggers(engine: Engine) -> None:
+    run(engine, NOV_20, [("api.calls", "2026-11-03", "700")])
+    with engine.begin() as conn:
+        before = {
+            a.threshold: a for a in list_alerts(conn, "acme", period=NOV).alerts if a.threshold
+        }
+        after = replace_alerts(
+            conn,
+            "acme",
+            [
+                AlertIn(metric="api.calls", threshold=D(500)),
+                AlertIn(metric="api.calls", threshold=D(600)),
+            ],
+            now=NOV_20,
+        )
+    kept = next(a for a in after.alerts if a.threshold == D(500))
+    assert kept.id == before[D(500)].id and kept.triggered_at == NOV_20
+    new = next(a for a in after.alerts if a.threshold == D(600))
+    assert new.triggered_at is None
+    assert len(after.alerts) == 2
+    assert fired(run(engine, NOV_20)) == [("usage.threshold_reached", D(700))]  # the new one
+
+
+@pytest.mark.usefixtures("acme")
+def test_spend_leaves_out_the_commitment_true_up(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE plans SET minimum_commitment = 500"))
+        spend = measure_spend(conn, NOV, ["acme", "nobody"])
+    assert spend == {"acme": Spend("acme", "USD", D("30.00"))}
