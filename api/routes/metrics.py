@@ -17,6 +17,7 @@ from models.api import DecimalOut
 from models.identifiers import METRIC_PATTERN as METRIC_RE
 from models.metrics import MetricDefinition
 from models.period import BillingPeriod
+from services.audit import record_change
 from services.metrics import catalog
 from services.metrics.store import month_usage
 from tallyflow.core.clock import utc_now
@@ -77,7 +78,17 @@ def create_metric(
     """Define a billable metric; 409 when the code exists (metrics are immutable)."""
     principal.require_global()
     with state.engine.begin() as conn:
-        return _out(catalog.create_metric(conn, body))
+        created = _out(catalog.create_metric(conn, body))
+        record_change(
+            conn,
+            principal,
+            "metric.create",
+            tenant_id=None,
+            obj=("metric", created.code),
+            before=None,
+            after=created,
+        )
+        return created
 
 
 @router.get("/metrics", response_model=list[MetricOut])

@@ -24,6 +24,7 @@ from models.spend import (
     SpendCapOut,
 )
 from services import alerts, credits, spend
+from services.audit import record_change
 from tallyflow.core.clock import utc_now, utc_today
 
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["spend controls"])
@@ -49,8 +50,15 @@ def create_credit_grant(
     _may_change(principal, tenant_id)
     with state.engine.begin() as conn:
         grant = credits.create_grant(conn, tenant_id, request, now=utc_now())
-        # AUDIT (trust): record_change(conn, principal, "credit_grant.create",
-        #   tenant_id=tenant_id, obj=f"credit_grant:{grant.id}", before=None, after=grant)
+        record_change(
+            conn,
+            principal,
+            "credit_grant.create",
+            tenant_id=tenant_id,
+            obj=("credit_grant", grant.id),
+            before=None,
+            after=grant,
+        )
     return grant
 
 
@@ -76,9 +84,19 @@ def replace_alerts(
     """Replace the tenant's alert set; alerts it repeats keep their triggers."""
     _may_change(principal, tenant_id)
     with state.engine.begin() as conn:
-        # AUDIT (trust): before = alerts.list_alerts(...) here, then record_change(conn,
-        #   principal, "alerts.replace", tenant_id=tenant_id, obj="alerts", before, after)
-        return alerts.replace_alerts(conn, tenant_id, request.alerts, now=utc_now())
+        period = BillingPeriod.of(utc_today())
+        before = alerts.list_alerts(conn, tenant_id, period=period)
+        after = alerts.replace_alerts(conn, tenant_id, request.alerts, now=utc_now())
+        record_change(
+            conn,
+            principal,
+            "alerts.replace",
+            tenant_id=tenant_id,
+            obj=("alerts", None),
+            before=before,
+            after=after,
+        )
+        return after
 
 
 @router.get("/alerts", response_model=AlertsOut)
@@ -104,9 +122,17 @@ def set_spend_cap(
     above it, every quota check of the tenant answers allowed false, spend_cap_reached."""
     _may_change(principal, tenant_id)
     with state.engine.begin() as conn:
-        # AUDIT (trust): record_change(conn, principal, "spend_cap.set", tenant_id=tenant_id,
-        #   obj="spend_cap", before=spend.spend_cap(...) read first, after=result)
+        before = spend.spend_cap(conn, tenant_id, today=utc_today())
         result = spend.set_spend_cap(conn, tenant_id, request.amount, now=utc_now())
+        record_change(
+            conn,
+            principal,
+            "spend_cap.set",
+            tenant_id=tenant_id,
+            obj=("spend_cap", None),
+            before=before,
+            after=result,
+        )
     state.reload_quotas([tenant_id])
     return result
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from api.auth import READ, WRITE, Principal, require_scope
 from api.state import ApiState, api_state
 from models.spend import WebhookCreatedOut, WebhookDeliveryOut, WebhookIn, WebhookOut
+from services.audit import record_change
 from services.webhooks import endpoints
 from tallyflow.core.clock import utc_now
 
@@ -42,8 +43,15 @@ def create_webhook(
             allow_private=state.settings.webhook_allow_private,
             now=utc_now(),
         )
-        # AUDIT (trust branch): record_change(conn, principal, "webhook.create", tenant_id=None,
-        #   obj=f"webhook:{endpoint.id}", before=None, after=<endpoint without secret>)
+        record_change(
+            conn,
+            principal,
+            "webhook.create",
+            tenant_id=None,
+            obj=("webhook", endpoint.id),
+            before=None,
+            after=endpoint,  # NOTE: the Endpoint record holds no secret
+        )
     return WebhookCreatedOut(**asdict(endpoint) | {"events": list(endpoint.events)}, secret=secret)
 
 
@@ -69,7 +77,15 @@ def delete_webhook(
     principal.require_global()
     with state.engine.begin() as conn:
         endpoints.delete_endpoint(conn, endpoint_id, now=utc_now())
-        # AUDIT (trust branch): record_change(conn, principal, "webhook.delete", ...)
+        record_change(
+            conn,
+            principal,
+            "webhook.delete",
+            tenant_id=None,
+            obj=("webhook", endpoint_id),
+            before=None,
+            after=None,
+        )
     return Response(status_code=204)
 
 
