@@ -37,13 +37,20 @@ def api_routes(client: TestClient) -> list[tuple[str, str]]:
 
 
 def fill(path: str, tenant: str, invoice_id: int) -> str:
-    return path.replace("{tenant_id}", tenant).replace("{invoice_id}", str(invoice_id))
+    return (
+        path.replace("{tenant_id}", tenant)
+        .replace("{invoice_id}", str(invoice_id))
+        .replace("{code}", "tokens")  # the billable metric `billed` defines
+    )
 
 
 @pytest.fixture
 def billed(client: TestClient, admin: dict[str, str], engine: Engine) -> int:
-    """TENANT on the pro plan since 2026-01 with a draft invoice for 2026-01."""
+    """TENANT on the pro plan since 2026-01 with a draft invoice for 2026-01, and a billable
+    metric `tokens` (no plan prices it)."""
     assert client.post(f"{B}/plans", json=PRO_PLAN, headers=admin).status_code == 201
+    metric = {"code": "tokens", "name": "Tokens", "aggregation": "sum"}
+    assert client.post(f"{B}/metrics", json=metric, headers=admin).status_code == 201
     sub = {"plan_code": "pro", "starts_on": "2026-01-01"}
     assert (
         client.post(f"{B}/tenants/{TENANT}/subscriptions", json=sub, headers=admin).status_code
@@ -74,7 +81,8 @@ def test_a_tenant_key_is_refused_on_every_write_endpoint(
         assert conn.execute(sa.text("SELECT count(*) FROM quota_overrides")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM subscriptions")).scalar_one() == 1
         audited = conn.execute(sa.text("SELECT action FROM audit_log ORDER BY id")).scalars().all()
-    assert audited == ["plan.create", "subscription.create"]  # the admin's two changes only
+    # the admin's own changes only (the `billed` fixture), none by the tenant key
+    assert audited == ["plan.create", "metric.create", "subscription.create"]
 
 
 def test_a_tenant_key_reads_only_its_own_tenant(
@@ -85,7 +93,8 @@ def test_a_tenant_key_reads_only_its_own_tenant(
     other = keys.header(keys.other_tenant)
     for template in reads:
         if "{tenant_id}" in template:
-            assert client.get(fill(template, TENANT, billed), headers=own).status_code == 200
+            mine = client.get(fill(template, TENANT, billed), headers=own)
+            assert mine.status_code == 200, (template, mine.text)
             answer = client.get(fill(template, TENANT, billed), headers=other)
             assert answer.status_code == 403, template
         elif "{invoice_id}" in template:  # by id: another tenant's answers like a missing one
@@ -267,7 +276,9 @@ def test_audit_log_is_append_only_in_the_database(
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(sa.text(statement))
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() == 2
+        assert (
+            conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() == 3
+        )  # the `billed` fixture's three changes
 
 
 def test_cli_key_changes_are_audited_as_cli(engine: Engine) -> None:
