@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from services.invoicing import preview_invoice  # noqa: E402
-from services.proration import BillingPeriod  # noqa: E402
-from tallyflow import migrate  # noqa: E402
-from tallyflow.db import get_engine, to_sqlalchemy_url  # noqa: E402
-from tallyflow.settings import Settings  # noqa: E402
+from services.invoicing import preview_invoice
+from services.proration import BillingPeriod
+from tallyflow import migrate
+from tallyflow.db import get_engine, to_sqlalchemy_url
+from tallyflow.settings import Settings
 
 PERIOD = BillingPeriod.parse("2026-11")
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)

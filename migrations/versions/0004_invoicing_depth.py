@@ -109,9 +109,7 @@ def upgrade() -> None:
         "invoices",
         "(kind = 'credit_note' AND total < 0) OR (kind <> 'credit_note' AND total >= 0)",
     )
-    op.drop_constraint(
-        op.f("ck_invoice_lines_amount_non_negative"), "invoice_lines", type_="check"
-    )
+    op.drop_constraint(op.f("ck_invoice_lines_amount_non_negative"), "invoice_lines", type_="check")
     op.drop_index("uq_invoices_tenant_period_live", table_name="invoices")
     op.create_index(
         "uq_invoices_tenant_period_live",
