@@ -154,9 +154,10 @@ def test_tenant_key_cannot_infer_other_tenants_invoices(
     assert theirs.json()["detail"].replace(str(acme_invoice), "N") == missing.json()[
         "detail"
     ].replace(str(acme_invoice + 1000), "N")
-    for action in (":close", ":void"):
-        answer = client.post(f"{B}/invoices/{acme_invoice}{action}", headers=other)
-        assert answer.status_code == 404
+    for action in (":close", ":void"):  # tenant keys never close or void: 403 for any id
+        for invoice_id in (acme_invoice, acme_invoice + 1000):
+            answer = client.post(f"{B}/invoices/{invoice_id}{action}", headers=other)
+            assert answer.status_code == 403 and answer.json()["code"] == "tenant_key"
     # another tenant's path: 403 whether or not that tenant has data
     for tenant in (TENANT, "nobody-at-all"):
         answer = client.get(f"{B}/tenants/{tenant}/invoices", headers=other)
