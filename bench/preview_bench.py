@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
+from models.period import BillingPeriod
 
 from services.invoicing import preview_invoice
-from services.proration import BillingPeriod
-from tallyflow import migrate
-from tallyflow.db import get_engine, to_sqlalchemy_url
-from tallyflow.settings import Settings
+from tallyflow.core import migrate
+from tallyflow.core.db import get_engine, to_sqlalchemy_url
+from tallyflow.core.settings import Settings
 
 PERIOD = BillingPeriod.parse("2026-11")
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)

@@ -8,11 +8,11 @@ from decimal import Decimal as D
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
 from models.tables import Base
 from services.invoicing import finalize_invoices, generate_invoices, list_invoices
-from services.proration import BillingPeriod
 from tests.services.test_invoicing import add_usage, seed_basic
 
 NOV = BillingPeriod.parse("2026-11")
@@ -81,7 +81,7 @@ def test_models_match_the_migrated_schema(engine: Engine) -> None:
 
 
 def test_finalize_reads_under_the_shared_usage_lock(engine: Engine) -> None:
-    from tasks.job_runs import USAGE_LOCK_KEY
+    from services.job_runs import USAGE_LOCK_KEY
 
     seed_basic(engine)
     with engine.begin() as conn:
