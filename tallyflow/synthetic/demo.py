@@ -191,6 +191,7 @@ class DemoReport:
     rejected: Counter[str] = field(default_factory=Counter)
     backfill: dict[str, Any] = field(default_factory=dict)
     invoices: dict[str, Any] = field(default_factory=dict)
+    document: str | None = None  # one closed invoice's PDF
     top_tenants: list[tuple[str, str, Decimal]] = field(default_factory=list)
     checks: list[quota.QuotaDecision | Any] = field(default_factory=list)
     check_tenants: list[str] = field(default_factory=list)
@@ -340,8 +341,24 @@ def run_demo(
     progress(f"backfill of {month} from the lake")
     report.backfill = backfill_usage(start=month_start, end=month_end - dt.timedelta(days=1))
 
-    progress(f"month-end invoice run for {month}, closing the invoices")
-    report.invoices = close_billing_period(period=month, close=True)
+    from flows.finalize_invoices import finalize_invoices
+    from services.invoicing import get_invoice
+    from services.invoicing.documents import render
+
+    progress(f"month-end invoice run for {month} (drafts, as the month-end deployment)")
+    report.invoices = close_billing_period(period=month, close=False)
+    # NOTE: finalize as of the end of the grace days (or today, if later), as the daily
+    # finalize-invoices deployment would: it refreshes the drafts, then closes them.
+    grace_end = month_end + dt.timedelta(days=res.settings.invoice_grace_days)
+    progress(f"finalize as of {max(today, grace_end)}: refresh and close the drafts")
+    finalized = finalize_invoices(as_of=max(today, grace_end))
+    report.invoices["closed"] = finalized["closed"]
+    if finalized["invoice_ids"]:
+        with res.engine.connect() as conn:
+            first = get_invoice(conn, finalized["invoice_ids"][0])
+        pdf = res.settings.home_path / f"{first.number}.pdf"
+        pdf.write_bytes(render(first, res.settings, "pdf"))
+        report.document = str(pdf)
     with res.engine.connect() as conn:
         rows = conn.execute(
             sql("invoicing/select_top_closed_invoices"), {"period_start": month_start, "limit": 5}
@@ -391,7 +408,8 @@ def format_report(report: DemoReport, settings_home: Path, prefect_url: str | No
         f"{report.backfill.get('rows_written')} usage rows",
         "",
         f"Invoices: {report.invoices.get('generated')} generated, "
-        f"{report.invoices.get('closed')} closed, {report.invoices.get('skipped')} skipped",
+        f"{report.invoices.get('closed')} closed (by finalize), "
+        f"{report.invoices.get('skipped')} skipped; one PDF: {report.document}",
     ]
     for currency, total in report.invoices.get("totals_by_currency", {}).items():
         lines.append(f"  total {currency}: {total}")

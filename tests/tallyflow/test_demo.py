@@ -37,6 +37,8 @@ def test_demo_small_and_rerunnable(settings: Settings, engine: Engine) -> None:
         )
         assert kinds["conflicting_duplicate"] > 0 and len(kinds) == 12
 
+    (pdf,) = settings.home_path.glob("INV-*.pdf")  # the demo writes one PDF
+    assert pdf.read_bytes().startswith(b"%PDF-")
     with engine.connect() as conn:
         invoices = conn.execute(
             sa.text("SELECT tenant_id, number, total FROM invoices ORDER BY tenant_id")
@@ -45,7 +47,10 @@ def test_demo_small_and_rerunnable(settings: Settings, engine: Engine) -> None:
         second = run_demo(res, tenants=12, events=2000, today=today, progress=lambda _: None)
     assert "nothing new" in format_report(second, settings.home_path, None)
     assert second.accepted == 0 and second.rows == 0  # same files: skipped by sha256
-    assert second.invoices["generated"] == 0 and second.invoices["skipped"] == 9
+    # closed invoices are re-rated; nothing differs: no correction, nothing closed
+    assert second.invoices["generated"] == 0 and second.invoices["skipped"] == 0
+    assert second.invoices["corrections"] == [] and second.invoices["closed"] == 0
+    assert second.document is None  # finalize closed nothing new: no new PDF
     with engine.connect() as conn:
         again = conn.execute(
             sa.text("SELECT tenant_id, number, total FROM invoices ORDER BY tenant_id")
