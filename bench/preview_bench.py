@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
-from models.period import BillingPeriod
 
+from models.period import BillingPeriod
 from services.invoicing import preview_invoice
 from tallyflow.core import migrate
 from tallyflow.core.db import get_engine, to_sqlalchemy_url

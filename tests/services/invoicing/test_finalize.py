@@ -8,9 +8,9 @@ from decimal import Decimal as D
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from models.period import BillingPeriod
 from sqlalchemy.engine import Engine
 
+from models.period import BillingPeriod
 from models.tables import Base
 from services.invoicing import finalize_invoices, generate_invoices, list_invoices
 from tests.services.test_invoicing import add_usage, seed_basic
