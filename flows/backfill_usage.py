@@ -9,14 +9,20 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from services.ingest.backfill import DayChange, backfill_markdown
+from services.ingest.backfill import (
+    DayChange,
+    backfill_markdown,
+    committed_day_files,
+    replace_day,
+)
 from services.job_runs import fail_job_run, finish_job_run, start_job_run, usage_write_lock
 from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
-from tasks.backfill import recompute_usage_day
+from tallyflow.runtime.dask import dask_task_runner
+from tasks.backfill import compute_usage_day
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -53,13 +59,31 @@ def run_backfill(
             flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
         )
         try:
-            changes = [
-                recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
-                for day in days
-            ]
+            with res.engine.connect() as conn:
+                files = committed_day_files(conn, res.settings.lake_location.url, days)
+            # NOTE: the days are computed (in process, or as tasks on the Dask cluster),
+            # then all of them replaced in the one transaction below: the lock keeps the
+            # manifest as read here until the run ends.
+            with dask_task_runner(res.settings.dask_address) as runner:
+                if runner is None:
+                    dailies = [compute_usage_day(files[d], d, tenant_ids) for d in days]
+                else:
+                    futures = [
+                        runner.submit(
+                            compute_usage_day,
+                            {"files": files[d], "day": d, "tenant_ids": tenant_ids},
+                        )
+                        for d in days
+                    ]
+                    dailies = [f.result() for f in futures]
+            crash_point("backfill.days_computed")
             now = utc_now()
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
+                changes = [
+                    replace_day(conn, day, daily, tenant_ids)
+                    for day, daily in zip(days, dailies, strict=True)
+                ]
                 refresh_quota_usage(conn, today=now.date(), as_of=now)
                 if regenerate_invoices:
                     regenerated = regenerate_drafts(conn, days, tenant_ids)
@@ -99,8 +123,9 @@ def backfill_usage(
     tenant_ids: list[str] | None = None,
     regenerate_invoices: bool = False,
 ) -> dict[str, Any]:
-    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day;
-    refresh quota_usage; optionally regenerate the draft invoices of the touched months."""
+    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day
+    (on the Dask cluster at TALLYFLOW_DASK_ADDRESS when set); then replace every day, refresh
+    quota_usage and optionally regenerate the touched months' drafts in one transaction."""
     res = resources_from_env()
     changes, summary = run_backfill(res, start, end, tenant_ids, regenerate_invoices)
     create_markdown_artifact(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -10,17 +11,21 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from services.ingest import lake
+from services.ingest.readers import FileValidation, LandingFile
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import quarantine_unreadable_files
+from services.ingest.staging import ValidateFiles, quarantine_unreadable_files, validate_in_process
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
+from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
+from tallyflow.runtime.dask import cluster_threads, dask_task_runner, map_in_order
 from tasks.ingest import (
     aggregate_touched_days,
     commit_ingest_run,
     discover_landing_files,
     stage_new_events,
+    validate_landing_file,
 )
 
 
@@ -29,14 +34,12 @@ def run_ingest(
 ) -> IngestSummary:
     """The ingest run (used by the flow): see docs/ARCHITECTURE.md for the commit protocol."""
     logger = get_run_logger()
-    roots = (
-        [Path(p).expanduser().resolve() for p in paths] if paths else [res.settings.landing_path]
-    )
-    missing = [str(r) for r in roots if not r.exists()]
+    roots = [storage.parse_url(p) for p in paths] if paths else [res.settings.landing_location.url]
+    missing = [r for r in roots if not storage.exists(r)]
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    lake_root = res.settings.lake_path
-    with usage_write_lock(res.engine):
+    lake_root = res.settings.lake_location.url
+    with usage_write_lock(res.engine), dask_task_runner(res.settings.dask_address) as runner:
         now = utc_now()
         run_id = start_job_run(
             res.engine,
@@ -56,10 +59,26 @@ def run_ingest(
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
+            validate: ValidateFiles = validate_in_process
+            if runner is not None:
+                window = 2 * cluster_threads(runner)
+
+                def validate(
+                    files: list[LandingFile], now: dt.datetime
+                ) -> Iterator[FileValidation]:
+                    params = ({"file": f, "now": now} for f in files)
+                    return map_in_order(runner, validate_landing_file, params, window=window)
+
             staged = stage_new_events(
-                res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
+                res.engine,
+                lake_root,
+                files,
+                now,
+                run_id,
+                drain_inbox=drain_inbox,
+                validate_files=validate,
             )
-            quarantine_unreadable_files(lake_root / "quarantine", staged.files)
+            quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
             crash_point("ingest.lake_written")
             days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files)
             crash_point("ingest.aggregated")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -74,7 +73,7 @@ def commit_ingest(
     days: list[dt.date],
     daily: pl.DataFrame,
     skipped_files: int,
-    ignored_files: list[Path],
+    ignored_files: list[str],
     now: dt.datetime,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
