@@ -395,7 +395,7 @@ def assert_consistent(
 
 
 def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(storage.read_bytes(path)).hexdigest()  # local path or s3:// URL
 
 
 class DayReader(threading.Thread):
