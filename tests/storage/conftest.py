@@ -4,6 +4,7 @@ the lake on it, and a second fresh database for comparing runs side by side."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ def s3_endpoint() -> Iterator[str]:
     """http://127.0.0.1:<port> of a moto S3 server in this process (port chosen by the OS)."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
