@@ -9,11 +9,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from services.ingest import lake
 from services.ingest.readers import FileValidation, LandingFile
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import ValidateFiles, quarantine_unreadable_files, validate_in_process
+from services.ingest.staging import ValidateFiles, quarantine_unreadable_files, stage_events
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
 from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
@@ -59,25 +60,25 @@ def run_ingest(
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
-            validate: ValidateFiles = validate_in_process
-            if runner is not None:
-                window = 2 * cluster_threads(runner)
-
-                def validate(
-                    files: list[LandingFile], now: dt.datetime
-                ) -> Iterator[FileValidation]:
-                    params = ({"file": f, "now": now} for f in files)
-                    return map_in_order(runner, validate_landing_file, params, window=window)
-
-            staged = stage_new_events(
-                res.engine,
-                lake_root,
-                files,
-                now,
-                run_id,
-                drain_inbox=drain_inbox,
-                validate_files=validate,
-            )
+            if runner is None:
+                staged = stage_new_events(
+                    res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
+                )
+            else:
+                # NOTE: staged from the flow body, not inside the stage task: a task run
+                # submitted from inside another task carries that task's context to the
+                # worker, parameters included (the engine cannot be pickled). The files'
+                # validations run on the cluster, at most `window` in flight, and come
+                # back in file order; dedupe and lake writes stay here.
+                staged = stage_events(
+                    res.engine,
+                    lake_root,
+                    files,
+                    now,
+                    run_id,
+                    drain_inbox=drain_inbox,
+                    validate_files=_validate_on(runner),
+                )
             quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
             crash_point("ingest.lake_written")
             days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files)
@@ -106,6 +107,17 @@ def run_ingest(
         summary.days,
     )
     return summary
+
+
+def _validate_on(runner: TaskRunner[Any]) -> ValidateFiles:
+    """Per-file read + validation as `validate_landing_file` task runs on the cluster."""
+    window = 2 * cluster_threads(runner)
+
+    def validate(files: list[LandingFile], now: dt.datetime) -> Iterator[FileValidation]:
+        params = ({"file": f, "now": now} for f in files)
+        return map_in_order(runner, validate_landing_file, params, window=window)
+
+    return validate
 
 
 @flow(name="ingest_usage", log_prints=True)

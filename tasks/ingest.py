@@ -22,13 +22,7 @@ from services.ingest.aggregate import aggregate_run_days
 from services.ingest.commit import commit_ingest
 from services.ingest.readers import FileValidation, LandingFile, try_validate_event_file
 from services.ingest.reports import IngestSummary
-from services.ingest.staging import (
-    Staged,
-    ValidateFiles,
-    new_landing_files,
-    stage_events,
-    validate_in_process,
-)
+from services.ingest.staging import Staged, new_landing_files, stage_events
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
@@ -55,18 +49,9 @@ def stage_new_events(
     run_id: uuid.UUID,
     *,
     drain_inbox: bool,
-    validate_files: ValidateFiles = validate_in_process,
 ) -> Staged:
     """Validate, dedupe and write the new events of the files (then the inbox) to the lake."""
-    return stage_events(
-        engine,
-        lake_root,
-        files,
-        now,
-        run_id,
-        drain_inbox=drain_inbox,
-        validate_files=validate_files,
-    )
+    return stage_events(engine, lake_root, files, now, run_id, drain_inbox=drain_inbox)
 
 
 @task(name="aggregate_touched_days", cache_policy=NO_CACHE)
