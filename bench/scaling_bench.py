@@ -45,6 +45,7 @@ def main() -> None:
     from distributed import LocalCluster
     from moto.server import ThreadedMotoServer
     from prefect.testing.utilities import prefect_test_harness
+    from sqlalchemy.engine import make_url
 
     from flows.backfill_usage import backfill_usage
     from flows.ingest_usage import ingest_usage
@@ -66,12 +67,14 @@ def main() -> None:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(
                 sa.text(f'CREATE DATABASE "{name}"')
             )
-        url = base.rsplit("/", 1)[0] + f"/{name}" + ("?" + base.split("?", 1)[1] if "?" in base else "")
+        url = make_url(base).set(database=name).render_as_string(hide_password=False)
         migrate.upgrade(get_engine(Settings(database_url=url)))
         return url
 
     def use(url: str, landing: str, lake: str, dask: str | None = None) -> None:
-        os.environ.update(TALLYFLOW_DATABASE_URL=url, TALLYFLOW_LANDING=landing, TALLYFLOW_LAKE=lake)
+        os.environ.update(
+            TALLYFLOW_DATABASE_URL=url, TALLYFLOW_LANDING=landing, TALLYFLOW_LAKE=lake
+        )
         os.environ.pop("TALLYFLOW_DASK_ADDRESS", None)
         if dask:
             os.environ["TALLYFLOW_DASK_ADDRESS"] = dask
@@ -81,8 +84,13 @@ def main() -> None:
             q = "SELECT * FROM usage_daily ORDER BY tenant_id, metric, usage_date"
             return [tuple(r)[:8] for r in conn.execute(sa.text(q))]
 
-    spec = UsageSpec(month="2026-10", tenants=200, events=args.events, seed=5,
-                     now=dt.datetime(2026, 11, 24, tzinfo=dt.UTC))
+    spec = UsageSpec(
+        month="2026-10",
+        tenants=200,
+        events=args.events,
+        seed=5,
+        now=dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
+    )
     landing = work / "landing"
     generate_usage(landing, spec, format="jsonl", files_by="rows", rows_per_file=100_000)
     warm = work / "warm"
@@ -114,8 +122,9 @@ def main() -> None:
         backfill_usage(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31))
         results["backfill_31_days_in_process_s"] = round(time.perf_counter() - start, 2)
         before = daily(url)
-        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                          dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster:
             use(url, str(landing), str(work / "lake-local"), cluster.scheduler_address)
             backfill_usage(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 1))  # warm workers
             start = time.perf_counter()
