@@ -12,7 +12,12 @@ from prefect.runtime import flow_run
 from models.period import BillingPeriod
 from services import lake_guard
 from services.alerts import evaluate_alerts
-from services.ingest.backfill import DayChange, backfill_markdown
+from services.ingest.backfill import (
+    DayChange,
+    backfill_markdown,
+    committed_day_files,
+    replace_day,
+)
 from services.job_runs import (
     USAGE_LOCK_KEY,
     fail_job_run,
@@ -26,7 +31,8 @@ from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
-from tasks.backfill import recompute_usage_day
+from tallyflow.runtime.dask import dask_task_runner
+from tasks.backfill import compute_usage_day
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -53,6 +59,7 @@ def run_backfill(
     days = days_between(start, end)
     if metrics is not None:
         metrics = check_metric_codes(res, metrics)
+    lake_url = res.settings.lake_location.url
     with usage_write_lock(res.engine) as lock_pid:
         run_id = start_job_run(
             res.engine,
@@ -68,27 +75,40 @@ def run_backfill(
         )
         try:
             with res.engine.connect() as conn:
-                lake_guard.ensure_lake_owner(conn, res.settings.lake_path)
+                lake_guard.ensure_lake_owner(conn, lake_url)
+                files = committed_day_files(conn, lake_url, days) if not metrics else {}
             # NOTE: `metrics` restricts the backfill to those billable metrics (usage_daily
-            # is left as it is); otherwise every day is recomputed and every billable metric
-            # refreshed for the touched periods.
-            changes = (
-                []
-                if metrics
-                else [
-                    recompute_usage_day(res.engine, res.settings.lake_path, day, tenant_ids)
-                    for day in days
-                ]
-            )
+            # is left as it is). Otherwise the days are computed (in process, or as tasks on
+            # the Dask cluster), then all of them replaced in the one transaction below: the
+            # lock keeps the manifest as read here until the run ends.
+            dailies = []
+            if not metrics:
+                with dask_task_runner(res.settings.dask_address) as runner:
+                    if runner is None:
+                        dailies = [compute_usage_day(files[d], d, tenant_ids) for d in days]
+                    else:
+                        futures = [
+                            runner.submit(
+                                compute_usage_day,
+                                {"files": files[d], "day": d, "tenant_ids": tenant_ids},
+                            )
+                            for d in days
+                        ]
+                        dailies = [f.result() for f in futures]
+            crash_point("backfill.days_computed")
             now = utc_now()
             regenerated: dict[str, int] = {}
             with res.engine.begin() as conn:
                 lake_guard.fence_run(
                     conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id
                 )
+                changes = [
+                    replace_day(conn, day, daily, tenant_ids)
+                    for day, daily in zip(days, dailies, strict=False)
+                ]
                 refreshed = refresh_metric_usage(
                     conn,
-                    res.settings.lake_path,
+                    lake_url,
                     days,
                     now,
                     tenant_ids=tenant_ids,
@@ -149,9 +169,11 @@ def backfill_usage(
     regenerate_invoices: bool = False,
     metrics: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day,
-    and the billable metrics of the touched months (`metrics`: only those, usage_daily left
-    alone); refresh quota_usage; optionally regenerate the touched months' draft invoices."""
+    """Recompute usage_daily for days start..end (inclusive) from the lake, one task per day
+    (on the Dask cluster at TALLYFLOW_DASK_ADDRESS when set), and the billable metrics of the
+    touched months (`metrics`: only those, usage_daily left alone); then replace every day,
+    refresh quota_usage and optionally regenerate the touched months' drafts in one
+    transaction."""
     res = resources_from_env()
     changes, summary = run_backfill(res, start, end, tenant_ids, regenerate_invoices, metrics)
     create_markdown_artifact(

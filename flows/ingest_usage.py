@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from services import lake_guard
+from services.ingest.readers import FileValidation, LandingFile
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import quarantine_unreadable_files
+from services.ingest.staging import ValidateFiles, quarantine_unreadable_files, stage_events
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
+from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
+from tallyflow.runtime.dask import cluster_threads, dask_task_runner, map_in_order
 from tasks.ingest import (
     aggregate_touched_days,
     commit_ingest_run,
     discover_landing_files,
     stage_new_events,
+    validate_landing_file,
 )
 
 
@@ -29,14 +35,15 @@ def run_ingest(
 ) -> IngestSummary:
     """The ingest run (used by the flow): see docs/ARCHITECTURE.md for the commit protocol."""
     logger = get_run_logger()
-    roots = (
-        [Path(p).expanduser().resolve() for p in paths] if paths else [res.settings.landing_path]
-    )
-    missing = [str(r) for r in roots if not r.exists()]
+    roots = [storage.parse_url(p) for p in paths] if paths else [res.settings.landing_location.url]
+    missing = [r for r in roots if not storage.exists(r)]
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    lake_root = res.settings.lake_path
-    with usage_write_lock(res.engine) as lock_pid:
+    lake_root = res.settings.lake_location.url
+    with (
+        usage_write_lock(res.engine) as lock_pid,
+        dask_task_runner(res.settings.dask_address) as runner,
+    ):
         now = utc_now()
         run_id = start_job_run(
             res.engine,
@@ -56,7 +63,7 @@ def run_ingest(
                 logger.warning(
                     "moved %d lake files of failed runs to %s",
                     len(swept.moved),
-                    lake_root / "trash",
+                    storage.join(lake_root, "trash"),
                 )
             crash_point("ingest.orphans_removed")
             files, skipped, ignored = discover_landing_files(res.engine, roots)
@@ -64,10 +71,26 @@ def run_ingest(
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
-            staged = stage_new_events(
-                res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
-            )
-            quarantine_unreadable_files(lake_root / "quarantine", staged.files)
+            if runner is None:
+                staged = stage_new_events(
+                    res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
+                )
+            else:
+                # NOTE: staged from the flow body, not inside the stage task: a task run
+                # submitted from inside another task carries that task's context to the
+                # worker, parameters included (the engine cannot be pickled). The files'
+                # validations run on the cluster, at most `window` in flight, and come
+                # back in file order; dedupe and lake writes stay here.
+                staged = stage_events(
+                    res.engine,
+                    lake_root,
+                    files,
+                    now,
+                    run_id,
+                    drain_inbox=drain_inbox,
+                    validate_files=_validate_on(runner),
+                )
+            quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
             crash_point("ingest.lake_written")
             days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files)
             crash_point("ingest.aggregated")
@@ -97,6 +120,17 @@ def run_ingest(
         summary.days,
     )
     return summary
+
+
+def _validate_on(runner: TaskRunner[Any]) -> ValidateFiles:
+    """Per-file read + validation as `validate_landing_file` task runs on the cluster."""
+    window = 2 * cluster_threads(runner)
+
+    def validate(files: list[LandingFile], now: dt.datetime) -> Iterator[FileValidation]:
+        params = ({"file": f, "now": now} for f in files)
+        return map_in_order(runner, validate_landing_file, params, window=window)
+
+    return validate
 
 
 @flow(name="ingest_usage", log_prints=True)

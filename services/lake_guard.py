@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -33,12 +32,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tallyflow.core import storage
+from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import TallyflowError
 from tallyflow.core.sqlfiles import sql
 
 log = logging.getLogger("tallyflow.lake")
 
 MARKER = ".tallyflow-lake-owner.json"
+SWEPT_AT = ".swept_at"
 TRASH = "trash"
 EVENTS = "events"
 
@@ -67,9 +69,15 @@ def database_identity(conn: sa.Connection) -> LakeOwner:
     return LakeOwner(str(row.system_identifier), str(row.database))
 
 
-def read_owner(lake: Path) -> LakeOwner | None:
+def _root(lake: str | Path) -> str:
+    """The lake's URL (a local path or s3://...): every function here takes either."""
+    return os.fspath(lake)
+
+
+def read_owner(lake: str | Path) -> LakeOwner | None:
+    marker = storage.join(_root(lake), MARKER)
     try:
-        data = json.loads((lake / MARKER).read_text(encoding="utf-8"))
+        data = json.loads(storage.read_bytes(marker).decode("utf-8"))
         return LakeOwner(str(data["system_identifier"]), str(data["database"]))
     except FileNotFoundError:
         return None
@@ -80,7 +88,7 @@ def read_owner(lake: Path) -> LakeOwner | None:
         ) from None
 
 
-def ensure_lake_owner(conn: sa.Connection, lake: Path) -> LakeOwner:
+def ensure_lake_owner(conn: sa.Connection, lake: str | Path) -> LakeOwner:
     """This database's identity, after checking (or recording, on first use) that it owns
     the lake. LakeOwnedElsewhere, with nothing in the lake changed, otherwise."""
     me = database_identity(conn)
@@ -98,27 +106,37 @@ def ensure_lake_owner(conn: sa.Connection, lake: Path) -> LakeOwner:
     return me
 
 
-def _adopt(conn: sa.Connection, lake: Path, me: LakeOwner) -> None:
-    events = [p for p in _event_files(lake) if not p.name.startswith(".")]
+def _adopt(conn: sa.Connection, lake: str | Path, me: LakeOwner) -> None:
+    root = _root(lake)
+    events = [u for u in _event_files(root) if not storage.basename(u).startswith(".")]
     if events:
         listed = {r.path for r in conn.execute(sql("ingest/select_lake_files"), {"days": None})}
-        if not any(str(p.relative_to(lake)) in listed for p in events):
+        if not any(storage.relative(u, root) in listed for u in events):
             raise LakeOwnedElsewhere(
                 f"the lake {lake} has {len(events)} event files but no owner marker, and "
                 f"{me.describe()} lists none of them: it was written by another database. "
                 "Nothing was changed."
             )
-    lake.mkdir(parents=True, exist_ok=True)
     body = json.dumps(
         {
             "system_identifier": me.system_identifier,
             "database": me.database,
-            "claimed_at": dt.datetime.now(dt.UTC).isoformat(),
+            "claimed_at": utc_now().isoformat(),
         }
     )
+    marker = storage.join(root, MARKER)
+    if not storage.is_local(marker):
+        # NOTE: an object store has no exclusive create; two first runs against one empty
+        # lake both hold the usage lock of the same database (they cannot be two databases
+        # and both find the lake unclaimed without racing here): the last write wins with
+        # the same owner when they share a database.
+        if not storage.exists(marker):
+            storage.write_bytes(marker, body.encode("utf-8"))
+        return
+    Path(root).mkdir(parents=True, exist_ok=True)
     try:
         # NOTE: exclusive create: of two first runs, one writes; the other reads its marker.
-        with (lake / MARKER).open("x", encoding="utf-8") as handle:
+        with Path(marker).open("x", encoding="utf-8") as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
@@ -126,16 +144,15 @@ def _adopt(conn: sa.Connection, lake: Path, me: LakeOwner) -> None:
         pass
 
 
-def _event_files(lake: Path) -> list[Path]:
-    root = lake / EVENTS
-    if not root.exists():
-        return []
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+def _event_files(lake: str | Path) -> list[str]:
+    """URLs of the files under the lake's events/ folder (local symlinks are not files of ours)."""
+    entries = storage.list_files(storage.join(_root(lake), EVENTS))
+    return [e.url for e in entries if not (storage.is_local(e.url) and Path(e.url).is_symlink())]
 
 
-def run_id_of(path: Path) -> uuid.UUID | None:
+def run_id_of(path: str | Path) -> uuid.UUID | None:
     """The run id in a lake file name (`<run>-<slice>.parquet`, `.<run>-<slice>.parquet.tmp`)."""
-    name = path.name.lstrip(".")
+    name = storage.basename(os.fspath(path)).lstrip(".")
     try:
         return uuid.UUID(name[:36])
     except ValueError:
@@ -144,58 +161,73 @@ def run_id_of(path: Path) -> uuid.UUID | None:
 
 @dataclass
 class SweepResult:
-    moved: list[Path] = field(default_factory=list)  # to the trash (their new paths)
-    kept: list[Path] = field(default_factory=list)  # unlisted, but not of a failed run here
-    purged: list[Path] = field(default_factory=list)  # trash folders past the retention
+    moved: list[str] = field(default_factory=list)  # to the trash (their new URLs)
+    kept: list[str] = field(default_factory=list)  # unlisted, but not of a failed run here
+    purged: list[str] = field(default_factory=list)  # trash folders past the retention
 
 
 def sweep_failed_run_files(
-    conn: sa.Connection, lake: Path, *, retention_days: int, now: float | None = None
+    conn: sa.Connection, lake: str | Path, *, retention_days: int, now: float | None = None
 ) -> SweepResult:
     """Move the unlisted lake files of this database's failed runs to the trash; purge
     trash folders older than `retention_days`. Needs the usage lock."""
+    root = _root(lake)
     result = SweepResult()
     listed = {r.path for r in conn.execute(sql("ingest/select_lake_files"), {"days": None})}
-    unlisted = [p for p in _event_files(lake) if str(p.relative_to(lake)) not in listed]
-    by_run: dict[uuid.UUID, list[Path]] = {}
-    for path in unlisted:
-        run = run_id_of(path)
+    unlisted = [u for u in _event_files(root) if storage.relative(u, root) not in listed]
+    by_run: dict[uuid.UUID, list[str]] = {}
+    for url in unlisted:
+        run = run_id_of(url)
         if run is None:
-            result.kept.append(path)
+            result.kept.append(url)
         else:
-            by_run.setdefault(run, []).append(path)
+            by_run.setdefault(run, []).append(url)
     failed: set[uuid.UUID] = set()
     if by_run:
         rows = conn.execute(sql("lake/select_failed_runs"), {"ids": list(by_run)})
         failed = {r.id for r in rows}
-    for run, paths in by_run.items():
+    moment = time.time() if now is None else now
+    for run, urls in by_run.items():
         if run not in failed:
-            result.kept += paths
+            result.kept += urls
             continue
-        for path in paths:
-            target = lake / TRASH / str(run) / path.relative_to(lake)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+        folder = storage.join(root, TRASH, str(run))
+        for url in urls:
+            target = storage.join(folder, storage.relative(url, root))
+            storage.move(url, target)
             result.moved.append(target)
+        # NOTE: the time of the sweep, read by purge_trash (an object store has no folder
+        # mtime; the same file serves local disk).
+        storage.write_bytes(storage.join(folder, SWEPT_AT), f"{moment:.0f}".encode())
     if result.kept:
         log.warning(
             "left %d unlisted lake files alone: not written by a failed run of this database",
             len(result.kept),
         )
-    result.purged = purge_trash(lake, retention_days=retention_days, now=now)
+    result.purged = purge_trash(root, retention_days=retention_days, now=now)
     return result
 
 
-def purge_trash(lake: Path, *, retention_days: int, now: float | None = None) -> list[Path]:
-    """Delete trash folders last filled more than `retention_days` ago."""
-    trash = lake / TRASH
-    if not trash.exists():
-        return []
+def purge_trash(lake: str | Path, *, retention_days: int, now: float | None = None) -> list[str]:
+    """Delete trash folders swept more than `retention_days` ago."""
+    trash = storage.join(_root(lake), TRASH)
     cutoff = (time.time() if now is None else now) - retention_days * 86_400
+    by_folder: dict[str, list[str]] = {}
+    for entry in storage.list_files(trash):
+        run_folder = storage.relative(entry.url, trash).split("/", 1)[0]
+        by_folder.setdefault(storage.join(trash, run_folder), []).append(entry.url)
     purged = []
-    for folder in trash.iterdir():
-        if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder)
+    for folder, urls in sorted(by_folder.items()):
+        stamp = storage.join(folder, SWEPT_AT)
+        try:
+            swept_at = float(storage.read_bytes(stamp).decode())
+        except (FileNotFoundError, ValueError):
+            continue  # not a folder of ours, or half-written: left alone
+        if swept_at < cutoff:
+            for url in urls:
+                storage.remove(url)
+            if storage.is_local(folder):
+                shutil.rmtree(folder, ignore_errors=True)
             purged.append(folder)
     return purged
 

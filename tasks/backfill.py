@@ -1,26 +1,24 @@
-"""Prefect task of the backfill: one usage day recomputed from the lake."""
+"""Prefect task of the backfill: one usage day computed from its committed lake files."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import Engine
 
-from services.ingest.backfill import DayChange, recompute_day
+from services.ingest.backfill import compute_day_usage
 
 
 @task(
-    name="recompute_usage_day",
-    task_run_name="recompute {day}",
+    name="compute_usage_day",
+    task_run_name="compute {day}",
     retries=2,
     retry_delay_seconds=5,
     cache_policy=NO_CACHE,
 )
-def recompute_usage_day(
-    engine: Engine, lake_root: Path, day: dt.date, tenant_ids: list[str] | None
-) -> DayChange:
-    """One day of a backfill (retried alone when it fails)."""
-    return recompute_day(engine, lake_root, day, tenant_ids)
+def compute_usage_day(files: list[str], day: dt.date, tenant_ids: list[str] | None) -> pl.DataFrame:
+    """One day of a backfill: its usage rows from its lake files (retried alone when it
+    fails: it only reads). `day` names the task run; the files are that day's."""
+    return compute_day_usage(files, tenant_ids)

@@ -1,5 +1,6 @@
 """Prefect tasks of the ingest run, thin wrappers over services/ingest: discover, stage
-(read, validate, dedupe, write the lake), aggregate, commit.
+(read, validate, dedupe, write the lake), aggregate, commit; and the per-file validation
+that a Dask cluster runs when TALLYFLOW_DASK_ADDRESS is set.
 
 NOTE: no retries: each step either leaves nothing visible (staging writes files the manifest
 does not list yet) or is the run's one transaction; the rerun of a failed run redoes it all.
@@ -19,24 +20,30 @@ from sqlalchemy.engine import Engine
 from services.ingest import lake
 from services.ingest.aggregate import aggregate_run_days
 from services.ingest.commit import commit_ingest
-from services.ingest.readers import LandingFile
+from services.ingest.readers import FileValidation, LandingFile, try_validate_event_file
 from services.ingest.reports import IngestSummary
 from services.ingest.staging import Staged, new_landing_files, stage_events
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
 def discover_landing_files(
-    engine: Engine, roots: list[Path]
-) -> tuple[list[LandingFile], int, list[Path]]:
+    engine: Engine, roots: list[str]
+) -> tuple[list[LandingFile], int, list[str]]:
     """New usage files under the roots; files whose content was ingested are skipped."""
     with engine.connect() as conn:
         return new_landing_files(conn, roots)
 
 
+@task(name="validate_landing_file", task_run_name="validate {file.name}", cache_policy=NO_CACHE)
+def validate_landing_file(file: LandingFile, now: dt.datetime) -> FileValidation:
+    """Read and validate one landing file (pure: no database, no lake writes)."""
+    return try_validate_event_file(file.path, now)
+
+
 @task(name="stage_new_events", cache_policy=NO_CACHE)
 def stage_new_events(
     engine: Engine,
-    lake_root: Path,
+    lake_root: str,
     files: list[LandingFile],
     now: dt.datetime,
     run_id: uuid.UUID,
@@ -49,7 +56,7 @@ def stage_new_events(
 
 @task(name="aggregate_touched_days", cache_policy=NO_CACHE)
 def aggregate_touched_days(
-    engine: Engine, lake_root: Path, new_files: list[lake.LakeFile]
+    engine: Engine, lake_root: str | Path, new_files: list[lake.LakeFile]
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """Recompute the days this run touched from committed + new lake files."""
     with engine.connect() as conn:
@@ -64,11 +71,11 @@ def commit_ingest_run(
     days: list[dt.date],
     daily: pl.DataFrame,
     skipped_files: int,
-    ignored_files: list[Path],
+    ignored_files: list[str],
     now: dt.datetime,
     lock_pid: int | None = None,
     *,
-    lake_root: Path,
+    lake_root: str | Path,
 ) -> IngestSummary:
     """The run's one transaction (services/ingest/commit.py), quota refresh included."""
     return commit_ingest(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import sqlalchemy as sa
 
 from services.ingest import lake
+from tallyflow.core import storage
 from tallyflow.core.sqlfiles import duckdb_sql
 
 DAILY_SCHEMA = pl.Schema(
@@ -30,7 +30,7 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
     """Per (tenant, metric, day): sum, count, max, first and last occurred_at."""
     if not files:
         return pl.DataFrame(schema=DAILY_SCHEMA)
-    con = duckdb.connect()
+    con = storage.connect_duckdb(files)
     try:
         con.execute("SET TimeZone = 'UTC'")
         daily = con.sql(
@@ -44,7 +44,7 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
 
 
 def aggregate_run_days(
-    conn: sa.Connection, lake_root: Path, new_files: list[lake.LakeFile]
+    conn: sa.Connection, lake_root: str | Path, new_files: list[lake.LakeFile]
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """The days a run touched (those of its new lake files), recomputed from the committed
     lake files of those days plus the run's new ones."""

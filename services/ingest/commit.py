@@ -78,11 +78,11 @@ def commit_ingest(
     days: list[dt.date],
     daily: pl.DataFrame,
     skipped_files: int,
-    ignored_files: list[Path],
+    ignored_files: list[str],
     now: dt.datetime,
     lock_pid: int | None = None,
     *,
-    lake_root: Path,
+    lake_root: str | Path,
 ) -> IngestSummary:
     """One transaction: quarantine, file ledger, lake manifest, inbox drained, usage days,
     quota refresh, job run. Before it commits, nothing of the run is visible."""

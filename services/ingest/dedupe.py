@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import polars as pl
 
+from tallyflow.core import storage
 from tallyflow.core.sqlfiles import duckdb_sql
 
 KEY = ("tenant_id", "event_id")
@@ -42,7 +42,7 @@ def dedupe_events(
     found_parts: list[pl.DataFrame] = []
     if lake_files and firsts.height:
         batch_keys = firsts.select("position", *KEY)  # noqa: F841 - read by DuckDB by name
-        con = duckdb.connect()
+        con = storage.connect_duckdb(lake_files)
         try:
             found_parts.append(
                 con.sql(
@@ -123,7 +123,7 @@ def versions_of_keys(
     parts = [f.join(keys, on=list(KEY), how="semi").select(*KEY, *CONTENT) for f in frames]
     if lake_files and keys.height:
         batch_keys = keys.with_row_index("position")
-        con = duckdb.connect()
+        con = storage.connect_duckdb(lake_files)
         try:
             found = (
                 con.sql(

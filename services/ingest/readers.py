@@ -13,9 +13,10 @@ import hashlib
 import io
 import os
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 import duckdb
@@ -33,6 +34,7 @@ from models.events import (
     validate_json_lines,
     validate_raw_events,
 )
+from tallyflow.core import storage
 from tallyflow.core.sqlfiles import duckdb_sql
 
 JSON_SUFFIXES: Final = (".jsonl", ".ndjson")
@@ -47,54 +49,49 @@ class UnreadableFile(Exception):
 
 @dataclass(frozen=True)
 class LandingFile:
-    path: Path
+    path: str  # its URL: an absolute local path or s3://bucket/key (tallyflow.core.storage)
     sha256: str
     size_bytes: int
 
+    @property
+    def name(self) -> str:
+        return storage.basename(self.path)
 
-def file_format(path: Path) -> str | None:
+
+def file_format(path: str | Path) -> str | None:
     """'json', 'csv' or 'parquet' from the name (a trailing .gz is allowed), else None."""
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
+    full = storage.basename(os.fspath(path)).lower()
+    name = full[:-3] if full.endswith(".gz") else full
     if name.endswith(JSON_SUFFIXES):
         return "json"
     if name.endswith(CSV_SUFFIXES):
         return "csv"
-    if name.endswith(PARQUET_SUFFIXES) and not path.name.lower().endswith(".gz"):
+    if name.endswith(PARQUET_SUFFIXES) and not full.endswith(".gz"):
         return "parquet"
     return None
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(url: str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with storage.open_read(url) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def discover_files(roots: list[Path]) -> tuple[list[LandingFile], list[Path]]:
-    """Usage files under the roots (recursively, sorted), and the files ignored by name."""
-    found: dict[Path, None] = {}
-    ignored: list[Path] = []
-    for root in roots:
-        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        inside = root.resolve()
-        for path in candidates:
-            if any(part.startswith(".") for part in path.relative_to(root.parent).parts):
-                continue  # hidden files and folders (editors' and uploaders' temp files)
-            if path != root and (path.is_symlink() or not _stays_under(path, inside)):
-                continue  # NOTE: a symlink could point anywhere (/etc, another tenant's drop)
-            if file_format(path) is None:
-                ignored.append(path)
-            else:
-                found[path.resolve()] = None
-    paths = sorted(found)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # hashlib frees the GIL
-        hashes = list(pool.map(sha256_of, paths))
-    files = [LandingFile(p, h, p.stat().st_size) for p, h in zip(paths, hashes, strict=True)]
-    return files, ignored
+Candidate = tuple[str, tuple[str, ...], int]  # url, parts under the root's parent, size
+
+
+def _local_candidates(root: Path) -> list[Candidate]:
+    candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    inside = root.resolve()
+    return [
+        (str(p.resolve()), p.relative_to(root.parent).parts, p.stat().st_size)
+        for p in candidates
+        # NOTE: a symlink could point anywhere (/etc, another tenant's drop): skipped, and so
+        # is a path that leaves the root through a symlinked folder.
+        if p == root or (not p.is_symlink() and _stays_under(p, inside))
+    ]
 
 
 def _stays_under(path: Path, root: Path) -> bool:
@@ -102,9 +99,42 @@ def _stays_under(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def _read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
+def _remote_candidates(root: str) -> list[Candidate]:
+    parent = root.rstrip("/").rsplit("/", 1)[0]
+    return [
+        (e.url, PurePosixPath(storage.relative(e.url, parent)).parts, e.size)
+        for e in storage.list_files(root)
+    ]
+
+
+def discover_files(roots: Sequence[str | Path]) -> tuple[list[LandingFile], list[str]]:
+    """Usage files under the roots (local folders or object-store prefixes, recursively,
+    sorted), and the files ignored by name."""
+    found: dict[str, int] = {}
+    ignored: list[str] = []
+    for root in (os.fspath(r) for r in roots):
+        local = storage.is_local(root)
+        candidates = _local_candidates(Path(root)) if local else _remote_candidates(root)
+        for url, parts, size in candidates:
+            if any(part.startswith(".") for part in parts):
+                continue  # hidden files and folders (editors' and uploaders' temp files)
+            if file_format(url) is None:
+                ignored.append(url)
+            else:
+                found[url] = size
+    urls = sorted(found)
+    # NOTE: hashlib frees the GIL; an object store answers each read in its own round
+    # trip, so more threads overlap those waits.
+    remote = not all(storage.is_local(u) for u in urls)
+    with ThreadPoolExecutor(max_workers=16 if remote else os.cpu_count() or 1) as pool:
+        hashes = list(pool.map(sha256_of, urls))
+    files = [LandingFile(u, h, found[u]) for u, h in zip(urls, hashes, strict=True)]
+    return files, ignored
+
+
+def _read_bytes(path: str) -> bytes:
+    data = storage.read_bytes(path)
+    if path.lower().endswith(".gz"):
         if not data.startswith(b"\x1f\x8b"):
             raise UnreadableFile("not a gzip file (no gzip header)")
         try:
@@ -265,10 +295,12 @@ def _parquet_field(table: pl.DataFrame, field: str) -> list[pl.Expr]:
     ]
 
 
-def read_parquet_rows(path: Path) -> pl.DataFrame:
+def read_parquet_rows(path: str | Path) -> pl.DataFrame:
     """Raw event frame of a Parquet file; row numbers count from 1."""
+    url = os.fspath(path)
     try:
-        table = pl.read_parquet(path, glob=False)  # NOTE: a name like `a[1]*.parquet` is literal
+        source = url if storage.is_local(url) else io.BytesIO(storage.read_bytes(url))
+        table = pl.read_parquet(source, glob=False)  # NOTE: `a[1]*.parquet` is a literal name
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
     try:
@@ -283,9 +315,10 @@ def read_parquet_rows(path: Path) -> pl.DataFrame:
         raise UnreadableFile(f"Parquet columns cannot be read as events: {exc}") from exc
 
 
-def validate_event_file(path: Path, now: dt.datetime) -> ValidationResult:
+def validate_event_file(path: str | Path, now: dt.datetime) -> ValidationResult:
     """Read one usage file and validate its rows (JSON lines are taken apart and parsed in
     one DuckDB statement). Raises UnreadableFile when the file cannot be read at all."""
+    path = os.fspath(path)
     if file_format(path) != "json":
         return validate_raw_events(read_event_file(path), now)
     try:
@@ -294,8 +327,9 @@ def validate_event_file(path: Path, now: dt.datetime) -> ValidationResult:
         raise UnreadableFile(f"cannot be read as json: {type(exc).__name__}: {exc}") from exc
 
 
-def read_event_file(path: Path) -> pl.DataFrame:
+def read_event_file(path: str | Path) -> pl.DataFrame:
     """The raw event frame of one usage file (RAW_EVENT_SCHEMA columns + `raw` bytes)."""
+    path = os.fspath(path)
     kind = file_format(path)
     try:
         if kind == "parquet":
@@ -305,9 +339,21 @@ def read_event_file(path: Path) -> pl.DataFrame:
         elif kind == "csv":
             frame = read_csv_rows(_read_bytes(path))
         else:
-            raise UnreadableFile(f"unknown file type: {path.name}")
+            raise UnreadableFile(f"unknown file type: {storage.basename(path)}")
         return frame.select(*RAW_EVENT_SCHEMA.names(), "raw").cast(RAW_EVENT_SCHEMA)
     except (pl.exceptions.PolarsError, duckdb.Error, OSError, ValueError) as exc:
         # NOTE: whatever a reader library cannot make sense of quarantines this one file;
         # the run goes on with the others.
         raise UnreadableFile(f"cannot be read as {kind}: {type(exc).__name__}: {exc}") from exc
+
+
+FileValidation = ValidationResult | UnreadableFile
+
+
+def try_validate_event_file(path: str, now: dt.datetime) -> FileValidation:
+    """`validate_event_file`, with an unreadable file returned rather than raised (so the
+    outcome of a file crosses a process boundary, e.g. a Dask worker, as a value)."""
+    try:
+        return validate_event_file(path, now)
+    except UnreadableFile as exc:
+        return exc

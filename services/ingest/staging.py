@@ -5,8 +5,9 @@ lists them in the manifest)."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
+import os
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from models.events import ACCEPTED_SCHEMA, RejectReason
 from services.ingest import lake
 from services.ingest.dedupe import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
 from services.ingest.readers import (
+    FileValidation,
     LandingFile,
     UnreadableFile,
     discover_files,
     read_event_file,
-    validate_event_file,
+    try_validate_event_file,
 )
+from tallyflow.core import storage
 from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import sql
 
@@ -81,8 +84,8 @@ class Staged:
 
 
 def new_landing_files(
-    conn: sa.Connection, roots: list[Path]
-) -> tuple[list[LandingFile], int, list[Path]]:
+    conn: sa.Connection, roots: list[str]
+) -> tuple[list[LandingFile], int, list[str]]:
     """New usage files under the roots; files whose content was ingested are skipped."""
     files, ignored = discover_files(roots)
     unique: dict[str, LandingFile] = {}
@@ -104,7 +107,7 @@ def _unreadable_row(f: LandingFile, reason: str) -> pl.DataFrame:
     return pl.DataFrame(
         [
             {
-                "source": str(f.path),
+                "source": f.path,
                 "file_sha256": f.sha256,
                 "row": None,
                 "reason": RejectReason.UNREADABLE_FILE.value,
@@ -130,8 +133,8 @@ class LakeStager:
 
     LAKE_SLICE_ROWS = 2_000_000
 
-    def __init__(self, lake_root: Path, run_id: uuid.UUID, committed: list[str]) -> None:
-        self.lake_root, self.run_id, self.committed = lake_root, run_id, committed
+    def __init__(self, lake_root: str | Path, run_id: uuid.UUID, committed: list[str]) -> None:
+        self.lake_root, self.run_id, self.committed = os.fspath(lake_root), run_id, committed
         self.seen: list[pl.Series] = []
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
@@ -185,44 +188,57 @@ def _conflicts(result: DedupeResult) -> pl.DataFrame:
     return raw_text_of_rows(conflicts)
 
 
+ValidateFiles = Callable[[list[LandingFile], dt.datetime], Iterable[FileValidation]]
+
+
+def validate_in_process(files: list[LandingFile], now: dt.datetime) -> Iterator[FileValidation]:
+    """Read and validate the files one at a time, in order, in this process."""
+    for f in files:
+        yield try_validate_event_file(f.path, now)
+
+
 def stage_events(
     engine: Engine,
-    lake_root: Path,
+    lake_root: str | Path,
     files: list[LandingFile],
     now: dt.datetime,
     run_id: uuid.UUID,
     *,
     drain_inbox: bool,
+    validate_files: ValidateFiles = validate_in_process,
 ) -> Staged:
     """File by file (then the pushed events): validate, dedupe by (tenant_id, event_id)
     against the lake and everything before it, write the new events to the lake (files not
-    yet committed). An unreadable file is rejected whole; the others go on."""
+    yet committed). An unreadable file is rejected whole; the others go on.
+
+    `validate_files` yields each file's validation in file order; it may compute them
+    elsewhere (a Dask cluster: tallyflow/runtime/dask.py). Dedupe and lake writes stay here,
+    in file order, so the outcome does not depend on where validation ran."""
+    lake_root = os.fspath(lake_root)
     with engine.connect() as conn:
         committed = lake.absolute(lake_root, lake.committed_lake_files(conn))
     stager = LakeStager(lake_root, run_id, committed)
     staged = Staged(files=[], rejected=pl.DataFrame(schema=REJECTED_SCHEMA))
     rejected: list[pl.DataFrame] = []
-    for f in files:
+    for f, result in zip(files, validate_files(files, now), strict=True):
         outcome = FileOutcome(f)
         staged.files.append(outcome)
-        try:
-            result = validate_event_file(f.path, now)
-        except UnreadableFile as exc:
-            outcome.unreadable = str(exc)
+        if isinstance(result, UnreadableFile):
+            outcome.unreadable = str(result)
             outcome.rows_read = outcome.rejected = 1  # NOTE: the file counts as one row
-            rejected.append(_unreadable_row(f, str(exc)))
+            rejected.append(_unreadable_row(f, str(result)))
             continue
         crash_point("ingest.validated")
         outcome.rows_read = result.accepted.height + result.rejected.height
         # NOTE: accepted rows drop their raw text (the largest column): only a conflicting
         # duplicate needs it, and `raw_text_of_rows` reads those few lines back.
-        accepted = _with_source(result.accepted, str(f.path), f.sha256).with_columns(
+        accepted = _with_source(result.accepted, f.path, f.sha256).with_columns(
             pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
         )
         deduped = stager.add(accepted.select(BATCH_SCHEMA.names()))
         conflicts = _conflicts(deduped)
         rejected += [
-            _with_source(result.rejected, str(f.path), f.sha256).select(REJECTED_SCHEMA.names()),
+            _with_source(result.rejected, f.path, f.sha256).select(REJECTED_SCHEMA.names()),
             conflicts,
         ]
         outcome.accepted = deduped.new.height
@@ -281,7 +297,7 @@ def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
     for source in missing.get_column("source").unique().to_list():
         try:
             texts.append(
-                read_event_file(Path(source))
+                read_event_file(source)
                 .select("row", pl.col("raw").alias("_raw"))
                 .with_columns(pl.lit(source).alias("source"))
             )
@@ -297,9 +313,10 @@ def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def quarantine_unreadable_files(quarantine: Path, outcomes: list[FileOutcome]) -> None:
-    """Keep a copy of each unreadable file, named by its sha256, for inspection."""
+def quarantine_unreadable_files(quarantine: str | Path, outcomes: list[FileOutcome]) -> None:
+    """Keep a copy of each unreadable file, named by its sha256, for inspection (the lake's
+    storage: a landing file on local disk is copied into an S3 lake too)."""
     for o in outcomes:
         if o.unreadable:
-            quarantine.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(o.file.path, quarantine / f"{o.file.sha256}-{o.file.path.name}")
+            target = storage.join(os.fspath(quarantine), f"{o.file.sha256}-{o.file.name}")
+            storage.copy(o.file.path, target)

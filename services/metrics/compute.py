@@ -23,6 +23,7 @@ from duckdb.func import FunctionNullHandling
 from models.events import quantity_micros_exact
 from models.metrics import MetricDefinition
 from models.period import BillingPeriod
+from tallyflow.core import storage
 from tallyflow.core.sqlfiles import duckdb_sql
 
 Group = tuple[str | None, ...]
@@ -96,9 +97,10 @@ def _json_path(key: str | None) -> str | None:
     return None if key is None else f'$."{key}"'
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the reference value parsers registered (UTC session)."""
-    con = duckdb.connect()
+def connect(urls: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can read `urls` (local or object store), with the reference
+    value parsers registered (UTC session)."""
+    con = storage.connect_duckdb(urls)
     con.execute("SET TimeZone = 'UTC'")
     con.create_function(
         "quantity_micros_exact",
@@ -151,7 +153,7 @@ def compute_metric_usage(
     if not paths:
         out.unreadable = {m.code: 0 for m in metrics}
         return out
-    con = connect()
+    con = connect(paths)
     try:
         con.execute(
             duckdb_sql("metrics/create_lake_events"),

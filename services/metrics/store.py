@@ -70,7 +70,7 @@ def periods_to_refresh(
 
 def refresh_metric_usage(
     conn: sa.Connection,
-    lake_root: Path,
+    lake_root: str | Path,
     days: Sequence[dt.date],
     as_of: dt.datetime,
     *,
@@ -85,7 +85,10 @@ def refresh_metric_usage(
         out.unreadable = {m.code: 0 for m in metrics}
         return out
     tenants = None if tenant_ids is None else sorted(set(tenant_ids))
-    files = [(str(lake_root / f.path), f.usage_date) for f in lake.committed_lake_files(conn)]
+    committed = lake.committed_lake_files(conn)
+    files = list(
+        zip(lake.absolute(lake_root, committed), [f.usage_date for f in committed], strict=True)
+    )
     # NOTE: metrics that need the same periods are computed together (one read of the lake).
     by_periods: dict[tuple[BillingPeriod, ...], list[MetricDefinition]] = {}
     for metric in metrics:

@@ -15,13 +15,19 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     their arguments before (exit 2); any failure of the run itself exits 1, domain errors
     included (a stored plan that no longer prices is a failed run, not bad usage).
     """
+    from tallyflow.cli.output import usage_error
     from tallyflow.core import migrate
     from tallyflow.core.db import get_engine
     from tallyflow.core.errors import SchemaOutdated
     from tallyflow.core.settings import load_settings
+    from tallyflow.core.storage import StorageConfigError
     from tallyflow.runtime.prefect_server import PrefectServerError, ensure_prefect_api
 
     settings = load_settings()
+    try:
+        settings.check_storage()
+    except StorageConfigError as exc:  # NOTE: configuration, not a failed run: exit 2
+        usage_error(exc.message)
     try:
         migrate.require_current(get_engine(settings))
         ensure_prefect_api(settings)

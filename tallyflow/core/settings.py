@@ -18,6 +18,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tallyflow.core.storage import Location
+
 
 class Settings(BaseSettings):
     """tallyflow configuration. Every field maps to a `TALLYFLOW_<NAME>` variable."""
@@ -99,22 +101,41 @@ class Settings(BaseSettings):
         default=False,
         description="Allow webhook endpoints on loopback/private addresses (internal receivers)",
     )
+    dask_address: str | None = Field(
+        default=None, description="tcp://host:port of a Dask scheduler; unset = in process"
+    )
 
     @property
     def home_path(self) -> Path:
         return self.home.expanduser().resolve()
 
     @property
-    def landing_path(self) -> Path:
+    def landing_location(self) -> Location:
+        """The landing location (a local folder or s3://...); StorageConfigError if invalid."""
         return (
-            Path(self.landing).expanduser().resolve()
+            Location.parse(self.landing)
             if self.landing
-            else self.home_path / "landing"
+            else Location(str(self.home_path / "landing"))
         )
 
     @property
+    def lake_location(self) -> Location:
+        """The lake location (a local folder or s3://...); StorageConfigError if invalid."""
+        return Location.parse(self.lake) if self.lake else Location(str(self.home_path / "lake"))
+
+    @property
+    def landing_path(self) -> Path:
+        """The landing as a local folder (StorageConfigError when it is an object store)."""
+        return self.landing_location.path
+
+    @property
     def lake_path(self) -> Path:
-        return Path(self.lake).expanduser().resolve() if self.lake else self.home_path / "lake"
+        """The lake as a local folder (StorageConfigError when it is an object store)."""
+        return self.lake_location.path
+
+    def check_storage(self) -> None:
+        """Raise StorageConfigError when the landing or lake setting names no valid location."""
+        self.landing_location, self.lake_location  # noqa: B018 - parsed for their errors
 
     @property
     def prefect_home(self) -> Path:

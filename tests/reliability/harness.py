@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -46,6 +47,8 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from services.ingest.lake import events_root as lake_events
+from tallyflow.core import storage
 from tallyflow.core.settings import Settings
 
 # NOTE: modules the fork server imports once; every child starts with them loaded.
@@ -155,9 +158,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {
         "TALLYFLOW_HOME": str(settings.home_path),
         "TALLYFLOW_DATABASE_URL": str(settings.database_url),
-        "TALLYFLOW_LANDING": str(settings.landing_path),
-        "TALLYFLOW_LAKE": str(settings.lake_path),
-    }
+        "TALLYFLOW_LANDING": settings.landing_location.url,
+        "TALLYFLOW_LAKE": settings.lake_location.url,
+    } | {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
 
 @dataclass
@@ -337,7 +340,7 @@ def day_totals(conn: sa.Connection) -> dict[date, tuple[Decimal, int]]:
 
 
 def assert_consistent(
-    engine: Engine, lake: Path, expected: Expected, pushed: int = 0, waiting: int = 0
+    engine: Engine, lake: str | Path, expected: Expected, pushed: int = 0, waiting: int = 0
 ) -> None:
     """The end state after every run finished: exact, nothing twice, nothing lost.
 
@@ -371,9 +374,15 @@ def assert_consistent(
             sa.text("SELECT count(*) FROM job_runs WHERE status = 'running'")
         ).scalar_one()
     # the lake: exactly the manifest's files on disk, every accepted event once
-    on_disk = {str(p.relative_to(lake)) for p in (lake / "events").rglob("*") if p.is_file()}
+    root = os.fspath(lake)  # a local folder or an s3:// lake
+    on_disk = {storage.relative(e.url, root) for e in storage.list_files(lake_events(root))}
     assert on_disk == {m.path for m in manifest}, "orphan or missing lake files"
-    events = pl.concat([pl.read_parquet(lake / m.path) for m in manifest])
+    events = pl.concat(
+        [
+            pl.read_parquet(io.BytesIO(storage.read_bytes(storage.join(root, m.path))))
+            for m in manifest
+        ]
+    )
     assert events.height == sum(m.row_count for m in manifest) == expected.accepted + pushed
     assert events.select("tenant_id", "event_id").n_unique() == events.height, "event twice"
     # the file ledger: every landing file's content exactly once (under its name or the
@@ -390,7 +399,7 @@ def assert_consistent(
 
 
 def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(storage.read_bytes(path)).hexdigest()  # local path or s3:// URL
 
 
 class DayReader(threading.Thread):

@@ -203,9 +203,9 @@ def test_sweep_moves_only_this_databases_failed_runs_files(
         result = lake_guard.sweep_failed_run_files(conn, lake, retention_days=7)
     trash = lake / "trash" / str(failed) / "events" / "usage_date=2026-10-01"
     assert sorted(result.moved) == sorted(
-        [trash / files["failed"].name, trash / files["failed_temp"].name]
+        [str(trash / files["failed"].name), str(trash / files["failed_temp"].name)]
     )
-    assert all(p.exists() for p in result.moved)
+    assert all(Path(p).exists() for p in result.moved)
     for name in ("listed", "succeeded_unlisted", "unknown_run", "not_a_run"):
         assert files[name].exists(), name
     assert not files["failed"].exists() and not files["failed_temp"].exists()
@@ -215,7 +215,7 @@ def test_sweep_moves_only_this_databases_failed_runs_files(
     assert lake_guard.purge_trash(lake, retention_days=7, now=now + 6 * 86_400) == []
     assert (lake / "trash" / str(failed)).exists()
     purged = lake_guard.purge_trash(lake, retention_days=7, now=now + 8 * 86_400)
-    assert purged == [lake / "trash" / str(failed)] and not purged[0].exists()
+    assert purged == [str(lake / "trash" / str(failed))] and not Path(purged[0]).exists()
 
 
 def test_the_fence_checks_the_lock_holder_and_the_drained_count(engine: Engine) -> None:

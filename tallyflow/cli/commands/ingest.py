@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,8 +11,11 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
         paths: Annotated[
-            list[Path] | None,
-            typer.Argument(help="Files or folders to ingest (default: the landing folder)"),
+            list[str] | None,
+            typer.Argument(
+                help="Files or folders (local, or s3://bucket/prefix) to ingest"
+                " (default: the landing location)"
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
         no_inbox: Annotated[
@@ -24,8 +26,13 @@ def register(app: typer.Typer) -> None:
         touched days into usage_daily and refresh quotas. Rejected rows do not fail the run."""
         from tallyflow.cli.flow_runs import run_flow
         from tallyflow.cli.output import print_json, usage_error
+        from tallyflow.core import storage
 
-        missing = [str(p) for p in paths or [] if not p.exists()]
+        try:
+            urls = [storage.parse_url(p) for p in paths or []]
+        except storage.StorageConfigError as exc:
+            usage_error(exc.message)
+        missing = [u for u in urls if storage.is_local(u) and not storage.exists(u)]
         if missing:
             usage_error(f"no such file or folder: {', '.join(missing)}")
 
@@ -34,9 +41,7 @@ def register(app: typer.Typer) -> None:
 
             return ingest_usage
 
-        result = run_flow(
-            load, paths=[str(p) for p in paths] if paths else None, drain_inbox=not no_inbox
-        )
+        result = run_flow(load, paths=urls or None, drain_inbox=not no_inbox)
         if as_json:
             print_json(result)
             return

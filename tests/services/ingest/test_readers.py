@@ -110,8 +110,8 @@ def test_discover_skips_hidden_and_lists_ignored(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "b.csv.gz").write_bytes(b"")
     files, ignored = discover_files([tmp_path])
-    assert [f.path.name for f in files] == ["a.jsonl", "b.csv.gz"]
-    assert [p.name for p in ignored] == ["notes.txt"]
+    assert [f.name for f in files] == ["a.jsonl", "b.csv.gz"]
+    assert [Path(p).name for p in ignored] == ["notes.txt"]
 
 
 def test_rows_keep_file_order_in_big_files(tmp_path: Path) -> None:
