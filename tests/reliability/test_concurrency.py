@@ -34,6 +34,10 @@ from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle,
 from tests.reliability import harness
 from tests.reliability.harness import Expected, assert_consistent
 
+# NOTE: every case runs real flow runs in child processes (10-20 s each on the shared
+# 2-core machine since the children call the real Prefect flows): slow for developers.
+pytestmark = pytest.mark.slow
+
 # --- two ingests on overlapping files -------------------------------------------------------
 
 

@@ -31,6 +31,10 @@ from tallyflow.synthetic.generate import GenerateSummary, UsageSpec, generate_us
 from tests.reliability import harness
 from tests.reliability.harness import DayReader, Expected, assert_consistent, day_totals
 
+# NOTE: every case runs real flow runs in child processes (10-20 s each on the shared
+# 2-core machine since the children call the real Prefect flows): slow for developers.
+pytestmark = pytest.mark.slow
+
 MONTH = "2026-10"
 PUSHED_AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)  # the pushes' "now", after MONTH
 PUSHED_TENANT = "pushed-co"
