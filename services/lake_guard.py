@@ -126,12 +126,10 @@ def _adopt(conn: sa.Connection, lake: str | Path, me: LakeOwner) -> None:
     )
     marker = storage.join(root, MARKER)
     if not storage.is_local(marker):
-        # NOTE: an object store has no exclusive create; two first runs against one empty
-        # lake both hold the usage lock of the same database (they cannot be two databases
-        # and both find the lake unclaimed without racing here): the last write wins with
-        # the same owner when they share a database.
-        if not storage.exists(marker):
-            storage.write_bytes(marker, body.encode("utf-8"))
+        # NOTE: an object store has no exclusive create. Runs of one database are serialised
+        # by its usage lock, so only two different databases claiming one empty lake at the
+        # same instant could race; the loser then reads the winner's marker and refuses.
+        storage.write_bytes(marker, body.encode("utf-8"))
         return
     Path(root).mkdir(parents=True, exist_ok=True)
     try:

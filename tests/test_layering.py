@@ -19,7 +19,7 @@ FLOORS = {
     "flows": 4,
     "api": 5,
     "tallyflow.cli": 5,
-    "tallyflow.runtime": 5,
+    "tallyflow.runtime": 4,  # the Prefect server, deployments and the Dask runner, beside flows
     "tallyflow.synthetic": 5,
 }
 # third-party packages a floor may not use at all

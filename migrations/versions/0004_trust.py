@@ -63,7 +63,9 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True),
-        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.text("now()")),
+        sa.Column(
+            "at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
         sa.Column("key_id", sa.BigInteger(), nullable=True),
         sa.Column("key_name", sa.Text(), nullable=False),
         sa.Column("action", sa.Text(), nullable=False),

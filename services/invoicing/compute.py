@@ -375,7 +375,7 @@ def check_fits(invoice: DraftInvoice) -> DraftInvoice:
 # credit applied once is not reversed by a correction.
 RERATED_KINDS = frozenset({"base_fee", "usage", "commitment_true_up"})
 
-LineKey = tuple[str, int | None, str, str | None]
+LineKey = tuple[str, int | None, str, str | None, str | None]
 
 
 class BilledLine(Protocol):
@@ -405,6 +405,8 @@ class BilledLine(Protocol):
     def pricing_model(self) -> str | None: ...
     @property
     def amount(self) -> Decimal: ...
+    @property
+    def group(self) -> Mapping[str, Any] | None: ...
 
 
 def line_key(line: BilledLine | DraftLine) -> LineKey:
@@ -414,7 +416,8 @@ def line_key(line: BilledLine | DraftLine) -> LineKey:
     close corrects its own base-fee line. Grouped usage lines (billable metrics) add
     their group to the key.
     """
-    return (line.kind, line.subscription_id, line.plan_code, line.metric)
+    group = orjson.dumps(line.group, option=orjson.OPT_SORT_KEYS).decode() if line.group else None
+    return (line.kind, line.subscription_id, line.plan_code, line.metric, group)
 
 
 @dataclass(frozen=True)

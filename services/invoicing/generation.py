@@ -280,8 +280,6 @@ def generate_invoices(
     # draft (new or old) is removed below like a stale one: no wrong draft is left for
     # finalize to close.
     updated, removed = _finish_drafts(conn, {**params, "run_id": run_id}, heads)
-    # NOTE: the `group` column of matrix lines (contract 4a), from their breakdown.
-    conn.execute(sql("metrics/update_invoice_line_groups"))
     summaries = [
         InvoiceSummary(drafts[h.tenant_id][0], h.tenant_id, h.currency, h.total) for h in heads
     ]
@@ -297,6 +295,9 @@ def generate_invoices(
     for tenant_id, (reason, message) in pricer.failed.items():
         skipped[tenant_id] = reason
         messages[tenant_id] = message
+    # NOTE: the `group` column of matrix lines and their corrections (contract 4a), from
+    # their breakdown.
+    conn.execute(sql("metrics/update_invoice_line_groups"), {"period_start": period.start})
     clock.lap("corrections")
     crash_point("invoices.corrections")
     closed = 0

@@ -15,6 +15,8 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     their arguments before (exit 2); any failure of the run itself exits 1, domain errors
     included (a stored plan that no longer prices is a failed run, not bad usage).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tallyflow.cli.output import usage_error
     from tallyflow.core import migrate
     from tallyflow.core.db import get_engine
@@ -31,6 +33,9 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
     try:
         migrate.require_current(get_engine(settings))
         ensure_prefect_api(settings)
+    except SQLAlchemyError as exc:
+        typer.echo(f"error: cannot use the database: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except (PrefectServerError, SchemaOutdated) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -225,7 +225,7 @@ def test_backfill_failed_run_exits_1(
     monkeypatch.setenv("TALLYFLOW_DATABASE_URL", gone.render_as_string(hide_password=False))
     result = invoke("backfill", "--start", "2026-11-01", "--end", "2026-11-02", "--json")
     assert_clean_failure(result, 1)
-    assert "error: the run failed" in result.stderr and "tf_no_such_database" in result.stderr
+    assert result.stderr.startswith("error: ") and "tf_no_such_database" in result.stderr
     assert result.stdout == ""
 
 

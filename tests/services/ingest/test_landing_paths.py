@@ -33,7 +33,7 @@ def test_symlinks_and_paths_outside_the_root_are_skipped(tmp_path: Path) -> None
     (landing / "linked-folder").symlink_to(outside, target_is_directory=True)
     (landing / "day" / "inner-link.jsonl").symlink_to(good)  # even a link inside the root
     files, ignored = discover_files([landing])
-    assert [f.path for f in files] == [good.resolve()]
+    assert [f.path for f in files] == [str(good.resolve())]
     assert ignored == []
 
 
