@@ -118,6 +118,9 @@ def check_quantity(quantity: Decimal) -> Decimal:
 # ---------------------------------------------------------------------------------------
 
 
+MAX_PRICE_NUMBER = Decimal("1e15")  # a price, fee, package size or tier bound
+
+
 def parse_decimal(value: object, field: str, *, minimum: str = "non-negative") -> Decimal:
     """A decimal from a decimal string or a JSON number.
 
@@ -141,6 +144,10 @@ def parse_decimal(value: object, field: str, *, minimum: str = "non-negative") -
         raise InvalidInput(f"{field} must be a decimal number, got {value!r}") from None
     if not number.is_finite():
         raise InvalidInput(f"{field} must be finite")
+    if abs(number) > MAX_PRICE_NUMBER:
+        # NOTE: a bound at plan creation (issue 11): no stored price can make one line
+        # overflow by itself; a line that still would is refused before writing (check_fits).
+        raise InvalidInput(f"{field} must be at most {MAX_PRICE_NUMBER:,.0f}")
     if minimum == "non-negative" and number < 0:
         raise InvalidInput(f"{field} must be >= 0")
     if minimum == "positive" and number <= 0:

@@ -265,3 +265,17 @@ def test_amount_never_negative(tiers: tuple[Tier, ...], price: D, size: D, q: D)
         result = model.compute(q)
         assert result.amount >= 0
         assert sum((i.amount for i in result.breakdown), D(0)) == result.amount
+
+
+@pytest.mark.parametrize(
+    "pricing",
+    [
+        {"model": "per_unit", "unit_price": "1e16"},
+        {"model": "package", "package_size": "1000", "package_price": "2000000000000000"},
+        {"model": "graduated", "tiers": [{"up_to": None, "unit_price": "1", "flat_fee": "1e20"}]},
+    ],
+)
+def test_prices_are_bounded_at_plan_creation(pricing: dict[str, object]) -> None:
+    """No stored price can overflow an invoice line by itself (issue 11): 422 at creation."""
+    with pytest.raises(InvalidInput, match="must be at most 1,000,000,000,000,000"):
+        parse_pricing(pricing)
