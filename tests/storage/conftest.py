@@ -75,3 +75,12 @@ def upload_tree(local: str | Path, url: str) -> list[str]:
         storage.write_bytes(target, path.read_bytes())
         urls.append(target)
     return urls
+
+
+@pytest.fixture
+def crash_children_report_to_the_harness(prefect_api_url: str) -> None:
+    """The crash harness's children (tests/reliability/harness.py) run the real flows: they
+    report to the session's Prefect test server."""
+    from tests.reliability import harness
+
+    harness.PREFECT_API_URL = prefect_api_url

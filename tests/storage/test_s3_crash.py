@@ -19,7 +19,7 @@ from tests.reliability.harness import Expected, assert_consistent, day_totals
 from tests.storage.conftest import upload_tree
 
 # NOTE: SIGKILLed children on the S3 server (about 6 min here): slow for developers.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("crash_children_report_to_the_harness")]
 
 MONTH = "2026-10"
 SHARES = {"duplicates": 0.02, "conflicts": 0.01, "late": 0.03, "bad": 0.05}

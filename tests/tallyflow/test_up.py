@@ -18,8 +18,12 @@ import pytest
 from tallyflow.cli.commands.up import up_state_file
 from tallyflow.core.settings import Settings
 from tallyflow.runtime import prefect_server as rt
+from tallyflow.runtime.deployments import load_specs
 
 pytestmark = pytest.mark.slow
+
+# every deployment of deployments/prefect.yaml
+DEPLOYMENTS = len(load_specs())
 
 
 def _get(url: str, body: dict[str, object] | None = None) -> object:
@@ -40,7 +44,7 @@ def _wait_until_up(proc: subprocess.Popen[bytes], state: Path) -> tuple[dict[str
             names = _get(f"{urls['prefect_url']}/deployments/filter", {})
             _get(f"{urls['api_url']}/openapi.json")
             assert isinstance(names, list)
-            if len(names) == 4:
+            if len(names) == DEPLOYMENTS:
                 return urls, sorted(d["name"] for d in names)
             last = names
         except (OSError, ValueError) as exc:  # not up yet (no state file, connection refused)
@@ -59,7 +63,7 @@ def test_up_serves_everything_and_ctrl_c_stops_it_all(settings: Settings, tmp_pa
     descendants: list[psutil.Process] = []
     try:
         urls, names = _wait_until_up(proc, state)
-        assert names == ["intraday-usage", "month-end-invoices", "nightly-usage", "usage-backfill"]
+        assert names == sorted(spec.name for spec in load_specs())
         assert urls["ui_url"] + "/api" == urls["prefect_url"]
         prefect_port = int(urls["prefect_url"].rsplit(":", 1)[1].split("/")[0])
         api_port = int(urls["api_url"].rsplit(":", 1)[1])
@@ -101,11 +105,13 @@ def test_up_with_prefect_api_url_uses_that_server_and_leaves_it_running(
     try:
         deadline = time.monotonic() + 120
         names: object = []
-        while time.monotonic() < deadline and not (isinstance(names, list) and len(names) == 4):
+        while time.monotonic() < deadline and not (
+            isinstance(names, list) and len(names) == DEPLOYMENTS
+        ):
             assert proc.poll() is None, "tallyflow up exited early"
             time.sleep(1)
             names = _get(f"{existing.url}/deployments/filter", {})
-        assert isinstance(names, list) and len(names) == 4
+        assert isinstance(names, list) and len(names) == DEPLOYMENTS
         assert rt.read_state(settings) is None  # no server of its own
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
