@@ -134,10 +134,18 @@ def _pricing(text: str) -> dict[str, Any]:
 
 
 def create_subscription(
-    conn: sa.Connection, tenant_id: str, request: SubscriptionIn, *, today: dt.date | None = None
+    conn: sa.Connection,
+    tenant_id: str,
+    request: SubscriptionIn,
+    *,
+    today: dt.date | None = None,
+    lake_root: str | None = None,
 ) -> SubscriptionOut:
     """Subscribe a tenant; a start after the open subscription's start ends that one there
-    (a plan change). NotFound for an unknown plan, Conflict for overlapping dates."""
+    (a plan change). NotFound for an unknown plan, Conflict for overlapping dates.
+
+    `lake_root`: the tenant's billable metrics are recomputed from that lake for the changed
+    windows in this transaction (issue 13); None only where no metric can have usage yet."""
     if not conn.execute(sql("catalog/select_plans"), {"codes": [request.plan_code]}).first():
         raise NotFound(f"plan {request.plan_code!r} does not exist", code="plan_not_found")
     check_not_in_closed_period(conn, tenant_id, request.starts_on)
@@ -160,19 +168,39 @@ def create_subscription(
                 code="subscription_overlap",
             ) from None
         raise
+    _refresh_metrics(conn, lake_root, tenant_id, request.starts_on)
     refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
     return next(s for s in list_subscriptions(conn, tenant_id) if s.id == created.id)
 
 
 def end_subscription(
-    conn: sa.Connection, tenant_id: str, ends_on: dt.date, *, today: dt.date | None = None
+    conn: sa.Connection,
+    tenant_id: str,
+    ends_on: dt.date,
+    *,
+    today: dt.date | None = None,
+    lake_root: str | None = None,
 ) -> bool:
     """End the tenant's open subscription on `ends_on` (exclusive; a cancellation). False when
     the tenant has no open subscription that started before that day."""
     params = {"tenant_id": tenant_id, "starts_on": ends_on}
     ended = conn.execute(sql("catalog/end_open_subscription"), params).first() is not None
+    if ended:
+        _refresh_metrics(conn, lake_root, tenant_id, ends_on)
     refresh_quota_usage(conn, today=today or utc_today(), as_of=None, tenant_ids=[tenant_id])
     return ended
+
+
+def _refresh_metrics(
+    conn: sa.Connection, lake_root: str | None, tenant_id: str, from_day: dt.date
+) -> None:
+    """The tenant's billable metric values over its new windows (before its quotas, which
+    read their totals)."""
+    if lake_root is None:
+        return
+    from services.metrics.store import refresh_tenant_metric_usage
+
+    refresh_tenant_metric_usage(conn, lake_root, tenant_id, from_day)
 
 
 def check_not_in_closed_period(conn: sa.Connection, tenant_id: str, starts_on: dt.date) -> None:

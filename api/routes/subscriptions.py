@@ -28,7 +28,9 @@ def create_subscription(
     principal.check_tenant(tenant_id)
     with state.engine.begin() as conn:
         before = catalog.list_subscriptions(conn, tenant_id)
-        created = catalog.create_subscription(conn, tenant_id, request)
+        created = catalog.create_subscription(
+            conn, tenant_id, request, lake_root=state.settings.lake_location.url
+        )
         # NOTE: the whole set before and after: a plan change also ends the open one.
         record_change(
             conn,

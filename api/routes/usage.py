@@ -23,10 +23,6 @@ from tallyflow.core.errors import Forbidden, InvalidInput, PayloadTooLarge
 
 router = APIRouter(prefix="/api/billing", tags=["usage"])
 
-# NOTE: 10,000 events of a few hundred bytes each fit well below this; a bigger body is
-# refused before it is read.
-MAX_BODY_BYTES = 32 * 1024 * 1024
-
 
 def _parse_body(body: bytes) -> Any:
     """JSON with numbers kept exact: floats as Decimal (their text), never binary floats.
@@ -66,10 +62,9 @@ async def ingest_usage(
 ) -> JSONResponse:
     """Validate events with the file pipeline's rules and store the accepted ones durably
     (202); they count after the next ingest run. A tenant key may push only its tenant."""
+    # NOTE: the body's size is capped before this route runs (api/guard.py, setting
+    # ingest_body_cap_bytes: 413 body_too_large); here only the event count is.
     cap = state.settings.max_push_events
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
     payload = _parse_body(await request.body())
     events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(events, list):

@@ -157,6 +157,9 @@ def _write_one(
                     **li._asdict(),
                     "invoice_id": invoice_id,
                     "breakdown": orjson.dumps(li.breakdown).decode(),
+                    "group": None
+                    if li.group is None
+                    else orjson.dumps(li.group, option=orjson.OPT_SORT_KEYS).decode(),
                 }
                 for li in correction.lines
             ],

@@ -295,9 +295,6 @@ def generate_invoices(
     for tenant_id, (reason, message) in pricer.failed.items():
         skipped[tenant_id] = reason
         messages[tenant_id] = message
-    # NOTE: the `group` column of matrix lines and their corrections (contract 4a), from
-    # their breakdown.
-    conn.execute(sql("metrics/update_invoice_line_groups"), {"period_start": period.start})
     clock.lap("corrections")
     crash_point("invoices.corrections")
     closed = 0
@@ -337,7 +334,8 @@ class _Clock:
 
 _LINE_COLUMNS = (
     "line_no, kind, subscription_id, plan_code, metric, description, window_start,"
-    " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown"
+    " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown,"
+    ' "group"'
 )
 
 
@@ -388,6 +386,7 @@ def _copy_lines(
     """
     heads: list[DraftInvoice] = []
     dumps = orjson.dumps
+    sort_keys = orjson.OPT_SORT_KEYS
     target = (
         f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
         if direct
@@ -414,6 +413,8 @@ def _copy_lines(
                         li.pricing_model,
                         li.amount,
                         dumps(li.breakdown).decode(),
+                        # a matrix line's group (contract 4a), written with the line
+                        None if li.group is None else dumps(li.group, option=sort_keys).decode(),
                     )
                 )
             heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))

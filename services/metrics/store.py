@@ -29,8 +29,16 @@ from services.metrics.compute import (
     carries_level,
     compute_metric_usage,
 )
+from tallyflow.core.clock import utc_now
 from tallyflow.core.db import driver_connection
 from tallyflow.core.sqlfiles import sql
+
+
+# NOTE: transaction-level advisory lock taken by every writer of metric_usage before it
+# reads the subscription windows, so an ingest commit and a subscription change never
+# interleave their delete + insert of one tenant's rows (the second waits for the first's
+# commit, then reads its windows and lake files).
+METRIC_USAGE_LOCK_KEY = 0x7446_0013
 
 
 @dataclass
@@ -84,6 +92,7 @@ def refresh_metric_usage(
     if not metrics or not days:
         out.unreadable = {m.code: 0 for m in metrics}
         return out
+    conn.execute(sql("metrics/lock_metric_usage"), {"key": METRIC_USAGE_LOCK_KEY})
     tenants = None if tenant_ids is None else sorted(set(tenant_ids))
     committed = lake.committed_lake_files(conn)
     files = list(
@@ -103,6 +112,35 @@ def refresh_metric_usage(
             out.unreadable[code] = out.unreadable.get(code, 0) + count
     out.periods = [p.start.strftime("%Y-%m") for p in all_periods]
     return out
+
+
+def refresh_tenant_metric_usage(
+    conn: sa.Connection,
+    lake_root: str | Path,
+    tenant_id: str,
+    from_day: dt.date,
+    *,
+    as_of: dt.datetime | None = None,
+) -> MetricRefresh:
+    """After a subscription change of `tenant_id` effective `from_day`: recompute the
+    tenant's billable metrics from the lake, in the caller's transaction, for every period
+    from the one containing `from_day` to the one of the latest lake day (the periods whose
+    subscription windows changed and may hold events). Nothing to do without lake events
+    from then on (a later ingest computes the new windows itself).
+
+    NOTE (issue 13): metric values are stored per subscription window, so without this a
+    plan change mid-period would read 0 for the new windows until the next backfill.
+    """
+    latest = conn.execute(sql("metrics/select_latest_lake_day")).scalar_one()
+    start = BillingPeriod.of(from_day)
+    if latest is None or latest < start.start:
+        return MetricRefresh()
+    days = [start.start]
+    while (following := BillingPeriod.of(days[-1]).end) <= latest:
+        days.append(following)
+    return refresh_metric_usage(
+        conn, lake_root, days, as_of or utc_now(), tenant_ids=[tenant_id]
+    )
 
 
 def subscription_windows(

@@ -236,10 +236,17 @@ def create_catalog(res: Resources, month_start: dt.date, tenants: list[str]) -> 
                 change,
                 SubscriptionIn(plan_code="growth", starts_on=month_start.replace(day=16)),
                 today=today,
+                lake_root=res.settings.lake_location.url,
             )
         subs = catalog.list_subscriptions(conn, cancel)
         if len(subs) == 1 and subs[0].ends_on is None:
-            catalog.end_subscription(conn, cancel, month_start.replace(day=20), today=today)
+            catalog.end_subscription(
+                conn,
+                cancel,
+                month_start.replace(day=20),
+                today=today,
+                lake_root=res.settings.lake_location.url,
+            )
         # the biggest tenant negotiated more API calls, and soft enforcement
         catalog.replace_overrides(
             conn,

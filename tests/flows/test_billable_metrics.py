@@ -192,3 +192,88 @@ def test_metric_defined_after_ingest_bills_the_past_month_through_backfill(
     assert (over.allowed, over.reason) == (False, "over_limit")
     aggregation = rows(engine, "SELECT aggregation FROM quota_usage WHERE metric = 'mau'")
     assert aggregation == [("unique_count",)]
+
+
+def window_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    return rows(
+        engine,
+        "SELECT metric_code, window_start, window_end, group_key, value FROM metric_usage"
+        " WHERE tenant_id = 'acme' ORDER BY 1, 2, 3, 4",
+    )
+
+
+def test_a_plan_change_mid_period_values_the_new_windows_without_a_backfill(
+    settings: Settings, engine: Engine
+) -> None:
+    """Issue 13: the subscription change recomputes the tenant's metrics for its new
+    windows in its own transaction; preview, close and quotas see them; a backfill
+    afterwards gives the very same rows."""
+    from services.invoicing.preview import preview_invoice
+
+    with engine.begin() as conn:
+        for m in METRICS:
+            create_metric(conn, m)
+        create_plan(conn, PlanIn.model_validate(PLAN))
+        create_plan(conn, PlanIn.model_validate({**PLAN, "code": "ai2", "name": "AI 2"}))
+        create_subscription(
+            conn, "acme", SubscriptionIn(plan_code="ai", starts_on=OCT.start), today=TODAY
+        )
+    write_jsonl(settings.landing_path / "oct.jsonl", EVENTS)
+    ingest_usage()
+    # the plan changes on Oct 8: e1..e2 (Oct 5-6) on the old plan, e4, e5 on the new one
+    with engine.begin() as conn:
+        create_subscription(
+            conn,
+            "acme",
+            SubscriptionIn(plan_code="ai2", starts_on=dt.date(2026, 10, 8)),
+            today=TODAY,
+            lake_root=settings.lake_location.url,
+        )
+    changed = window_rows(engine)
+    new_window = {
+        (code, key): value
+        for code, start, _end, key, value in changed
+        if start == dt.date(2026, 10, 8)
+    }
+    assert new_window == {
+        ("tokens", ""): D(4),
+        ("tokens", '{"model": "large"}'): D(1),
+        ("tokens", '{"model": null}'): D(3),
+        ("mau", ""): D(1),  # user 1 and "1": one value
+        # 10 GB Oct 8-16 = 80, 20 GB Oct 16-Nov 1 = 320
+        ("storage", ""): D(400),
+    }
+    with engine.connect() as conn:
+        preview = preview_invoice(
+            conn, "acme", OCT, now=dt.datetime(2026, 10, 20, tzinfo=dt.UTC)
+        )
+    by_window = {
+        (li.window_start, li.metric, json_group(li.group)): li.quantity
+        for li in preview.lines
+        if li.kind == "usage"
+    }
+    assert by_window[(dt.date(2026, 10, 8), "tokens", '{"model": "large"}')] == D(1)
+    assert by_window[(dt.date(2026, 10, 8), "storage", "")] == D(400)
+    assert by_window[(dt.date(2026, 10, 1), "tokens", '{"model": "large"}')] == D(10)
+    assert by_window[(dt.date(2026, 10, 1), "storage", "")] == D(70)  # 10 GB x 7 days
+    with engine.begin() as conn:
+        decision = check_quota(conn, tenant_id="acme", metric="mau", requested=D(1), today=TODAY)
+    assert decision.used == D(1)  # the new window's distinct users, not 0
+    # a backfill of the month computes exactly what the change wrote
+    backfill_usage(start=OCT.start, end=dt.date(2026, 10, 31), metrics=["tokens", "mau", "storage"])
+    assert window_rows(engine) == changed
+    with engine.begin() as conn:
+        result = generate_invoices(conn, OCT, close=True)
+        invoice = get_invoice(conn, result.invoice_ids[0])
+    closed = {
+        (li.window_start, li.metric, json_group(li.group)): li.quantity
+        for li in invoice.lines or ()
+        if li.kind == "usage"
+    }
+    assert closed == by_window
+
+
+def json_group(group: Any) -> str:
+    import json
+
+    return "" if group is None else json.dumps(group, sort_keys=True)

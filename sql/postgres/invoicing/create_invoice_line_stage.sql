@@ -14,5 +14,6 @@ CREATE TEMPORARY TABLE invoice_line_stage (
     billable_quantity numeric(38, 6) NOT NULL,
     pricing_model text,
     amount numeric(24, 6) NOT NULL,
-    breakdown jsonb NOT NULL
+    breakdown jsonb NOT NULL,
+    "group" jsonb
 ) ON COMMIT DROP

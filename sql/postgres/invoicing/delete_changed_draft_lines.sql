@@ -11,11 +11,11 @@ WITH deleted AS (
             AND st.line_no = l.line_no
             AND (st.kind, st.subscription_id, st.plan_code, st.metric, st.description,
                  st.window_start, st.window_end, st.quantity, st.included,
-                 st.billable_quantity, st.pricing_model, st.amount, st.breakdown)
+                 st.billable_quantity, st.pricing_model, st.amount, st.breakdown, st."group")
                 IS NOT DISTINCT FROM
                 (l.kind, l.subscription_id, l.plan_code, l.metric, l.description,
                  l.window_start, l.window_end, l.quantity, l.included,
-                 l.billable_quantity, l.pricing_model, l.amount, l.breakdown)
+                 l.billable_quantity, l.pricing_model, l.amount, l.breakdown, l."group")
       )
     RETURNING l.invoice_id
 )

@@ -3,11 +3,11 @@ WITH inserted AS (
     INSERT INTO invoice_lines (
         invoice_id, line_no, kind, subscription_id, plan_code, metric, description,
         window_start, window_end, quantity, included, billable_quantity, pricing_model, amount,
-        breakdown
+        breakdown, "group"
     )
     SELECT d.invoice_id, st.line_no, st.kind, st.subscription_id, st.plan_code, st.metric,
            st.description, st.window_start, st.window_end, st.quantity, st.included,
-           st.billable_quantity, st.pricing_model, st.amount, st.breakdown
+           st.billable_quantity, st.pricing_model, st.amount, st.breakdown, st."group"
     FROM invoice_line_stage AS st
     JOIN invoice_run_drafts AS d ON d.tenant_id = st.tenant_id
     WHERE NOT d.is_new
