@@ -33,7 +33,6 @@ from tallyflow.core.clock import utc_now
 from tallyflow.core.db import driver_connection
 from tallyflow.core.sqlfiles import sql
 
-
 # NOTE: transaction-level advisory lock taken by every writer of metric_usage before it
 # reads the subscription windows, so an ingest commit and a subscription change never
 # interleave their delete + insert of one tenant's rows (the second waits for the first's
@@ -138,9 +137,7 @@ def refresh_tenant_metric_usage(
     days = [start.start]
     while (following := BillingPeriod.of(days[-1]).end) <= latest:
         days.append(following)
-    return refresh_metric_usage(
-        conn, lake_root, days, as_of or utc_now(), tenant_ids=[tenant_id]
-    )
+    return refresh_metric_usage(conn, lake_root, days, as_of or utc_now(), tenant_ids=[tenant_id])
 
 
 def subscription_windows(

@@ -244,9 +244,7 @@ def test_a_plan_change_mid_period_values_the_new_windows_without_a_backfill(
         ("storage", ""): D(400),
     }
     with engine.connect() as conn:
-        preview = preview_invoice(
-            conn, "acme", OCT, now=dt.datetime(2026, 10, 20, tzinfo=dt.UTC)
-        )
+        preview = preview_invoice(conn, "acme", OCT, now=dt.datetime(2026, 10, 20, tzinfo=dt.UTC))
     by_window = {
         (li.window_start, li.metric, json_group(li.group)): li.quantity
         for li in preview.lines
