@@ -7,26 +7,28 @@ template change. Money is formatted by Babel for the invoice's currency and
 TALLYFLOW_INVOICE_LOCALE; the seller comes from settings.
 
 - HTML: `templates/invoice.html`, filled with escaped values (stdlib string.Template).
-- PDF: fpdf2 (pure Python wheel, no system library), real text with the core Helvetica
-  font, so the PDF is searchable and its text extractable.
-  NOTE: the core fonts cover Latin-1 only and no font file ships with the wheel: a
-  currency symbol outside Latin-1 (EUR's) is printed as its ISO code in the PDF, and
-  any other character outside Latin-1 as '?'. The HTML shows every character.
+- PDF: fpdf2 (pure Python wheel, no system library), real text in DejaVu Sans (TTF files
+  vendored under `templates/fonts/`, Bitstream Vera / DejaVu licence beside them), embedded
+  as a subset, so the PDF is searchable and its text extractable: Latin, Greek, Cyrillic
+  and currency signs such as €, ₹, ¥ print as themselves.
+  NOTE: DejaVu has no CJK glyphs (a CJK font is 10-20 MB); a character the font lacks is
+  printed as '?' in the PDF (never a missing-glyph warning). The HTML shows every character.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from string import Template
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.numbers import format_currency, format_decimal, get_currency_symbol
+from babel.numbers import format_currency, format_decimal
 
 from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView
 from tallyflow.core.errors import InvalidInput
@@ -257,11 +259,34 @@ def render_html(doc: Document) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _latin1(text: str, currency_symbols: Sequence[tuple[str, str]] = ()) -> str:
-    for symbol, code in currency_symbols:
-        text = text.replace(symbol, code)
-    text = text.replace("≤", "<=").replace("\u202f", " ").replace("–", "-")
-    return text.encode("latin-1", "replace").decode("latin-1")
+FONT_FAMILY = "dejavu"
+_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf"}
+
+
+@cache
+def _font_paths() -> dict[str, str]:
+    folder = resources.files("services.invoicing").joinpath("templates/fonts")
+    return {style: str(folder.joinpath(name)) for style, name in _FONT_FILES.items()}
+
+
+@cache
+def _covered() -> frozenset[int]:
+    """The code points every style of the font has a glyph for."""
+    from fontTools.ttLib import TTFont
+
+    sets = []
+    for path in _font_paths().values():
+        with TTFont(path, lazy=True) as font:
+            sets.append(set(font.getBestCmap()))
+    return frozenset(set.intersection(*sets))
+
+
+def _printable(text: str) -> str:
+    """The text with every character the font lacks as '?' (narrow no-break spaces, which
+    Babel puts in some locales' amounts, as plain spaces)."""
+    covered = _covered()
+    text = text.replace("\u202f", " ")
+    return "".join(ch if ord(ch) in covered or ch == "\n" else "?" for ch in text)
 
 
 def render_pdf(doc: Document, locale: str) -> bytes:
@@ -269,28 +294,22 @@ def render_pdf(doc: Document, locale: str) -> bytes:
     from fpdf import FPDF
     from fpdf.enums import XPos, YPos
 
-    symbol = get_currency_symbol(doc.currency, locale=locale)
-    try:
-        symbol.encode("latin-1")
-        swaps: list[tuple[str, str]] = []
-    except UnicodeEncodeError:
-        swaps = [(symbol, doc.currency)]
-
-    def t(text: str) -> str:
-        return _latin1(text, swaps)
-
+    del locale  # NOTE: amounts are formatted in build_document; every symbol prints as is
+    t = _printable
     pdf = FPDF(format="A4")
+    for style, path in _font_paths().items():
+        pdf.add_font(FONT_FAMILY, style, path)
     pdf.set_title(t(f"{doc.title} {doc.number}"))
     pdf.set_author(t(doc.seller.name))
     pdf.set_auto_page_break(auto=True, margin=18)
     pdf.add_page()
     width = pdf.epw
-    pdf.set_font("helvetica", "B", 18)
+    pdf.set_font(FONT_FAMILY, "B", 18)
     pdf.cell(width / 2, 10, t(doc.title), new_x=XPos.RIGHT, new_y=YPos.TOP)
-    pdf.set_font("helvetica", "B", 12)
+    pdf.set_font(FONT_FAMILY, "B", 12)
     pdf.cell(width / 2, 10, t(doc.number), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
-    pdf.set_font("helvetica", "", 9)
+    pdf.set_font(FONT_FAMILY, "", 9)
     seller = [doc.seller.name, *doc.seller.address_lines]
     if doc.seller.tax_id:
         seller.append(f"Tax id: {doc.seller.tax_id}")
@@ -308,7 +327,7 @@ def render_pdf(doc: Document, locale: str) -> bytes:
     pdf.multi_cell(width / 2, 4.5, t("\n".join(seller)), new_x=XPos.RIGHT, new_y=YPos.TOP)
     pdf.multi_cell(width / 2, 4.5, t("\n".join(facts)), align="R")
     pdf.set_y(max(pdf.get_y(), y0 + 4.5 * len(seller)) + 6)
-    pdf.set_font("helvetica", "", 8.5)
+    pdf.set_font(FONT_FAMILY, "", 8.5)
     grouped = any(r.group for r in doc.rows)
     titles = ["Description", "Group", "Quantity", "Price", "Amount"]
     widths = [44, 12, 12, 20, 12]
@@ -333,9 +352,9 @@ def render_pdf(doc: Document, locale: str) -> bytes:
             row.cell(t(r.price))
             row.cell(t(r.amount))
     pdf.ln(4)
-    pdf.set_font("helvetica", "B", 12)
+    pdf.set_font(FONT_FAMILY, "B", 12)
     pdf.cell(width, 8, t(f"Total {doc.total}"), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("helvetica", "I", 9)
+    pdf.set_font(FONT_FAMILY, "I", 9)
     for note in doc.notes:
         pdf.cell(width, 5, t(note), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     return bytes(pdf.output())

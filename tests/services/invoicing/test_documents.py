@@ -81,7 +81,7 @@ def test_money_follows_the_locale_and_drafts_say_draft(engine: Engine) -> None:
         build_document(draft, Settings(invoice_locale="xx_NOPE"))
 
 
-def test_a_euro_pdf_prints_the_code_and_corrections_name_their_invoice(
+def test_a_euro_pdf_prints_the_sign_and_corrections_name_their_invoice(
     engine: Engine, closed_acme: int
 ) -> None:
     with engine.begin() as conn:
@@ -98,7 +98,30 @@ def test_a_euro_pdf_prints_the_code_and_corrections_name_their_invoice(
     assert "Adjustment" in text and "Corrects invoice INV-2026-000001" in text
     assert "Total $1.00" in text
     eur = adjustment.__class__(**{**adjustment.__dict__, "currency": "EUR"})
-    assert "Total 1,00\xa0EUR" in pdf_text(render(eur, Settings(invoice_locale="de_DE"), "pdf"))
+    assert "Total 1,00\xa0€" in pdf_text(render(eur, Settings(invoice_locale="de_DE"), "pdf"))
+
+
+def test_non_latin_names_and_rupee_or_euro_amounts_print_as_text(
+    engine: Engine, closed_acme: int
+) -> None:
+    """The PDF's font is a Unicode TTF (DejaVu Sans, vendored): Greek, Cyrillic, accented
+    names and the ₹ and € signs are real, extractable text; a character it lacks (CJK)
+    prints as '?' without a warning."""
+    import dataclasses
+
+    with engine.connect() as conn:
+        invoice = get_invoice(conn, closed_acme)
+    lines = invoice.lines or ()
+    named = dataclasses.replace(lines[0], description="Ωmega Доставка Ærø")
+    inr = invoice.__class__(**{**invoice.__dict__, "currency": "INR", "lines": (named, *lines[1:])})
+    seller = Settings(seller_name="Łódź Ψηφιακή ООО 東京", invoice_locale="en_IN")
+    text = pdf_text(render(inr, seller, "pdf"))
+    assert "Łódź Ψηφιακή ООО ??" in text
+    assert "Ωmega Доставка Ærø" in text
+    assert "Total ₹55.01" in text
+    eur = invoice.__class__(**{**invoice.__dict__, "currency": "EUR"})
+    text = pdf_text(render(eur, Settings(invoice_locale="fr_FR"), "pdf"))
+    assert "Total 55,01" in text and "€" in text
 
 
 def test_a_preview_renders_too(engine: Engine) -> None:
