@@ -15,8 +15,8 @@ load average.
 from __future__ import annotations
 
 import argparse
-import gc
 import datetime as dt
+import gc
 import json
 import os
 import statistics
