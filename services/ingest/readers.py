@@ -643,7 +643,7 @@ def raw_text_of_lines(path: str | Path, rows: Collection[int]) -> pl.DataFrame:
             found.append(f.select("row", "raw").filter(pl.col("row").is_in(wanted.implode())))
     except Exception as exc:
         raise _unreadable(path, exc) from exc
-    schema = {"row": pl.Int64, "raw": pl.String}
+    schema = pl.Schema({"row": pl.Int64(), "raw": pl.String()})
     return pl.concat([f.cast(schema) for f in found]) if found else pl.DataFrame(schema=schema)
 
 

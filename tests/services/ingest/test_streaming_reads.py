@@ -175,12 +175,10 @@ def test_event_quantity_not_a_properties_quantity(tmp_path: Path) -> None:
     own, inner = "123456789012.1234564", "123456789012.1234569"
     assert float(own) == float(inner)
     path = tmp_path / "q.jsonl"
+    tail = '"tenant_id":"acme","metric":"api.calls","occurred_at":"2026-11-01T00:00:00Z"'
     path.write_text(
-        '{"properties":{"quantity":%s},"event_id":"e1","tenant_id":"acme",'
-        '"metric":"api.calls","quantity":%s,"occurred_at":"2026-11-01T00:00:00Z"}\n'
-        '{"event_id":"e2","tenant_id":"acme","metric":"api.calls","quantity":%s,'
-        '"occurred_at":"2026-11-01T00:00:00Z","properties":{"quantity":%s}}\n'
-        % (inner, own, own, inner)
+        f'{{"properties":{{"quantity":{inner}}},"event_id":"e1",{tail},"quantity":{own}}}\n'
+        f'{{"event_id":"e2","quantity":{own},{tail},"properties":{{"quantity":{inner}}}}}\n'
     )
     result = validate_event_file(path, NOW)
     assert result.accepted.get_column("quantity_micros").to_list() == [123456789012123456] * 2
