@@ -702,16 +702,19 @@ def stream_event_file(
             result.rows += checked.accepted.height + checked.rejected.height
             if checked.rejected.height:
                 rejected.append(checked.rejected)
-            if checked.accepted.height:
-                result.memory.append(checked.accepted)
-                held += checked.accepted.height
-            if held >= limits.spool_rows:
+            if not checked.accepted.height:
+                continue
+            # NOTE: spooled only when the part would outgrow spool_rows, so a file of at
+            # most spool_rows accepted rows never touches the disk.
+            if held and held + checked.accepted.height > limits.spool_rows:
                 if result.folder is None:
                     result.folder = Path(tempfile.mkdtemp(prefix="tallyflow-spool-"))
                 spool = result.folder / f"{len(result.spooled):05d}.parquet"
                 pl.concat(result.memory).write_parquet(spool, compression="lz4")
                 result.spooled.append(spool)
                 result.memory, held = [], 0
+            result.memory.append(checked.accepted)
+            held += checked.accepted.height
     except Exception as exc:
         result.close()
         raise _unreadable(path, exc) from exc
