@@ -17,6 +17,7 @@ from models.events.parsers import (
     is_naive_timestamp,
     micros_of,
     occurred_at_micros_exact,
+    quantity_literal,
     quantity_micros_exact,
 )
 from models.events.rules import EARLIEST_OCCURRED_AT
@@ -50,6 +51,7 @@ def event_parser() -> duckdb.DuckDBPyConnection:
                 null_handling=FunctionNullHandling.SPECIAL,
             )
             db.create_function("is_naive_timestamp", is_naive_timestamp, ["VARCHAR"], "BOOLEAN")
+            db.create_function("quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR")
             db.execute(duckdb_sql("events/create_json_text_macro"))
             db.execute(duckdb_sql("events/create_json_kind_macro"))
             _parser_db = (os.getpid(), db)

@@ -7,6 +7,7 @@ and calls these (as UDFs) for the rest; property tests hold the two to the same 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Final
 
@@ -111,3 +112,19 @@ def micros_to_text(micros: int) -> str:
     whole, frac = divmod(abs(micros), MICROS)
     text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
     return sign + text
+
+
+class _Literal(str):
+    """A JSON number's text as written (json.loads' parse_float / parse_int)."""
+
+
+def quantity_literal(line: str) -> str | None:
+    """The event's own top-level `quantity` as written in the JSON line, when a number
+    (never a `quantity` key nested in `properties`); None otherwise. Only lines whose
+    quantity DuckDB would print back inexactly ask for it."""
+    try:
+        event = json.loads(line, parse_float=_Literal, parse_int=_Literal)
+    except (ValueError, RecursionError):
+        return None
+    value = event.get("quantity") if isinstance(event, dict) else None
+    return str(value) if isinstance(value, _Literal) else None

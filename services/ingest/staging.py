@@ -22,9 +22,11 @@ from services.ingest.readers import (
     FileValidation,
     LandingFile,
     UnreadableFile,
+    accepted_parts,
     discover_files,
-    read_event_file,
-    try_validate_event_file,
+    raw_text_of_lines,
+    rows_of,
+    try_stream_event_file,
 )
 from tallyflow.core import storage
 from tallyflow.core.faults import crash_point
@@ -192,9 +194,10 @@ ValidateFiles = Callable[[list[LandingFile], dt.datetime], Iterable[FileValidati
 
 
 def validate_in_process(files: list[LandingFile], now: dt.datetime) -> Iterator[FileValidation]:
-    """Read and validate the files one at a time, in order, in this process."""
+    """Read and validate the files one at a time, in order, in this process (each in
+    batches: services/ingest/readers.py `stream_event_file`)."""
     for f in files:
-        yield try_validate_event_file(f.path, now)
+        yield try_stream_event_file(f.path, now)
 
 
 def stage_events(
@@ -229,21 +232,23 @@ def stage_events(
             rejected.append(_unreadable_row(f, str(result)))
             continue
         crash_point("ingest.validated")
-        outcome.rows_read = result.accepted.height + result.rejected.height
-        # NOTE: accepted rows drop their raw text (the largest column): only a conflicting
-        # duplicate needs it, and `raw_text_of_rows` reads those few lines back.
-        accepted = _with_source(result.accepted, f.path, f.sha256).with_columns(
-            pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
+        outcome.rows_read = rows_of(result)
+        rejected.append(
+            _with_source(result.rejected, f.path, f.sha256).select(REJECTED_SCHEMA.names())
         )
-        deduped = stager.add(accepted.select(BATCH_SCHEMA.names()))
-        conflicts = _conflicts(deduped)
-        rejected += [
-            _with_source(result.rejected, f.path, f.sha256).select(REJECTED_SCHEMA.names()),
-            conflicts,
-        ]
-        outcome.accepted = deduped.new.height
-        outcome.duplicates = deduped.duplicates.height
-        outcome.rejected = result.rejected.height + conflicts.height
+        outcome.rejected = result.rejected.height
+        for part in accepted_parts(result):  # NOTE: a big file comes in several parts
+            # NOTE: accepted rows drop their raw text (the largest column): only a
+            # conflicting duplicate needs it, and `raw_text_of_rows` reads those lines back.
+            accepted = _with_source(part, f.path, f.sha256).with_columns(
+                pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.Int64).alias("inbox_id")
+            )
+            deduped = stager.add(accepted.select(BATCH_SCHEMA.names()))
+            conflicts = _conflicts(deduped)
+            rejected.append(conflicts)
+            outcome.accepted += deduped.new.height
+            outcome.duplicates += deduped.duplicates.height
+            outcome.rejected += conflicts.height
         staged.accepted += outcome.accepted
         staged.duplicates += outcome.duplicates
     if drain_inbox:
@@ -295,9 +300,10 @@ def raw_text_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
         return rows
     texts = []
     for source in missing.get_column("source").unique().to_list():
+        lines = missing.filter(pl.col("source") == source).get_column("row").to_list()
         try:
             texts.append(
-                read_event_file(source)
+                raw_text_of_lines(source, lines)
                 .select("row", pl.col("raw").alias("_raw"))
                 .with_columns(pl.lit(source).alias("source"))
             )
@@ -318,5 +324,20 @@ def quarantine_unreadable_files(quarantine: str | Path, outcomes: list[FileOutco
     storage: a landing file on local disk is copied into an S3 lake too)."""
     for o in outcomes:
         if o.unreadable:
-            target = storage.join(os.fspath(quarantine), f"{o.file.sha256}-{o.file.name}")
+            target = storage.join(os.fspath(quarantine), _quarantine_name(o.file))
             storage.copy(o.file.path, target)
+
+
+NAME_MAX = 255  # bytes of a file name on common filesystems (and S3 keys' segments)
+
+
+def _quarantine_name(f: LandingFile) -> str:
+    """`<sha256>-<name>`, the name's middle cut (at a character) to fit NAME_MAX bytes:
+    the landing name alone may already use them all."""
+    name = f"{f.sha256}-{f.name}"
+    if len(name.encode()) <= NAME_MAX:
+        return name
+    suffix = "".join(Path(f.name).suffixes[-2:])[-40:]
+    room = NAME_MAX - len(f.sha256) - len("-~") - len(suffix.encode())
+    stem = f.name.encode()[:room].decode("utf-8", "ignore")
+    return f"{f.sha256}-{stem}~{suffix}"

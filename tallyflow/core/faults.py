@@ -11,6 +11,9 @@ variables below set (production), a call is three dictionary lookups and returns
   a random time lands inside a step (lake write, Postgres load) rather than between runs.
 - `TALLYFLOW_FAULT_PAUSE_AT=<name>` with `TALLYFLOW_FAULT_PAUSE_FILE=<path>`: at that point,
   wait until the file exists (a test sets up what must happen meanwhile, then creates it).
+- `TALLYFLOW_FAULT_RAISE_AT=<name>=<MemoryError|OSError|RuntimeError>`: `raise_point(<name>)`
+  raises that exception (a failure no real input can be made to cause on demand, such as
+  running out of memory while reading one file).
 - `TALLYFLOW_FAULT_TRACE=<file>`: append each point's name and the time (epoch seconds) to
   that file as it is reached, so a test can time an outside kill relative to the steps.
 
@@ -32,6 +35,12 @@ DELAY_AT: Final = "TALLYFLOW_FAULT_DELAY_AT"
 TRACE: Final = "TALLYFLOW_FAULT_TRACE"
 PAUSE_AT: Final = "TALLYFLOW_FAULT_PAUSE_AT"
 PAUSE_FILE: Final = "TALLYFLOW_FAULT_PAUSE_FILE"
+RAISE_AT: Final = "TALLYFLOW_FAULT_RAISE_AT"
+_RAISABLE: Final[dict[str, type[Exception]]] = {
+    "MemoryError": MemoryError,
+    "OSError": OSError,
+    "RuntimeError": RuntimeError,
+}
 
 _hits: Counter[str] = Counter()
 
@@ -61,3 +70,13 @@ def crash_point(name: str) -> None:
     delay = env.get(DELAY_MS)
     if delay and name.startswith(env.get(DELAY_AT, "")):
         time.sleep(int(delay) / 1000)
+
+
+def raise_point(name: str) -> None:
+    """A point where a test may make an exception happen (see module doc); else a no-op."""
+    spec = os.environ.get(RAISE_AT)
+    if not spec:
+        return
+    point, _, kind = spec.rpartition("=")
+    if point == name and kind in _RAISABLE:
+        raise _RAISABLE[kind](f"fault injected at {name}")

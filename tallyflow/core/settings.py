@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     lake_trash_retention_days: int = Field(
         default=7, ge=0, description="Days a swept lake file stays in <lake>/trash"
     )
+    ingest_batch_bytes: int = Field(
+        default=64 << 20, gt=0, description="Bytes of a landing file read and validated at once"
+    )
+    ingest_max_line_bytes: int = Field(
+        default=64 << 20, gt=0, description="Longest JSON line / CSV record (else rejected)"
+    )
+    ingest_max_decompressed_bytes: int = Field(
+        default=32 << 30, gt=0, description="Cap of a gzip file's decompressed size"
+    )
+    ingest_spool_rows: int = Field(
+        default=1_000_000, gt=0, description="Accepted rows of a file kept in memory, then spooled"
+    )
 
     @classmethod
     def settings_customise_sources(

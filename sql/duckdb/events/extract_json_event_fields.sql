@@ -4,7 +4,9 @@
 -- DuckDB prints a JSON number back from a double: where that could change the quantity's
 -- value at 6 decimals (an exponent, more than 6 decimals, 10 or more integer digits: never
 -- in 7 characters or fewer, unless an exponent), the
--- literal as written is taken from the line when it denotes the same double.
+-- literal as written is taken from the line: the event's own top-level `quantity`, by the
+-- reference UDF quantity_literal (models/events/parsers.py; never a `quantity` key inside
+-- `properties`).
 -- NOTE: a repeated top-level key makes the row ambiguous: it is never billed (is_object is
 -- false, so malformed_row). Only a line with more keys than event fields can repeat one,
 -- so only those lines pay for the exact check.
@@ -50,8 +52,7 @@ SELECT
         WHEN (contains(j_quantity, 'e') OR contains(j_quantity, 'E')
               OR (length(j_quantity) > 7 AND (length(split_part(j_quantity, '.', 2)) > 6 OR length(split_part(j_quantity, '.', 1)) > 9)))
              AND json_kind(j_quantity) = 'number'
-             AND TRY_CAST(regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1) AS DOUBLE) = TRY_CAST(j_quantity AS DOUBLE)
-            THEN regexp_extract(text, '"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)', 1)
+            THEN coalesce(quantity_literal(text), j_quantity)
         ELSE json_text(j_quantity)
     END AS quantity,
     json_kind(j_quantity) AS quantity_type,
