@@ -375,7 +375,8 @@ def credit_lines(
     after, and whether it `would_apply`.
     """
     first = max((li.line_no for li in lines), default=0)
-    plan_code = lines[0].plan_code if lines else ""
+    plan_code = min(lines, key=lambda li: li.line_no).plan_code if lines else ""
+    unit = quantum(currency)
     return tuple(
         DraftLine(
             line_no=first + n,
@@ -399,8 +400,8 @@ def credit_lines(
                 "would_apply": would_apply,
                 "priority": use.priority,
                 "expires_on": use.expires_on.isoformat() if use.expires_on else None,
-                "remaining_before": str(use.remaining_before),
-                "remaining_after": str(use.remaining_after),
+                "remaining_before": str(use.remaining_before.quantize(unit)),
+                "remaining_after": str(use.remaining_after.quantize(unit)),
             },
         )
         for n, use in enumerate(uses, start=1)
