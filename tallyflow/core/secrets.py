@@ -5,7 +5,8 @@ authenticated), or several separated by commas to rotate: the first encrypts, ev
 decrypts. A stored secret is a Fernet token; without the key it cannot be read, and a token
 changed in the database does not decrypt (InvalidToken), it never signs with garbage.
 
-Generate a key: `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.
+Generate a key:
+    python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
 """
 
 from __future__ import annotations

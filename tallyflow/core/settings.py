@@ -152,9 +152,12 @@ class Settings(BaseSettings):
         """What seals and opens stored secrets; SecretKeyError when the key is unset or bad."""
         from tallyflow.core.secrets import SecretBox  # NOTE: cryptography only when needed
 
-        return SecretBox.from_setting(
-            self.secret_key.get_secret_value() if self.secret_key else None
-        )
+        return SecretBox.from_setting(self.secret_key_text)
+
+    @property
+    def secret_key_text(self) -> str | None:
+        """TALLYFLOW_SECRET_KEY's value (None when unset)."""
+        return self.secret_key.get_secret_value() if self.secret_key else None
 
     @property
     def prefect_home(self) -> Path:

@@ -27,7 +27,7 @@ from tallyflow.core.clock import frozen_at
 from tallyflow.core.settings import Settings
 from tests.api.conftest import OTHER_TENANT, TENANT, Keys
 from tests.api.test_quotas import eventually
-from tests.helpers import rows
+from tests.helpers import TEST_BOX, rows
 from tests.services.test_invoicing import add_usage
 
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -433,7 +433,7 @@ def test_webhook_lifecycle_with_a_real_receiver(
     client.post(f"/api/billing/invoices/{invoice_id}:void", headers=admin)
 
     rng = random.Random(3)
-    deliver_due(engine, now=NOW, allow_private=True, rng=rng)
+    deliver_due(engine, now=NOW, allow_private=True, rng=rng, box=TEST_BOX)
     log = client.get(f"/api/billing/webhooks/{hook['id']}/deliveries", headers=admin).json()
     assert sorted((d["event_type"], d["status"], d["attempts"]) for d in log) == [
         ("invoice.closed", "pending", 1),
@@ -441,7 +441,9 @@ def test_webhook_lifecycle_with_a_real_receiver(
     ]
     failed = next(d for d in log if d["status"] == "pending")
     assert failed["last_status_code"] == 500 and "500" in failed["last_error"]
-    deliver_due(engine, now=NOW + dt.timedelta(minutes=1), allow_private=True, rng=rng)
+    deliver_due(
+        engine, now=NOW + dt.timedelta(minutes=1), allow_private=True, rng=rng, box=TEST_BOX
+    )
     log = client.get(f"/api/billing/webhooks/{hook['id']}/deliveries", headers=admin).json()
     assert {d["status"] for d in log} == {"delivered"}
 

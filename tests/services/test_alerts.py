@@ -19,7 +19,7 @@ from services.invoicing import preview_invoice
 from services.quota import QuotaSnapshot, check_quota, refresh_quota_usage
 from services.spend import Spend, measure_spend, spend_cap
 from services.webhooks.endpoints import create_endpoint
-from tests.helpers import rows
+from tests.helpers import TEST_BOX, rows
 from tests.services.test_invoicing import GRADUATED, PER_UNIT, add_usage, seed_plan, subscribe
 
 NOV = BillingPeriod.parse("2026-11")
@@ -80,6 +80,7 @@ def acme(engine: Engine) -> None:
             events=["usage.threshold_reached", "spend.threshold_reached"],
             allow_private=True,
             now=NOV_20,
+            box=TEST_BOX,
         )
         replace_alerts(
             conn,
