@@ -25,7 +25,7 @@ from services.invoicing.compute import (
     compute_invoice,
 )
 from services.invoicing.corrections import billed_lines, correction_for
-from services.invoicing.views import InvoicePreview, InvoiceView, line_views
+from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView, line_views
 from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.sqlfiles import sql
 
@@ -81,11 +81,13 @@ def with_credit_lines(conn: sa.Connection, invoice: Shown, *, on: dt.date) -> Sh
     come from `services.credits.would_apply_lines`, the rule a close applies."""
     if invoice.status not in ("draft", "preview"):
         return invoice
-    lines = invoice.lines or ()
+    lines: tuple[InvoiceLineView, ...] = invoice.lines or ()
     added = credits.would_apply_lines(conn, invoice, lines, on=on)
     if not added:
         return invoice
-    shown = line_views(DraftInvoice(invoice.tenant_id, invoice.currency, invoice.total, added))
+    shown: tuple[InvoiceLineView, ...] = line_views(
+        DraftInvoice(invoice.tenant_id, invoice.currency, invoice.total, added)
+    )
     return replace(invoice, lines=(*lines, *shown))
 
 
