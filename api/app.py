@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
 from api.auth import bearer_security_openapi
 from api.errors import error_schema_openapi, install_error_handlers
@@ -38,10 +39,19 @@ from api.routes import (
 )
 from api.state import ApiState, PeriodicReload
 from services.ingest.inbox import warm_up
+from services.webhooks.endpoints import endpoint_secret_box
 from tallyflow.core.db import api_engine, database_url, to_libpq_url
 from tallyflow.core.settings import Settings, load_settings
 
 log = logging.getLogger("tallyflow.api")
+
+
+def check_secret_key(engine: Engine, settings: Settings) -> None:
+    """Refuse to start when webhook endpoints exist and TALLYFLOW_SECRET_KEY is unset, bad,
+    or does not open their secrets (SecretKeyError): signing would fail at every delivery.
+    `tallyflow serve` makes this check before uvicorn starts (exit 2 with the message)."""
+    with engine.connect() as conn:
+        endpoint_secret_box(conn, settings.secret_key_text)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ApiState(settings=settings, engine=api_engine(settings))
+        check_secret_key(state.engine, settings)
         state.metrics.watch_database(lambda: state.engine, lambda: state.quotas_loaded_at)
         listener = ChangeListener(
             to_libpq_url(database_url(settings)),

@@ -707,12 +707,15 @@ class WebhookEndpoint(Base):
     __table_args__ = (
         sa.CheckConstraint("url ~ '^https?://'", name="url_scheme"),
         sa.CheckConstraint("cardinality(events) > 0", name="events_not_empty"),
+        # NOTE (0010): the secret is stored sealed (tallyflow/core/secrets.py), never plain
+        sa.CheckConstraint("secret_ciphertext NOT LIKE 'whsec\\_%'", name="secret_sealed"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     url: Mapped[str] = mapped_column(sa.Text)
     events: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text))
-    secret: Mapped[str] = mapped_column(sa.Text)
+    # the signing secret sealed with TALLYFLOW_SECRET_KEY (a Fernet token)
+    secret_ciphertext: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UtcTimestamp)
 

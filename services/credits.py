@@ -11,12 +11,19 @@ Worked example: total 100.00; grants #1 (priority 0, 80 left, never expires), #2
 5, 30 left, expires 2027-01-01), #3 (priority 5, 50 left, expires 2026-12-15). Order: #3,
 #2, #1 -> #3 gives 50, #2 gives 30, #1 gives 20 (60 left on #1). Total 0.00.
 
-NOTE: why a grant is never applied twice nor overdrawn: `apply_credits_at_close` runs in
-the closing transaction, on a draft the caller has locked, and locks the usable grants
-FOR UPDATE in id order (two closes sharing grants queue in the same order, no deadlock);
-the second close reads what the first left once it commits. The decrement refuses to go
-below 0 (and the table checks 0 <= remaining <= amount), and credit_applications is unique
-per (grant, invoice). A crash anywhere rolls the lines, applications and decrements back
+The same lines everywhere: `plan_credits` picks the uses and
+`services.invoicing.compute.credit_lines` makes the lines, for the would-apply lines a
+draft or preview shows (`would_apply_lines`, nothing locked or reserved) and for the lines
+a close writes (`apply_credits_to_drafts`).
+
+NOTE: why a grant is never applied twice nor overdrawn: `apply_credits_to_drafts` runs in
+the closing transaction, on drafts the caller has locked, and locks every grant the close
+may use FOR UPDATE in id order in one statement (two closes sharing grants queue in the
+same order, no deadlock); the second close reads what the first left once it commits. The
+uses are planned in memory from the locked rows (two drafts of one tenant in one close
+share its grants' remaining), then written by one statement whose decrement refuses to go
+below 0 (and the table checks 0 <= remaining <= amount); credit_applications is unique per
+(grant, invoice). A crash anywhere rolls the lines, applications and decrements back
 together with the close.
 """
 
@@ -25,19 +32,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
 from models.money import quantum
+from models.period import BillingPeriod
 from models.spend import CreditBalanceOut, CreditGrantIn, CreditGrantOut, CreditsOut
 from tallyflow.core.errors import Conflict, InvalidInput, NotFound
 from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import sql
 
+if TYPE_CHECKING:
+    from services.invoicing.compute import DraftLine, NumberedLine
+
 ZERO = Decimal(0)
+CREDITED_KINDS = frozenset({"invoice", "adjustment"})
 
 
 # --- the pure core ------------------------------------------------------------------
@@ -117,10 +129,6 @@ def plan_credits(
     return tuple(uses)
 
 
-def credit_line_description(use: CreditUse, currency: str) -> str:
-    return f"Prepaid credit (grant #{use.grant_id}): {use.amount} {currency}"
-
-
 # --- the closing transaction ------------------------------------------------------------
 
 
@@ -151,85 +159,147 @@ def _grants(rows: Iterable[sa.Row[tuple[object, ...]]]) -> list[Grant]:
     ]
 
 
-def apply_credits_at_close(
-    conn: sa.Connection, invoice_id: int, now: dt.datetime
-) -> tuple[CreditUse, ...]:
-    """Apply the tenant's grants to a draft being closed, in the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A draft being closed, as applying credits sees it (with its other lines' numbers)."""
 
-    The caller holds the invoice's row lock and closes it right after (credit lines can
-    only be written while it is a draft). Writes one negative `credit` line per grant used,
-    lowers the invoice's total and each grant's `remaining`, records the applications.
+    id: int
+    tenant_id: str
+    currency: str
+    period: BillingPeriod
+    total: Decimal
+    line_no: int  # its highest line number
+    plan_code: str  # its first line's plan
 
-    Callers pass invoices and adjustments only, never a credit note
-    (`apply_credits_to_drafts` picks them).
-    """
-    invoice = conn.execute(
-        sql("credits/select_invoice_for_credits"), {"invoice_id": invoice_id}
-    ).one()
-    if invoice.status != "draft":
-        raise Conflict(f"invoice {invoice_id} is {invoice.status}", code="invoice_not_draft")
-    if invoice.total <= 0:
-        return ()
-    on = now.date()
-    params = {
-        "tenant_id": invoice.tenant_id,
-        "currency": invoice.currency,
-        "period_end": invoice.period_end,
-        "on": on,
-    }
-    locked = _grants(conn.execute(sql("credits/lock_usable_credit_grants"), params))
-    uses = plan_credits(
-        invoice.total, locked, currency=invoice.currency, period_end=invoice.period_end, on=on
-    )
-    for use in uses:
-        left = conn.execute(
-            sql("credits/decrement_credit_grant"), {"grant_id": use.grant_id, "amount": use.amount}
-        ).first()
-        if left is None:  # pragma: no cover - the lock makes this impossible
-            raise Conflict(f"grant {use.grant_id} would be overdrawn", code="credit_overdrawn")
-        conn.execute(
-            sql("credits/insert_credit_application"),
-            {"grant_id": use.grant_id, "invoice_id": invoice_id, "amount": use.amount, "now": now},
+    @property
+    def lines(self) -> tuple[_LineStub, ...]:
+        return (_LineStub(self.line_no, self.plan_code),)
+
+
+@dataclass(frozen=True, slots=True)
+class _LineStub:
+    line_no: int
+    plan_code: str
+
+
+def plan_run_credits(
+    drafts: Sequence[_Draft], grants: Iterable[Grant], *, on: dt.date
+) -> list[tuple[_Draft, tuple[CreditUse, ...]]]:
+    """Pure: the credits of every draft of one close, in id order, each grant's remaining
+    carried from one draft to the next (two drafts of one tenant share its grants)."""
+    pool = {g.id: g for g in grants}
+    out = []
+    for draft in sorted(drafts, key=lambda d: d.id):
+        uses = plan_credits(
+            draft.total,
+            [g for g in pool.values() if g.currency == draft.currency],
+            currency=draft.currency,
+            period_end=draft.period.end,
+            on=on,
         )
-        conn.execute(
-            sql("credits/insert_credit_line"),
-            {
-                "invoice_id": invoice_id,
-                "amount": use.amount,
-                "description": credit_line_description(use, invoice.currency),
-                "breakdown": json.dumps(_breakdown(use)),
-            },
-        )
-        crash_point("credits.grant_applied")
-    if uses:
-        conn.execute(
-            sql("credits/subtract_invoice_credits"),
-            {"invoice_id": invoice_id, "credited": sum((u.amount for u in uses), ZERO)},
-        )
-    return uses
-
-
-def _breakdown(use: CreditUse) -> dict[str, object]:
-    return {
-        "grant_id": use.grant_id,
-        "priority": use.priority,
-        "expires_on": use.expires_on.isoformat() if use.expires_on else None,
-        "remaining_before": str(use.remaining_before),
-        "remaining_after": str(use.remaining_after),
-    }
+        for use in uses:
+            pool[use.grant_id] = replace(pool[use.grant_id], remaining=use.remaining_after)
+        if uses:
+            out.append((draft, uses))
+    return out
 
 
 def apply_credits_to_drafts(
     conn: sa.Connection, invoice_ids: Sequence[int], now: dt.datetime
 ) -> int:
-    """Before drafts are closed (their rows locked by the caller): apply credits to the
-    invoices and adjustments among them whose tenant holds a grant with credit left (one
-    read picks them, so a bulk close pays nothing for tenants without credits). Returns the
-    number of invoices credited."""
-    ids = conn.execute(
-        sql("credits/select_drafts_with_credits"), {"invoice_ids": list(invoice_ids)}
-    ).scalars()
-    return sum(1 for invoice_id in list(ids) if apply_credits_at_close(conn, int(invoice_id), now))
+    """Apply prepaid credits to drafts being closed, in the caller's (closing) transaction,
+    with a fixed number of statements whatever the number of drafts; returns how many
+    invoices got credit.
+
+    The caller holds the drafts' row locks and closes them right after. Credit notes are
+    never credited. Three statements: read the drafts whose tenant holds credit (none: done),
+    lock every grant they may use FOR UPDATE in id order, then one statement writes every
+    credit line and application and lowers every grant and total at once (see the module
+    docstring for why nothing is applied twice nor overdrawn).
+    """
+    if not invoice_ids:
+        return 0
+    drafts = [
+        _Draft(
+            id=int(r.id),
+            tenant_id=r.tenant_id,
+            currency=r.currency,
+            period=BillingPeriod.of(r.period_start),
+            total=r.total,
+            line_no=int(r.line_no),
+            plan_code=r.plan_code,
+        )
+        for r in conn.execute(
+            sql("credits/select_drafts_with_credits"), {"invoice_ids": list(invoice_ids)}
+        )
+    ]
+    if not drafts:
+        return 0
+    on = now.date()
+    pairs = sorted({(d.tenant_id, d.currency) for d in drafts})
+    by_tenant: dict[str, list[sa.Row[tuple[object, ...]]]] = {}
+    for r in conn.execute(
+        sql("credits/lock_usable_credit_grants"),
+        {"tenant_ids": [t for t, _ in pairs], "currencies": [c for _, c in pairs], "on": on},
+    ):
+        by_tenant.setdefault(r.tenant_id, []).append(r)
+    planned: list[tuple[_Draft, tuple[CreditUse, ...]]] = []
+    for tenant_id, grant_rows in by_tenant.items():
+        planned.extend(
+            plan_run_credits(
+                [d for d in drafts if d.tenant_id == tenant_id], _grants(grant_rows), on=on
+            )
+        )
+    if not planned:
+        return 0
+    _write_credit_uses(conn, planned, now)
+    crash_point("credits.grant_applied")
+    return len(planned)
+
+
+def _write_credit_uses(
+    conn: sa.Connection, planned: Sequence[tuple[_Draft, tuple[CreditUse, ...]]], now: dt.datetime
+) -> None:
+    """One statement for the whole close: the credit lines (`credit_lines`, the very lines a
+    draft showed as would-apply), the applications, the grants' remaining, the totals."""
+    from services.invoicing.compute import credit_lines
+
+    columns: dict[str, list[object]] = {
+        k: []
+        for k in (
+            "grant_ids",
+            "invoice_ids",
+            "amounts",
+            "line_nos",
+            "plan_codes",
+            "descriptions",
+            "window_starts",
+            "window_ends",
+            "breakdowns",
+        )
+    }
+    for draft, uses in planned:
+        lines = credit_lines(
+            uses, currency=draft.currency, period=draft.period, lines=draft.lines, would_apply=False
+        )
+        for use, line in zip(uses, lines, strict=True):
+            columns["grant_ids"].append(use.grant_id)
+            columns["invoice_ids"].append(draft.id)
+            columns["amounts"].append(use.amount)
+            columns["line_nos"].append(line.line_no)
+            columns["plan_codes"].append(line.plan_code)
+            columns["descriptions"].append(line.description)
+            columns["window_starts"].append(line.window_start)
+            columns["window_ends"].append(line.window_end)
+            columns["breakdowns"].append(json.dumps(line.breakdown))
+    done = conn.execute(sql("credits/apply_credit_uses"), {**columns, "now": now}).one()
+    uses_count = len(columns["grant_ids"])
+    if (done.grants_taken, done.lines, done.invoices) != (
+        done.grants_used,
+        uses_count,
+        len(planned),
+    ):  # pragma: no cover - the grants and drafts are locked above
+        raise Conflict("credits changed while they were being applied", code="credit_overdrawn")
 
 
 def would_apply_credits(
@@ -254,6 +324,36 @@ def would_apply_credits(
         currency=invoice.currency,
         period_end=invoice.period_end,
         on=on,
+    )
+
+
+class InvoiceWithLines(InvoiceLike, Protocol):
+    @property
+    def period_start(self) -> dt.date: ...
+    @property
+    def kind(self) -> str: ...
+
+
+def would_apply_lines(
+    conn: sa.Connection,
+    invoice: InvoiceWithLines,
+    lines: Sequence[NumberedLine],
+    *,
+    on: dt.date,
+) -> tuple[DraftLine, ...]:
+    """The credit lines a draft or preview shows (contract 5b): what closing on `on` would
+    add, marked would-apply, by the same `credit_lines` a close writes. A credit note gets
+    none (credits pay invoices and adjustments only)."""
+    from services.invoicing.compute import credit_lines
+
+    if invoice.kind not in CREDITED_KINDS:
+        return ()
+    return credit_lines(
+        would_apply_credits(conn, invoice, on=on),
+        currency=invoice.currency,
+        period=BillingPeriod.of(invoice.period_start),
+        lines=lines,
+        would_apply=True,
     )
 
 

@@ -237,11 +237,17 @@ def decide(
 def check_quota(
     conn: sa.Connection, *, tenant_id: str, metric: str, requested: Decimal, today: dt.date
 ) -> QuotaDecision:
-    """The check straight from the database: one statement (see the module docstring)."""
+    """The check straight from the database: one statement (see the module docstring),
+    answering exactly what the snapshot answers, the spend cap included."""
     found = (
         conn.execute(
             sql("quotas/select_quota_check"),
-            {"tenant_id": tenant_id, "metric": metric, "today": today},
+            {
+                "tenant_id": tenant_id,
+                "metric": metric,
+                "today": today,
+                "period_start": BillingPeriod.of(today).start,
+            },
         )
         .mappings()
         .one()
@@ -253,6 +259,7 @@ def check_quota(
         today=today,
         has_subscription=found["active_subscription_id"] is not None,
         row=row,
+        spend_capped=found["spend_capped"],
     )
 
 

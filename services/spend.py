@@ -1,19 +1,18 @@
 """The spend measure and spend caps (contract 5b).
 
-Spend of a tenant in a period = the total of the invoice the run would write now, priced by
-the same pure `compute_invoice`, WITHOUT its commitment true-up lines (a minimum commitment
-is a floor on the bill, not consumption: counting it would fire every spend alert below
-the minimum on the first day) and before prepaid credits (credits pay for spend, they do
-not reduce it). In the plan's currency.
-
-INTEGRATION (invoicing depth): `measure_spend` computes the period's invoice with today's
-`compute_invoice`; at merge it becomes the preview (`services/invoicing/preview`) total
-minus true-up and credit lines.
+Spend of a tenant in a period = its preview total (contract 5.1): the total of the invoice
+the run would write now, by the very computation the preview uses
+(`services.invoicing.upcoming_invoices`), so a spend alert or cap compares exactly the
+number `invoices:preview` shows. In the plan's currency. That total holds the commitment
+true-up (a plan's prorated minimum is what the period costs at least, so a spend alert or
+cap below it is reached at the first run) and is before prepaid credits (would-apply credit
+lines are shown beside the total, never in it: credits pay for spend, they do not reduce
+it).
 
 Recorded spend: every ingest and backfill run stores the current period's spend of the
 tenants that watch it (a spend alert or a spend cap) in tenant_spend, in its commit. The
-quota snapshot reads "spend >= cap" from there at reload, so a quota check stays one
-in-memory lookup.
+quota snapshot reads "spend >= cap" from there at reload (and the database check reads the
+same row), so a quota check stays one in-memory lookup.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from services.catalog import numbers_in_range
 from services.quota import notify_quota_change
 from tallyflow.core.sqlfiles import sql
 
-NOT_SPEND = frozenset({"commitment_true_up", "credit"})
-
 
 @dataclass(frozen=True)
 class Spend:
@@ -45,24 +42,20 @@ class Spend:
 def measure_spend(
     conn: sa.Connection, period: BillingPeriod, tenant_ids: Sequence[str]
 ) -> dict[str, Spend]:
-    """The period's spend of each tenant that has a subscription in it (see module doc).
+    """The period's spend (its preview total) of each tenant that has a subscription in it.
 
-    Tenants whose subscriptions mix currencies (no invoice can be written) are left out.
+    Tenants whose invoice cannot be priced (subscriptions mixing currencies, amounts out of
+    range: the preview answers 409) are left out.
     """
-    from services.invoicing import MixedCurrencies, compute_invoice
-    from services.invoicing.catalog import period_billable_windows
+    from services.invoicing import DraftInvoice, upcoming_invoices
 
     if not tenant_ids:
         return {}
-    out: dict[str, Spend] = {}
-    for tenant_id, windows in period_billable_windows(conn, period, tenant_ids).items():
-        try:
-            draft = compute_invoice(tenant_id, period, windows)
-        except MixedCurrencies:
-            continue
-        amount = sum((li.amount for li in draft.lines if li.kind not in NOT_SPEND), Decimal(0))
-        out[tenant_id] = Spend(tenant_id, draft.currency, amount.quantize(quantum(draft.currency)))
-    return out
+    return {
+        tenant_id: Spend(tenant_id, draft.currency, draft.total.quantize(quantum(draft.currency)))
+        for tenant_id, draft in upcoming_invoices(conn, period, tenant_ids).items()
+        if isinstance(draft, DraftInvoice)
+    }
 
 
 def refresh_tenant_spend(

@@ -37,6 +37,7 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 from tallyflow.core import migrate  # noqa: E402
 from tallyflow.core.db import dispose_engines, get_engine, to_libpq_url, to_sqlalchemy_url  # noqa: E402
 from tallyflow.core.settings import Settings  # noqa: E402
+from tests.helpers import TEST_SECRET_KEY  # noqa: E402
 
 
 def _with_database(url: str, name: str) -> str:
@@ -109,10 +110,17 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "TALLYFLOW_DATABASE_URL": database_url,
         "TALLYFLOW_LANDING": str(landing),
         "TALLYFLOW_LAKE": str(lake),
+        "TALLYFLOW_SECRET_KEY": TEST_SECRET_KEY,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Settings(home=home, database_url=database_url, landing=str(landing), lake=str(lake))
+    return Settings(
+        home=home,
+        database_url=database_url,
+        landing=str(landing),
+        lake=str(lake),
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

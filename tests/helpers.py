@@ -13,6 +13,13 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tallyflow.core.secrets import SecretBox
+
+# The suite's TALLYFLOW_SECRET_KEY (the `settings` fixture sets it): webhook secrets are
+# stored sealed with it. A constant, so a test reading the database can open them.
+TEST_SECRET_KEY = "UjDwm5H5PvOqw9S5nHPJyHGFG0OY6aBpX--oexJ1xjc="
+TEST_BOX = SecretBox([TEST_SECRET_KEY])
+
 
 def ev(
     event_id: str,

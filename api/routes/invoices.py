@@ -10,7 +10,7 @@ billing.write on a global key; a tenant-restricted key gets 403 even for its own
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -23,7 +23,7 @@ from api.routes.common import TenantPath
 from api.state import ApiState, api_state
 from models.identifiers import TENANT_ID_PATTERN
 from models.period import BillingPeriod
-from services import credits, invoicing
+from services import invoicing
 from services.audit import record_change
 from services.invoicing.documents import render
 from tallyflow.core.clock import utc_now, utc_today
@@ -54,15 +54,6 @@ class GenerateResponse(BaseModel):
     skipped_tenants: dict[str, str] = Field(description="tenant -> reason it was skipped")
 
 
-class WouldApplyCreditOut(BaseModel):
-    """A credit line a draft would get if it closed now (nothing is reserved)."""
-
-    kind: Literal["credit"] = "credit"
-    grant_id: int
-    description: str
-    amount: Decimal = Field(description="Negative: what the grant would take off the total")
-
-
 class InvoiceOut(BaseModel):
     id: int | None = Field(description="null on a preview")
     tenant_id: str
@@ -74,7 +65,10 @@ class InvoiceOut(BaseModel):
     currency: str
     status: Literal["draft", "closed", "void", "preview"]
     number: str | None
-    total: Decimal = Field(description="Sum of the rounded line amounts (decimal string)")
+    total: Decimal = Field(
+        description="Sum of the rounded line amounts (decimal string), would-apply credit"
+        " lines excluded"
+    )
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
     closed_at: dt.datetime | None
@@ -89,9 +83,12 @@ class InvoiceOut(BaseModel):
     lines: list[invoicing.InvoiceLineView] | None = Field(
         default=None, description="Present on the single-invoice endpoints and previews"
     )
-    would_apply_credits: list[WouldApplyCreditOut] | None = Field(
+    total_after_credits: Decimal | None = Field(
         default=None,
-        description="Drafts on the single-invoice endpoint: credit lines closing now would add",
+        description=(
+            "Drafts (single-invoice endpoint) and previews: the total once the would-apply"
+            " credit lines are applied (they are not in `total`: nothing is reserved)"
+        ),
     )
 
     @classmethod
@@ -117,6 +114,7 @@ class InvoiceOut(BaseModel):
                 closed_invoice_id=view.closed_invoice_id,
                 correction=cls.of(view.correction) if view.correction else None,
                 lines=list(view.lines),
+                total_after_credits=_after_credits(view.total, view.lines),
             )
         return cls(
             id=view.id,
@@ -135,7 +133,20 @@ class InvoiceOut(BaseModel):
             closed_at=view.closed_at,
             voided_at=view.voided_at,
             lines=None if view.lines is None else list(view.lines),
+            total_after_credits=(
+                _after_credits(view.total, view.lines)
+                if view.status == "draft" and view.lines is not None
+                else None
+            ),
         )
+
+
+def _after_credits(total: Decimal, lines: Sequence[invoicing.InvoiceLineView]) -> Decimal:
+    """The total plus the would-apply credit lines (negative) of a draft or preview."""
+    return total + sum(
+        (li.amount for li in lines if li.kind == "credit" and li.breakdown.get("would_apply")),
+        Decimal(0),
+    )
 
 
 @router.post("/invoices:generate", response_model=GenerateResponse)
@@ -227,18 +238,9 @@ def get_invoice(
     with state.engine.connect() as conn:
         view = invoicing.get_invoice(conn, invoice_id)
         _check_own_invoice(principal, invoice_id, view.tenant_id)
-        out = InvoiceOut.of(view)
-        if view.status == "draft":
-            # NOTE (contract 5b): shown, not reserved; the close applies what is left then.
-            uses = credits.would_apply_credits(conn, view, on=utc_today())
-            out.would_apply_credits = [
-                WouldApplyCreditOut(
-                    grant_id=u.grant_id,
-                    description=credits.credit_line_description(u, view.currency),
-                    amount=-u.amount,
-                )
-                for u in uses
-            ]
+        # NOTE (contract 5b): a draft shows the credit lines closing now would add (marked
+        # would_apply, not reserved); the close applies what is left then.
+        out = InvoiceOut.of(invoicing.with_credit_lines(conn, view, on=utc_today()))
     return out
 
 

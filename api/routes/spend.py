@@ -6,9 +6,12 @@ them (billing.read, its own tenant only) and never change them, whatever its sco
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 
 from api.auth import READ, WRITE, Principal, require_scope
 from api.routes.common import TenantPath
@@ -30,13 +33,35 @@ from tallyflow.core.clock import utc_now, utc_today
 router = APIRouter(prefix="/api/billing/tenants/{tenant_id}", tags=["spend controls"])
 
 
-def _may_change(principal: Principal, tenant_id: str) -> None:
-    """Changes to spend controls are billing changes: global keys only.
+Out = TypeVar("Out", bound=BaseModel)
 
-    INTEGRATION (trust): once keys carry `usage.write`, billing.write is only ever on a
-    global key; this check stays as the second guard.
-    """
+
+def _change(
+    state: ApiState,
+    principal: Principal,
+    tenant_id: str,
+    action: str,
+    obj: tuple[str, int | None],
+    change: Callable[[sa.Connection], Out],
+    before: Callable[[sa.Connection], object] = lambda _conn: None,
+    obj_id: Callable[[Out], int | None] | None = None,
+) -> Out:
+    """Every change here: a global key only (billing changes; a tenant key gets 403 even
+    with billing.write), then the change and its audit entry in one transaction."""
     principal.require_global()
+    with state.engine.begin() as conn:
+        was = before(conn)
+        after = change(conn)
+        record_change(
+            conn,
+            principal,
+            action,
+            tenant_id=tenant_id,
+            obj=(obj[0], obj_id(after) if obj_id else obj[1]),
+            before=was,
+            after=after,
+        )
+    return after
 
 
 @router.post("/credits", status_code=201, response_model=CreditGrantOut)
@@ -47,19 +72,15 @@ def create_credit_grant(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> CreditGrantOut:
     """Grant prepaid credit; it applies when the tenant's invoices close (contract 5b)."""
-    _may_change(principal, tenant_id)
-    with state.engine.begin() as conn:
-        grant = credits.create_grant(conn, tenant_id, request, now=utc_now())
-        record_change(
-            conn,
-            principal,
-            "credit_grant.create",
-            tenant_id=tenant_id,
-            obj=("credit_grant", grant.id),
-            before=None,
-            after=grant,
-        )
-    return grant
+    return _change(
+        state,
+        principal,
+        tenant_id,
+        "credit_grant.create",
+        ("credit_grant", None),
+        lambda conn: credits.create_grant(conn, tenant_id, request, now=utc_now()),
+        obj_id=lambda grant: grant.id,
+    )
 
 
 @router.get("/credits", response_model=CreditsOut)
@@ -82,21 +103,16 @@ def replace_alerts(
     state: Annotated[ApiState, Depends(api_state)],
 ) -> AlertsOut:
     """Replace the tenant's alert set; alerts it repeats keep their triggers."""
-    _may_change(principal, tenant_id)
-    with state.engine.begin() as conn:
-        period = BillingPeriod.of(utc_today())
-        before = alerts.list_alerts(conn, tenant_id, period=period)
-        after = alerts.replace_alerts(conn, tenant_id, request.alerts, now=utc_now())
-        record_change(
-            conn,
-            principal,
-            "alerts.replace",
-            tenant_id=tenant_id,
-            obj=("alerts", None),
-            before=before,
-            after=after,
-        )
-        return after
+    period = BillingPeriod.of(utc_today())
+    return _change(
+        state,
+        principal,
+        tenant_id,
+        "alerts.replace",
+        ("alerts", None),
+        lambda conn: alerts.replace_alerts(conn, tenant_id, request.alerts, now=utc_now()),
+        before=lambda conn: alerts.list_alerts(conn, tenant_id, period=period),
+    )
 
 
 @router.get("/alerts", response_model=AlertsOut)
@@ -120,19 +136,15 @@ def set_spend_cap(
 ) -> SpendCapOut:
     """Set the cap (null removes it): while the period's spend as of the last run is at or
     above it, every quota check of the tenant answers allowed false, spend_cap_reached."""
-    _may_change(principal, tenant_id)
-    with state.engine.begin() as conn:
-        before = spend.spend_cap(conn, tenant_id, today=utc_today())
-        result = spend.set_spend_cap(conn, tenant_id, request.amount, now=utc_now())
-        record_change(
-            conn,
-            principal,
-            "spend_cap.set",
-            tenant_id=tenant_id,
-            obj=("spend_cap", None),
-            before=before,
-            after=result,
-        )
+    result = _change(
+        state,
+        principal,
+        tenant_id,
+        "spend_cap.set",
+        ("spend_cap", None),
+        lambda conn: spend.set_spend_cap(conn, tenant_id, request.amount, now=utc_now()),
+        before=lambda conn: spend.spend_cap(conn, tenant_id, today=utc_today()),
+    )
     state.reload_quotas([tenant_id])
     return result
 

@@ -32,7 +32,8 @@ def create_webhook(
     """Register an endpoint; the answer holds its secret, shown this once only.
 
     422 for a URL that is not http(s), or names a loopback/private address (unless
-    TALLYFLOW_WEBHOOK_ALLOW_PRIVATE is true).
+    TALLYFLOW_WEBHOOK_ALLOW_PRIVATE is true). 503 `secret_key_missing` when the server
+    has no TALLYFLOW_SECRET_KEY to store the secret sealed with (a configuration error).
     """
     principal.require_global()
     with state.engine.begin() as conn:
@@ -42,6 +43,7 @@ def create_webhook(
             events=request.events,
             allow_private=state.settings.webhook_allow_private,
             now=utc_now(),
+            box=state.settings.secret_box(),  # NOTE: unset key: 503 secret_key_missing
         )
         record_change(
             conn,

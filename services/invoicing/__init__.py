@@ -50,7 +50,7 @@ from services.invoicing.lifecycle import (
     void_invoice,
 )
 from services.invoicing.numbering import NumberingRule
-from services.invoicing.preview import preview_invoice
+from services.invoicing.preview import preview_invoice, upcoming_invoices, with_credit_lines
 from services.invoicing.reports import (
     LateUsage,
     UnsubscribedUsage,
@@ -104,6 +104,8 @@ __all__ = [
     "load_catalog",
     "preview_invoice",
     "unsubscribed_usage",
+    "upcoming_invoices",
     "void_invoice",
+    "with_credit_lines",
     "write_corrections",
 ]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
-from models.period import BillingPeriod
 from models.pricing import pricing_from_row
 from services.invoicing.compute import (
     BillableWindow,
@@ -124,16 +123,3 @@ def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _Metr
         else:
             per[r.metric_code] = old._replace(groups=(*old.groups, (dict(r.group_values), r.value)))
     return out
-
-
-def period_billable_windows(
-    conn: sa.Connection, period: BillingPeriod, tenant_ids: Sequence[str] | None
-) -> dict[str, list[BillableWindow]]:
-    """The period's billable windows by tenant (all tenants, or `tenant_ids`), priced by
-    the catalog as it is now: the input of `compute_invoice` (used by the spend measure)."""
-    params = {
-        "period_start": period.start,
-        "period_end": period.end,
-        "tenant_ids": sorted(set(tenant_ids)) if tenant_ids is not None else None,
-    }
-    return load_billable_windows(conn, params, load_catalog(conn))

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
@@ -22,6 +22,9 @@ from models.pricing.matrix import Matrix
 from services.commitment import TrueUp, commitment_true_up
 from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
 from tallyflow.core.errors import Conflict
+
+if TYPE_CHECKING:
+    from services.credits import CreditUse
 
 ZERO = Decimal(0)
 
@@ -101,7 +104,7 @@ class DraftLine(NamedTuple):
     """One priced invoice line (a NamedTuple: the run builds one per subscription metric)."""
 
     line_no: int
-    kind: str  # base_fee | usage | commitment_true_up (credit lines are written at close)
+    kind: str  # base_fee | usage | commitment_true_up | credit (see `credit_lines`)
     subscription_id: int | None
     plan_code: str
     metric: str | None
@@ -184,23 +187,14 @@ def _base_fee_line(
     line_no: int, w: BillableWindow, period: BillingPeriod, currency: str
 ) -> DraftLine:
     exact = prorate_base_fee(w.plan.base_fee, w.window, period)
-    days = Decimal(w.window.days)
-    return DraftLine(
-        line_no=line_no,
+    return _window_line(
+        line_no,
+        w,
         kind="base_fee",
-        subscription_id=w.subscription_id,
-        plan_code=w.plan.code,
-        metric=None,
         description=(
             f"{w.plan.name} base fee, {w.window.days}/{period.days} days"
             f" ({w.window.start!s} to {w.window.end!s}, end exclusive)"
         ),
-        window_start=w.window.start,
-        window_end=w.window.end,
-        quantity=days,
-        included=ZERO,
-        billable_quantity=days,
-        pricing_model=None,
         amount=round_money(exact, currency),
         breakdown={
             "base_fee": str(w.plan.base_fee),
@@ -214,25 +208,46 @@ def _base_fee_line(
 def _true_up_line(
     line_no: int, w: BillableWindow, period: BillingPeriod, true_up: TrueUp
 ) -> DraftLine:
-    days = Decimal(w.window.days)
-    return DraftLine(
-        line_no=line_no,
+    return _window_line(
+        line_no,
+        w,
         kind="commitment_true_up",
-        subscription_id=w.subscription_id,
-        plan_code=w.plan.code,
-        metric=None,
         description=(
             f"{w.plan.name} minimum commitment {true_up.prorated!s} for"
             f" {w.window.days}/{period.days} days, {true_up.charged!s} charged: true-up"
         ),
+        amount=true_up.amount,
+        breakdown=true_up.breakdown(w.window, period),
+    )
+
+
+def _window_line(
+    line_no: int,
+    w: BillableWindow,
+    *,
+    kind: str,
+    description: str,
+    amount: Decimal,
+    breakdown: Mapping[str, Any],
+) -> DraftLine:
+    """A line priced per active day of a subscription window (base fee, true-up): its
+    quantity and billable quantity are the window's days, nothing included."""
+    days = Decimal(w.window.days)
+    return DraftLine(
+        line_no=line_no,
+        kind=kind,
+        subscription_id=w.subscription_id,
+        plan_code=w.plan.code,
+        metric=None,
+        description=description,
         window_start=w.window.start,
         window_end=w.window.end,
         quantity=days,
         included=ZERO,
         billable_quantity=days,
         pricing_model=None,
-        amount=true_up.amount,
-        breakdown=true_up.breakdown(w.window, period),
+        amount=amount,
+        breakdown=breakdown,
     )
 
 
@@ -327,6 +342,70 @@ def _matrix_usage_lines(
             )
         )
     return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Credit lines (contract 5b): the same lines would-apply on drafts and previews, and at close
+# ---------------------------------------------------------------------------------------
+
+
+class NumberedLine(Protocol):
+    """What credit lines need of an invoice's other lines (a DraftLine or a stored line)."""
+
+    @property
+    def line_no(self) -> int: ...
+    @property
+    def plan_code(self) -> str: ...
+
+
+def credit_lines(
+    uses: Sequence[CreditUse],
+    *,
+    currency: str,
+    period: BillingPeriod,
+    lines: Sequence[NumberedLine],
+    would_apply: bool,
+) -> tuple[DraftLine, ...]:
+    """One negative `credit` line per grant used (`services.credits.plan_credits` decides
+    the uses), numbered after `lines` (the invoice's other lines), over the whole period.
+
+    `would_apply` marks the lines a draft or preview shows (nothing applied or reserved;
+    the invoice's total does not include them); a close writes the same lines with False.
+    Its grant id is in the breakdown (`grant_id`), next to the grant's remaining before and
+    after, and whether it `would_apply`.
+    """
+    first = max((li.line_no for li in lines), default=0)
+    plan_code = min(lines, key=lambda li: li.line_no).plan_code if lines else ""
+    unit = quantum(currency)
+    return tuple(
+        DraftLine(
+            line_no=first + n,
+            kind="credit",
+            subscription_id=None,
+            plan_code=plan_code,
+            metric=None,
+            description=(
+                f"Prepaid credit (grant #{use.grant_id}"
+                f"{', would apply at close' if would_apply else ''}): {use.amount} {currency}"
+            ),
+            window_start=period.start,
+            window_end=period.end,
+            quantity=Decimal(1),
+            included=ZERO,
+            billable_quantity=Decimal(1),
+            pricing_model=None,
+            amount=-use.amount,
+            breakdown={
+                "grant_id": use.grant_id,
+                "would_apply": would_apply,
+                "priority": use.priority,
+                "expires_on": use.expires_on.isoformat() if use.expires_on else None,
+                "remaining_before": str(use.remaining_before.quantize(unit)),
+                "remaining_after": str(use.remaining_after.quantize(unit)),
+            },
+        )
+        for n, use in enumerate(uses, start=1)
+    )
 
 
 # ---------------------------------------------------------------------------------------

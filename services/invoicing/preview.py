@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from models.period import BillingPeriod
+from services import credits
 from services.invoicing.catalog import load_billable_windows, load_catalog
-from services.invoicing.compute import DraftInvoice, PlanTerms, check_fits, compute_invoice
+from services.invoicing.compute import (
+    AmountOutOfRange,
+    DraftInvoice,
+    MixedCurrencies,
+    PlanTerms,
+    check_fits,
+    compute_invoice,
+)
 from services.invoicing.corrections import billed_lines, correction_for
-from services.invoicing.views import InvoicePreview, line_views
-from tallyflow.core.errors import NotFound
+from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView, line_views
+from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.sqlfiles import sql
 
 # NOTE: the parsed catalog, per database, reused while its fingerprint is unchanged. Plans
@@ -55,27 +64,74 @@ def preview_invoice(
     amount_out_of_range 409).
     """
     params = {"period_start": period.start, "period_end": period.end, "tenant_ids": [tenant_id]}
-    windows = load_billable_windows(conn, params, cached_catalog(conn)).get(tenant_id)
-    if not windows:
+    priced = upcoming_invoices(conn, period, [tenant_id]).get(tenant_id)
+    if priced is None:
         raise NotFound(
             f"tenant {tenant_id} has no subscription in {period}", code="no_subscription"
         )
-    draft = check_fits(compute_invoice(tenant_id, period, windows))
+    if isinstance(priced, Conflict):
+        raise priced
+    draft = priced
     closed = None
     for r in conn.execute(sql("invoicing/select_live_invoice_status"), params):
         if r.status == "closed":
             closed = int(r.id)
+    on = now.date()
+    if closed is None:  # NOTE (contract 5b): the document a close would credit shows it
+        return with_credit_lines(conn, _preview(draft, period, now), on=on)
     correction = None
-    if closed is not None:
-        found = correction_for(draft, closed, billed_lines(conn, [closed])[closed])
-        if found is not None:
-            correction = _preview(
+    found = correction_for(draft, closed, billed_lines(conn, [closed])[closed])
+    if found is not None:
+        correction = with_credit_lines(
+            conn,
+            _preview(
                 DraftInvoice(tenant_id, found.currency, found.total, found.lines),
                 period,
                 now,
                 kind=found.kind,
-            )
+            ),
+            on=on,
+        )
     return _preview(draft, period, now, closed_invoice_id=closed, correction=correction)
+
+
+Shown = TypeVar("Shown", InvoicePreview, InvoiceView)
+
+
+def with_credit_lines(conn: sa.Connection, invoice: Shown, *, on: dt.date) -> Shown:
+    """A preview or a draft with the prepaid credit lines closing it on `on` would add
+    (contract 5b), marked would-apply and not in its total; nothing is reserved. The lines
+    come from `services.credits.would_apply_lines`, the rule a close applies."""
+    if invoice.status not in ("draft", "preview"):
+        return invoice
+    lines: tuple[InvoiceLineView, ...] = invoice.lines or ()
+    added = credits.would_apply_lines(conn, invoice, lines, on=on)
+    if not added:
+        return invoice
+    shown: tuple[InvoiceLineView, ...] = line_views(
+        DraftInvoice(invoice.tenant_id, invoice.currency, invoice.total, added)
+    )
+    return replace(invoice, lines=(*lines, *shown))
+
+
+def upcoming_invoices(
+    conn: sa.Connection, period: BillingPeriod, tenant_ids: Sequence[str]
+) -> dict[str, DraftInvoice | Conflict]:
+    """The invoice of `period` each of `tenant_ids` with a subscription in it would get now
+    (or why it cannot be priced): what a preview shows, and the spend measure of contract
+    5b (services/spend.py), so the two are one computation."""
+    params = {
+        "period_start": period.start,
+        "period_end": period.end,
+        "tenant_ids": sorted(set(tenant_ids)),
+    }
+    out: dict[str, DraftInvoice | Conflict] = {}
+    for tenant_id, windows in load_billable_windows(conn, params, cached_catalog(conn)).items():
+        try:
+            out[tenant_id] = check_fits(compute_invoice(tenant_id, period, windows))
+        except (MixedCurrencies, AmountOutOfRange) as exc:
+            out[tenant_id] = exc
+    return out
 
 
 def _preview(

@@ -32,6 +32,7 @@ from services.webhooks.outbox import message_body
 from services.webhooks.signing import signed_headers
 from services.webhooks.urls import Resolver, private_addresses, resolve_host
 from tallyflow.core.clock import utc_now
+from tallyflow.core.secrets import SecretBox
 from tallyflow.core.sqlfiles import sql
 
 MAX_ATTEMPTS = 9
@@ -147,12 +148,14 @@ def deliver_due(
     *,
     now: dt.datetime,
     allow_private: bool,
+    box: SecretBox,
     limit: int = 500,
     client: httpx.Client | None = None,
     rng: random.Random | None = None,
     resolve: Resolver = resolve_host,
 ) -> DeliveryReport:
-    """Send every delivery due at `now` (up to `limit`) and record each outcome."""
+    """Send every delivery due at `now` (up to `limit`) and record each outcome; `box`
+    opens the endpoints' sealed secrets (see `endpoints.endpoint_secret_box`)."""
     rng = rng or random.Random()
     with engine.begin() as conn:
         claimed = [
@@ -170,7 +173,7 @@ def deliver_due(
             outcome = send_one(
                 http,
                 url=row["url"],
-                secret=row["secret"],
+                secret=box.open(row["secret_ciphertext"]),
                 msg_id=row["event_id"],
                 body=message_body(row["type"], row["occurred_at"], _data(row["data"])),
                 allow_private=allow_private,

@@ -1,4 +1,10 @@
-"""Webhook endpoints: register (secret shown once), list, retire; the delivery log."""
+"""Webhook endpoints: register (secret shown once, stored sealed), list, retire; the log.
+
+A secret is shown once, at registration, and stored sealed with TALLYFLOW_SECRET_KEY
+(tallyflow/core/secrets.py): signing opens it, nothing else reads it. `endpoint_secret_box`
+is the configuration check the API (at startup), `tallyflow serve` and the delivery run
+make: endpoints exist -> the key must be set and open every live endpoint's secret.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from services.webhooks.outbox import EVENT_TYPES
 from services.webhooks.signing import new_secret
 from services.webhooks.urls import Resolver, resolve_host, validate_webhook_url
 from tallyflow.core.errors import InvalidInput, NotFound
+from tallyflow.core.secrets import SecretBox
 from tallyflow.core.sqlfiles import sql
 
 
@@ -61,15 +68,23 @@ def create_endpoint(
     events: Sequence[str],
     allow_private: bool,
     now: dt.datetime,
+    box: SecretBox,
     resolve: Resolver = resolve_host,
 ) -> tuple[Endpoint, str]:
-    """Register an endpoint; returns it with its secret (the only time the secret is shown)."""
+    """Register an endpoint; returns it with its secret (the only time the secret is shown).
+
+    The database keeps the secret sealed by `box` only."""
     checked_url = validate_webhook_url(url, allow_private=allow_private, resolve=resolve)
     checked_events = check_events(events)
     secret = new_secret()
     row = conn.execute(
         sql("webhooks/insert_webhook_endpoint"),
-        {"url": checked_url, "events": checked_events, "secret": secret, "now": now},
+        {
+            "url": checked_url,
+            "events": checked_events,
+            "secret_ciphertext": box.seal(secret),
+            "now": now,
+        },
     ).one()
     return Endpoint(row.id, row.url, tuple(row.events), row.created_at), secret
 
@@ -102,3 +117,16 @@ def list_deliveries(
         sql("webhooks/select_endpoint_deliveries"), {"endpoint_id": endpoint_id, "limit": limit}
     ).mappings()
     return [DeliveryLogEntry(**dict(r)) for r in rows]
+
+
+def endpoint_secret_box(conn: sa.Connection, secret_key: str | None) -> SecretBox | None:
+    """The box that opens the live endpoints' secrets; None when there is no live endpoint
+    and no key. SecretKeyError (a configuration error: 503 / exit 2) when endpoints exist
+    and the key is unset or malformed, or does not open one of their secrets."""
+    sealed = conn.execute(sql("webhooks/select_live_endpoint_secrets")).all()
+    if not sealed and not secret_key:
+        return None
+    box = SecretBox.from_setting(secret_key)
+    for _endpoint_id, token in sealed:
+        box.open(token)
+    return box

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -19,6 +20,9 @@ from pydantic_settings import (
 )
 
 from tallyflow.core.storage import Location
+
+if TYPE_CHECKING:
+    from tallyflow.core.secrets import SecretBox
 
 
 class Settings(BaseSettings):
@@ -113,6 +117,13 @@ class Settings(BaseSettings):
         default=False,
         description="Allow webhook endpoints on loopback/private addresses (internal receivers)",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Fernet key(s) sealing webhook secrets at rest (comma-separated to rotate: the"
+            " first encrypts); needed once a webhook endpoint exists"
+        ),
+    )
     dask_address: str | None = Field(
         default=None, description="tcp://host:port of a Dask scheduler; unset = in process"
     )
@@ -148,6 +159,17 @@ class Settings(BaseSettings):
     def check_storage(self) -> None:
         """Raise StorageConfigError when the landing or lake setting names no valid location."""
         self.landing_location, self.lake_location  # noqa: B018 - parsed for their errors
+
+    def secret_box(self) -> SecretBox:
+        """What seals and opens stored secrets; SecretKeyError when the key is unset or bad."""
+        from tallyflow.core.secrets import SecretBox  # NOTE: cryptography only when needed
+
+        return SecretBox.from_setting(self.secret_key_text)
+
+    @property
+    def secret_key_text(self) -> str | None:
+        """TALLYFLOW_SECRET_KEY's value (None when unset)."""
+        return self.secret_key.get_secret_value() if self.secret_key else None
 
     @property
     def prefect_home(self) -> Path:

@@ -27,7 +27,7 @@ from tallyflow.core.clock import frozen_at
 from tallyflow.core.settings import Settings
 from tests.api.conftest import OTHER_TENANT, TENANT, Keys
 from tests.api.test_quotas import eventually
-from tests.helpers import rows
+from tests.helpers import TEST_BOX, rows
 from tests.services.test_invoicing import add_usage
 
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -219,18 +219,33 @@ def test_credits_show_on_drafts_then_apply_at_close(
         ("base_fee", "30.00"),
         ("usage", "10.00"),
         ("commitment_true_up", "60.00"),
+        ("credit", "-25.00"),  # would apply at close
     ]
-    assert draft["total"] == "100.00"
-    assert [(c["grant_id"], c["amount"]) for c in draft["would_apply_credits"]] == [
-        (grant["id"], "-25.00")
-    ]
+    assert draft["total"] == "100.00"  # would-apply credit lines are not in the total
+    assert draft["total_after_credits"] == "75.00"
+    (would,) = [li for li in draft["lines"] if li["kind"] == "credit"]
+    assert (would["amount"], would["breakdown"]["grant_id"], would["breakdown"]["would_apply"]) == (
+        "-25.00",
+        grant["id"],
+        True,
+    )
+    # the preview shows the very same credit line (one computation), nothing reserved
+    preview = client.get(f"{BASE}/invoices:preview?period=2026-11", headers=admin).json()
+    assert preview["lines"] == draft["lines"]
+    assert (preview["total"], preview["total_after_credits"]) == ("100.00", "75.00")
     assert generated["generated"] == 2
 
     closed = client.post(f"/api/billing/invoices/{invoice_id}:close", headers=admin).json()
     assert closed["total"] == "75.00"
     final = client.get(f"/api/billing/invoices/{invoice_id}", headers=admin).json()
-    assert final["lines"][-1]["kind"] == "credit" and final["lines"][-1]["amount"] == "-25.00"
-    assert final["would_apply_credits"] is None
+    applied = final["lines"][-1]
+    assert (applied["kind"], applied["amount"], applied["line_no"]) == ("credit", "-25.00", 4)
+    assert applied["breakdown"]["would_apply"] is False
+    # the close wrote the line the draft showed, but for the would-apply mark
+    assert {k: v for k, v in applied.items() if k not in ("description", "breakdown")} == {
+        k: v for k, v in would.items() if k not in ("description", "breakdown")
+    }
+    assert final["total_after_credits"] is None
     after = client.get(f"{BASE}/credits", headers=admin).json()
     usd = next(g for g in after["grants"] if g["currency"] == "USD")
     assert usd["remaining"] == "0.00"
@@ -287,7 +302,7 @@ def test_alerts_fire_once_and_show_triggered_at(
     ] == [
         ("80", None, None, True),
         (None, "500", None, True),
-        (None, None, "500", False),  # spend 30.00 + 7.50 is far below 500.00
+        (None, None, "500", False),  # spend 100.00 (the minimum commitment) is below 500
     ]
     # the same set again keeps the triggers: nothing fires twice
     client.put(f"{BASE}/alerts", json=body, headers=admin)
@@ -305,11 +320,11 @@ def test_spend_cap_on_and_off(
     client: TestClient, admin: dict[str, str], keys: Keys, engine: Engine
 ) -> None:
     assert check(client, admin)["allowed"] is True
-    cap = client.put(f"{BASE}/spend-cap", json={"amount": "35.00"}, headers=admin)
+    cap = client.put(f"{BASE}/spend-cap", json={"amount": "100.00"}, headers=admin)
     assert cap.status_code == 200, cap.text
     assert cap.json() | {"as_of": None} == {
         "tenant_id": TENANT,
-        "amount": "35",
+        "amount": "100",
         "spend": None,
         "currency": None,
         "as_of": None,
@@ -318,12 +333,15 @@ def test_spend_cap_on_and_off(
     # no run since: the spend as of the last run is unknown, checks still pass
     assert check(client, admin)["allowed"] is True
 
-    ingest_commit(engine, [("api_calls", "2026-11-03", "600")])  # 30.00 + 5.00 = 35.00 >= cap
+    # 30.00 + 5.00 of usage, raised to the 100.00 minimum commitment: the preview total
+    ingest_commit(engine, [("api_calls", "2026-11-03", "600")])
     answer = eventually(lambda: check(client, admin), lambda a: not a["allowed"])
     assert (answer["allowed"], answer["reason"]) == (False, "spend_cap_reached")
     assert answer["used"] == "600" and answer["limit"] == "1000"
     state = client.get(f"{BASE}/spend-cap", headers=keys.header(keys.tenant)).json()
-    assert (state["spend"], state["currency"], state["reached"]) == ("35.00", "USD", True)
+    assert (state["spend"], state["currency"], state["reached"]) == ("100.00", "USD", True)
+    preview = client.get(f"{BASE}/invoices:preview", headers=admin).json()
+    assert preview["total"] == state["spend"]
     # another tenant is not affected
     other = client.post(
         f"/api/billing/tenants/{OTHER_TENANT}/quotas:check",
@@ -333,9 +351,9 @@ def test_spend_cap_on_and_off(
     assert other["allowed"] is True
 
     # raising the cap lets checks through at once (this process reloads the tenant)
-    client.put(f"{BASE}/spend-cap", json={"amount": "100"}, headers=admin)
+    client.put(f"{BASE}/spend-cap", json={"amount": "150"}, headers=admin)
     assert check(client, admin)["reason"] == "within_limit"
-    client.put(f"{BASE}/spend-cap", json={"amount": "35"}, headers=admin)
+    client.put(f"{BASE}/spend-cap", json={"amount": "100"}, headers=admin)
     assert check(client, admin)["reason"] == "spend_cap_reached"
     # null removes the cap
     removed = client.put(f"{BASE}/spend-cap", json={"amount": None}, headers=admin).json()
@@ -415,7 +433,7 @@ def test_webhook_lifecycle_with_a_real_receiver(
     client.post(f"/api/billing/invoices/{invoice_id}:void", headers=admin)
 
     rng = random.Random(3)
-    deliver_due(engine, now=NOW, allow_private=True, rng=rng)
+    deliver_due(engine, now=NOW, allow_private=True, rng=rng, box=TEST_BOX)
     log = client.get(f"/api/billing/webhooks/{hook['id']}/deliveries", headers=admin).json()
     assert sorted((d["event_type"], d["status"], d["attempts"]) for d in log) == [
         ("invoice.closed", "pending", 1),
@@ -423,7 +441,9 @@ def test_webhook_lifecycle_with_a_real_receiver(
     ]
     failed = next(d for d in log if d["status"] == "pending")
     assert failed["last_status_code"] == 500 and "500" in failed["last_error"]
-    deliver_due(engine, now=NOW + dt.timedelta(minutes=1), allow_private=True, rng=rng)
+    deliver_due(
+        engine, now=NOW + dt.timedelta(minutes=1), allow_private=True, rng=rng, box=TEST_BOX
+    )
     log = client.get(f"/api/billing/webhooks/{hook['id']}/deliveries", headers=admin).json()
     assert {d["status"] for d in log} == {"delivered"}
 

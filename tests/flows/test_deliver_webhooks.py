@@ -22,7 +22,7 @@ from services.alerts import replace_alerts
 from services.webhooks.endpoints import create_endpoint
 from tallyflow.core.clock import frozen_at
 from tallyflow.core.settings import Settings
-from tests.helpers import ev, rows, write_jsonl
+from tests.helpers import TEST_BOX, ev, rows, write_jsonl
 from tests.services.test_invoicing import PER_UNIT, seed_plan, subscribe
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -58,6 +58,7 @@ def test_ingest_fires_an_alert_and_the_flow_delivers_it(
             events=["usage.threshold_reached"],
             allow_private=True,
             now=RUN_AT,
+            box=TEST_BOX,
         )
         replace_alerts(
             conn, "acme", [AlertIn(metric="api.calls", threshold=Decimal(5))], now=RUN_AT

@@ -4,6 +4,7 @@ the spend measure, and the events they write to the webhook outbox."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal as D
 from typing import Any
 
@@ -14,11 +15,12 @@ from sqlalchemy.engine import Engine
 from models.period import BillingPeriod
 from models.spend import AlertIn
 from services.alerts import AlertState, alert_measure, evaluate_alerts, list_alerts, replace_alerts
-from services.quota import refresh_quota_usage
-from services.spend import Spend, measure_spend
+from services.invoicing import preview_invoice
+from services.quota import QuotaSnapshot, check_quota, refresh_quota_usage
+from services.spend import Spend, measure_spend, spend_cap
 from services.webhooks.endpoints import create_endpoint
-from tests.helpers import rows
-from tests.services.test_invoicing import PER_UNIT, add_usage, seed_plan, subscribe
+from tests.helpers import TEST_BOX, rows
+from tests.services.test_invoicing import GRADUATED, PER_UNIT, add_usage, seed_plan, subscribe
 
 NOV = BillingPeriod.parse("2026-11")
 DEC = BillingPeriod.parse("2026-12")
@@ -78,6 +80,7 @@ def acme(engine: Engine) -> None:
             events=["usage.threshold_reached", "spend.threshold_reached"],
             allow_private=True,
             now=NOV_20,
+            box=TEST_BOX,
         )
         replace_alerts(
             conn,
@@ -189,8 +192,106 @@ def test_replacing_the_set_keeps_repeated_alerts_and_their_triggers(engine: Engi
 
 
 @pytest.mark.usefixtures("acme")
-def test_spend_leaves_out_the_commitment_true_up(engine: Engine) -> None:
+def test_spend_is_the_preview_total_true_up_included(engine: Engine) -> None:
+    """Contract 5b: spend = the period's preview total, so a plan's minimum commitment
+    counts (the period costs at least that); prepaid credits do not lower it."""
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE plans SET minimum_commitment = 500"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO credit_grants (tenant_id, currency, amount, remaining,"
+                " effective_from) VALUES ('acme', 'USD', 100, 100, '2026-10-01')"
+            )
+        )
         spend = measure_spend(conn, NOV, ["acme", "nobody"])
-    assert spend == {"acme": Spend("acme", "USD", D("30.00"))}
+        preview = preview_invoice(conn, "acme", NOV, now=NOV_20)
+    assert spend == {"acme": Spend("acme", "USD", D("500.00"))}
+    assert preview.total == D("500.00")
+    assert [li.amount for li in preview.lines if li.kind == "credit"] == [D("-100.00")]
+
+
+def test_spend_alerts_and_caps_measure_the_preview_total_on_generated_data(
+    engine: Engine,
+) -> None:
+    """Tenants on random plans (base fee, minimum commitment or none, tiers or per-unit,
+    JPY or USD), random usage, grants and caps: every recorded spend, every spend event and
+    every cap decision uses exactly the preview total."""
+    rng = random.Random(16)
+    tenants = [f"t{n:02d}" for n in range(12)]
+    with engine.begin() as conn:
+        plans = []
+        for n in range(4):
+            currency = rng.choice(["USD", "JPY"])
+            plan = seed_plan(
+                conn,
+                f"p{n}",
+                currency=currency,
+                base_fee=rng.choice(["0", "9.99", "30"]) if currency == "USD" else "1000",
+                quotas={
+                    "api.calls": {
+                        "pricing": rng.choice([PER_UNIT, GRADUATED]),
+                        "included": str(rng.choice([0, 100])),
+                    }
+                },
+            )
+            minimum = rng.choice([None, "50", "20000"])
+            conn.execute(
+                sa.text("UPDATE plans SET minimum_commitment = :m WHERE id = :p"),
+                {"m": D(minimum) if minimum else None, "p": plan},
+            )
+            plans.append(plan)
+        for tenant in tenants:
+            subscribe(conn, tenant, rng.choice(plans), rng.choice(["2026-11-01", "2026-11-11"]))
+            for day in rng.sample(range(1, 20), 3):
+                add_usage(
+                    conn, tenant, "api.calls", f"2026-11-{day:02d}", str(rng.randint(0, 5000))
+                )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO alerts (tenant_id, kind, metric, threshold)"
+                    " VALUES (:t, 'spend', NULL, :x)"
+                ),
+                {"t": tenant, "x": D(rng.choice(["1", "40", "100000"]))},
+            )
+            if rng.random() < 0.5:
+                conn.execute(
+                    sa.text("INSERT INTO spend_caps (tenant_id, amount) VALUES (:t, :x)"),
+                    {"t": tenant, "x": D(rng.choice(["10", "60", "1000000"]))},
+                )
+            if rng.random() < 0.5:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO credit_grants (tenant_id, currency, amount, remaining,"
+                        " effective_from) SELECT :t, currency, 25, 25, '2026-10-01' FROM plans"
+                        " JOIN subscriptions s ON s.plan_id = plans.id WHERE s.tenant_id = :t"
+                    ),
+                    {"t": tenant},
+                )
+        refresh_quota_usage(conn, today=NOV_20.date(), as_of=NOV_20)
+        fired = evaluate_alerts(conn, tenant_ids=None, period=NOV, now=NOV_20)
+    with engine.connect() as conn:
+        previews = {t: preview_invoice(conn, t, NOV, now=NOV_20) for t in tenants}
+        recorded = dict(rows(engine, "SELECT tenant_id, amount FROM tenant_spend"))
+        events = {f.tenant_id: f.measure for f in fired if f.event_type.startswith("spend.")}
+        thresholds = dict(rows(engine, "SELECT tenant_id, threshold FROM alerts"))
+        caps = dict(rows(engine, "SELECT tenant_id, amount FROM spend_caps"))
+        snapshot = QuotaSnapshot()
+        snapshot.reload(conn, today=NOV_20.date())
+        for tenant, preview in previews.items():
+            assert recorded[tenant] == preview.total, tenant
+            assert (tenant in events) is (preview.total >= thresholds[tenant]), tenant
+            if tenant in events:
+                assert events[tenant] == preview.total
+            capped = tenant in caps and preview.total >= caps[tenant]
+            args = {
+                "tenant_id": tenant,
+                "metric": "api.calls",
+                "requested": D(1),
+                "today": NOV_20.date(),
+            }
+            assert (check_quota(conn, **args).reason == "spend_cap_reached") is capped, tenant
+            assert snapshot.check(**args) == check_quota(conn, **args)
+            cap = spend_cap(conn, tenant, today=NOV_20.date())
+            assert cap.spend == preview.total and cap.reached is capped
+    assert events, "some spend alert fired"
+    assert any(capped for capped in [t in caps and previews[t].total >= caps[t] for t in tenants])

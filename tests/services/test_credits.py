@@ -16,7 +16,14 @@ from sqlalchemy.engine import Engine
 
 from models.period import BillingPeriod
 from services.credits import Grant, application_order, plan_credits, would_apply_credits
-from services.invoicing import close_invoice, generate_invoices, get_invoice, list_invoices
+from services.invoicing import (
+    close_drafts,
+    close_invoice,
+    generate_invoices,
+    get_invoice,
+    list_invoices,
+    with_credit_lines,
+)
 from tests.helpers import rows
 from tests.services.test_invoicing import PER_UNIT, add_usage, seed_plan, subscribe
 
@@ -276,3 +283,47 @@ def test_the_database_refuses_an_overdraft(engine: Engine) -> None:
             sa.text("UPDATE credit_grants SET remaining = remaining - 11 WHERE id = :id"),
             {"id": grant_id},
         )
+
+
+def test_one_close_of_two_drafts_shares_their_grants_in_id_order(
+    engine: Engine, two_periods: dict[str, int]
+) -> None:
+    """One bulk close, set-based: the first draft (Oct, 40.00) takes what it owes, the
+    second (Nov, 50.00) the rest of the 60.00; each gets exactly the line it showed."""
+    shared = grant(engine, "acme", "60.00")
+    oct_id, nov_id = two_periods["2026-10"], two_periods["2026-11"]
+    with engine.connect() as conn:
+        shown = {
+            i: [
+                li
+                for li in with_credit_lines(conn, get_invoice(conn, i), on=CLOSING.date()).lines
+                or ()
+                if li.kind == "credit"
+            ]
+            for i in (oct_id, nov_id)
+        }
+    # each draft alone would take what it owes: nothing is reserved
+    assert [li.amount for li in shown[oct_id]] == [D("-40.00")]
+    assert [li.amount for li in shown[nov_id]] == [D("-50.00")]
+    with engine.begin() as conn:
+        assert close_drafts(conn, now=CLOSING, invoice_ids=[nov_id, oct_id]) == [oct_id, nov_id]
+    with engine.connect() as conn:
+        oct_closed, nov_closed = get_invoice(conn, oct_id), get_invoice(conn, nov_id)
+    assert (oct_closed.total, nov_closed.total) == (D("0.00"), D("30.00"))
+    (oct_line,) = [li for li in oct_closed.lines or () if li.kind == "credit"]
+    (nov_line,) = [li for li in nov_closed.lines or () if li.kind == "credit"]
+    assert (oct_line.amount, nov_line.amount) == (D("-40.00"), D("-20.00"))
+    assert oct_line.breakdown == {**shown[oct_id][0].breakdown, "would_apply": False}
+    assert (oct_line.line_no, oct_line.plan_code, oct_line.window_start) == (
+        shown[oct_id][0].line_no,
+        shown[oct_id][0].plan_code,
+        shown[oct_id][0].window_start,
+    )
+    assert nov_line.breakdown["remaining_before"] == "20.00"
+    assert rows(engine, f"SELECT remaining FROM credit_grants WHERE id = {shared}") == [(D("0"),)]
+    assert rows(
+        engine, "SELECT invoice_id, amount FROM credit_applications ORDER BY invoice_id"
+    ) == [
+        (oct_id, D("40")),
+        (nov_id, D("20")),
+    ]

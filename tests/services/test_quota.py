@@ -230,6 +230,59 @@ def test_snapshot_agrees_with_the_database_read(engine: Engine, catalog_ready: N
             assert snapshot.check(**args) == check_quota(conn, **args), (tenant, metric)
 
 
+@pytest.mark.parametrize(
+    ("cap", "spend", "spend_period", "capped"),
+    [
+        (None, "50", "2026-03-01", False),  # no cap
+        ("100", "99.99", "2026-03-01", False),  # below it
+        ("100", "100", "2026-03-01", True),  # at it
+        ("100", "250", "2026-03-01", True),  # above it
+        ("100", "250", "2026-02-01", False),  # last month's spend: no run yet this month
+        ("100", None, None, False),  # no run has measured the spend
+    ],
+)
+def test_both_checks_apply_the_spend_cap_alike(
+    engine: Engine,
+    catalog_ready: None,
+    cap: str | None,
+    spend: str | None,
+    spend_period: str | None,
+    capped: bool,
+) -> None:
+    """The database read (`check_quota`) and the API's snapshot answer spend_cap_reached
+    in the same cases, with the same numbers (contract 5b)."""
+    with engine.begin() as conn:
+        usage(conn, "a", "calls", "2026-03-05", "100", 5, "10")
+        refresh_quota_usage(conn, today=TODAY, as_of=RUN_AT)
+        if cap is not None:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO spend_caps (tenant_id, amount, updated_at) VALUES ('a', :c, :t)"
+                ),
+                {"c": Decimal(cap), "t": RUN_AT},
+            )
+        if spend is not None:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tenant_spend (tenant_id, period_start, currency, amount, as_of)"
+                    " VALUES ('a', :p, 'USD', :s, :t)"
+                ),
+                {"p": dt.date.fromisoformat(spend_period or ""), "s": Decimal(spend), "t": RUN_AT},
+            )
+    snapshot = QuotaSnapshot()
+    with engine.connect() as conn:
+        snapshot.reload(conn, today=TODAY)
+        for tenant, metric in [("a", "calls"), ("a", "nope"), ("b", "calls"), ("zed", "calls")]:
+            args = {"tenant_id": tenant, "metric": metric, "requested": Decimal(1), "today": TODAY}
+            from_db = check_quota(conn, **args)
+            assert snapshot.check(**args) == from_db, (tenant, metric)
+            if tenant == "a":
+                assert (from_db.reason == "spend_cap_reached") is capped
+                assert not (capped and from_db.allowed)
+            else:
+                assert from_db.reason != "spend_cap_reached"
+
+
 def _row(**changes: Any) -> QuotaRow:
     base: dict[str, Any] = dict(
         tenant_id="t",

@@ -1,8 +1,9 @@
--- purpose: lock the grants an invoice may use (its tenant and currency, effective before period_end, not expired on :on), in id order
-SELECT id, currency, remaining, effective_from, expires_on, priority
-FROM credit_grants
-WHERE tenant_id = :tenant_id AND currency = :currency AND remaining > 0
-  AND effective_from < CAST(:period_end AS date)
-  AND (expires_on IS NULL OR expires_on > CAST(:on AS date))
-ORDER BY id
-FOR UPDATE
+-- purpose: lock every grant the drafts of one close may use (their (tenant, currency) pairs, credit left, not expired on :on), in id order (two closes queue in the same order: no deadlock)
+SELECT g.tenant_id, g.id, g.currency, g.remaining, g.effective_from, g.expires_on, g.priority
+FROM credit_grants AS g
+JOIN unnest(CAST(:tenant_ids AS text[]), CAST(:currencies AS text[])) AS p(tenant_id, currency)
+  ON p.tenant_id = g.tenant_id AND p.currency = g.currency
+WHERE g.remaining > 0
+  AND (g.expires_on IS NULL OR g.expires_on > CAST(:on AS date))
+ORDER BY g.id
+FOR UPDATE OF g

@@ -13,4 +13,5 @@ FROM (
 webhook_events AS e,
 webhook_endpoints AS w
 WHERE d.id = due.id AND e.id = d.event_id AND w.id = d.endpoint_id
-RETURNING d.id, d.attempts, e.id AS event_id, e.type, e.occurred_at, e.data, w.url, w.secret
+RETURNING d.id, d.attempts, e.id AS event_id, e.type, e.occurred_at, e.data, w.url,
+          w.secret_ciphertext

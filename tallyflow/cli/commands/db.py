@@ -10,16 +10,20 @@ import typer
 
 @contextmanager
 def _exit_codes() -> Iterator[None]:
-    """An unknown revision is bad usage (2); a database that fails is a failed run (1)."""
+    """An unknown revision or a missing/wrong secret key is bad usage (2); a database that
+    fails is a failed run (1)."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from tallyflow.cli.output import fail, usage_error
+    from tallyflow.core.secrets import SecretKeyError
 
     try:
         yield
     except CommandError as exc:
         usage_error(str(exc))
+    except SecretKeyError as exc:  # 0010 seals webhook secrets with TALLYFLOW_SECRET_KEY
+        usage_error(exc.message)
     except SQLAlchemyError as exc:
         fail(f"the database refused: {type(exc).__name__}: {exc}")
 

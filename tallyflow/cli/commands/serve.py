@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from tallyflow.core.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +36,7 @@ def register(app: typer.Typer) -> None:
         from tallyflow.core.settings import load_settings
 
         settings = load_settings()
+        _check_secret_key(settings)
         configure_json_logging(log_level)
         # NOTE: limits against hostile traffic: connections+tasks beyond limit_concurrency
         # get 503; an idle keep-alive is closed after timeout_keep_alive s; a request line
@@ -48,6 +52,27 @@ def register(app: typer.Typer) -> None:
             timeout_keep_alive=settings.api_timeout_keep_alive,
             h11_max_incomplete_event_size=settings.api_h11_max_incomplete_event_size,
         )
+
+
+def _check_secret_key(settings: Settings) -> None:
+    """Webhook endpoints need a working TALLYFLOW_SECRET_KEY: say so and exit 2 before
+    uvicorn starts (the app's startup refuses too, with a traceback-free message here)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.app import check_secret_key
+    from tallyflow.cli.output import usage_error
+    from tallyflow.core.db import get_engine
+    from tallyflow.core.secrets import SecretKeyError
+
+    engine = get_engine(settings)
+    try:
+        check_secret_key(engine, settings)
+    except SecretKeyError as exc:
+        usage_error(exc.message)
+    except SQLAlchemyError:
+        pass  # the database's own problems are reported by the app's startup as before
+    finally:
+        engine.dispose()
 
 
 def configure_json_logging(level: str) -> None:

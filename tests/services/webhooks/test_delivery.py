@@ -23,7 +23,7 @@ from services.webhooks.delivery import MAX_ATTEMPTS, deliver_due, retry_delay
 from services.webhooks.endpoints import create_endpoint, delete_endpoint, list_deliveries
 from services.webhooks.outbox import emit
 from tallyflow.core.sqlfiles import sql
-from tests.helpers import rows
+from tests.helpers import TEST_BOX, rows
 
 T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 
@@ -59,6 +59,7 @@ def register(engine: Engine, url: str, receiver: Receiver | None = None) -> int:
             events=["invoice.closed", "usage.threshold_reached"],
             allow_private=True,
             now=T0,
+            box=TEST_BOX,
         )
     if receiver is not None:
         receiver.secret = secret
@@ -85,7 +86,9 @@ def delivery(engine: Engine) -> dict[str, Any]:
 
 
 def run(engine: Engine, now: dt.datetime, **kw: Any) -> Any:
-    return deliver_due(engine, now=now, allow_private=True, rng=random.Random(7), **kw)
+    return deliver_due(
+        engine, now=now, allow_private=True, rng=random.Random(7), box=TEST_BOX, **kw
+    )
 
 
 def test_failed_attempts_are_retried_under_the_same_id_until_delivered(
@@ -215,7 +218,7 @@ def test_private_addresses_are_refused_at_delivery_unless_allowed(
     httpserver.expect_request("/hook", method="POST").respond_with_handler(receiver)
     register(engine, httpserver.url_for("/hook"))  # registered while allowed
     emit_one(engine)
-    report = deliver_due(engine, now=T0, allow_private=False)
+    report = deliver_due(engine, now=T0, allow_private=False, box=TEST_BOX)
     assert report.retrying == 1
     assert delivery(engine)["last_error"].startswith("refused")
     assert receiver.calls == []
