@@ -19,25 +19,25 @@ from pydantic import (
     model_validator,
 )
 
+from models.decimals import DecimalRefused, exact_decimal
 from models.identifiers import METRIC_PATTERN, PLAN_CODE_PATTERN, TENANT_ID_PATTERN
+from models.money import currency_problem
 from tallyflow.core.errors import InvalidInput
 
 
 def _to_decimal(value: object) -> object:
-    """Accept a decimal string or a JSON number taken by its text, never a binary float."""
-    if isinstance(value, bool):
-        raise ValueError("must be a decimal number, not a boolean")
-    if isinstance(value, float):
-        value = repr(value)
-    if isinstance(value, str | int):
-        try:
-            number = Decimal(str(value).strip())
-        except ArithmeticError:
-            raise ValueError(f"{value!r} is not a decimal number") from None
-        if not number.is_finite():
-            raise ValueError("must be a finite decimal number")
-        return number
-    return value
+    """Accept a decimal string or a JSON number taken by its text, never a binary float
+    (the rule: models.decimals.exact_decimal); other types are left to pydantic."""
+    if not isinstance(value, bool | str | int | float):
+        return value
+    try:
+        return exact_decimal(value)
+    except DecimalRefused as exc:
+        if exc.kind == "type":
+            raise ValueError("must be a decimal number, not a boolean") from None
+        if exc.kind == "infinite":
+            raise ValueError("must be a finite decimal number") from None
+        raise ValueError(f"{value!r} is not a decimal number") from None
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -46,6 +46,14 @@ def _decimal_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+def iso_currency(value: str) -> str:
+    """Pydantic's side of the currency rule (models.money.currency_problem): ValueError."""
+    problem = currency_problem(value)
+    if problem is not None:
+        raise ValueError(f"{value!r} {problem}")
+    return value
 
 
 DecimalIn = Annotated[Decimal, BeforeValidator(_to_decimal)]
@@ -128,15 +136,7 @@ class PlanIn(Strict):
     @field_validator("currency")
     @classmethod
     def _currency_is_iso(cls, value: str) -> str:
-        from babel.numbers import UnknownCurrencyError, validate_currency
-
-        if len(value) != 3 or not value.isascii() or not value.isupper():
-            raise ValueError(f"{value!r} must be a 3-letter ISO 4217 code")
-        try:
-            validate_currency(value)
-        except UnknownCurrencyError:
-            raise ValueError(f"{value!r} is not a known ISO 4217 currency") from None
-        return value
+        return iso_currency(value)
 
     @field_validator("quotas")
     @classmethod

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
+from models.decimals import DecimalRefused, exact_decimal
 from models.identifiers import METRIC_PATTERN as METRIC_RE
 from tallyflow.core.errors import InvalidInput
 
@@ -203,8 +204,8 @@ def _percentile(data: Mapping[str, Any], aggregation: str) -> Decimal | None:
             f"percentile {raw!r} must be a decimal string with at most 6 decimals, 0 < p <= 100"
         )
     try:
-        p = Decimal(raw)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+        p = exact_decimal(raw)
+    except DecimalRefused:  # pragma: no cover - the pattern admits only decimals
         raise InvalidInput(f"percentile {raw!r} is not a decimal") from None
     if not Decimal(0) < p <= Decimal(100):
         raise InvalidInput(f"percentile {raw!r} must be greater than 0 and at most 100")

@@ -18,18 +18,30 @@ from models.pricing.base import PRICING_CONTEXT
 from tallyflow.core.errors import InvalidInput
 
 
-def check_currency(currency: str) -> str:
-    """The currency code if Babel knows it (ISO 4217, upper case); InvalidInput otherwise."""
-    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
-        raise InvalidInput(
-            f"currency {currency!r} must be a 3-letter ISO 4217 code", code="unknown_currency"
-        )
+def currency_problem(currency: object) -> str | None:
+    """What is wrong with a currency code (None: Babel knows it, ISO 4217, upper case).
+
+    The one currency rule: check_currency (InvalidInput) and the API's request models
+    (models.api.iso_currency, a 422) both word their refusal from it."""
+    if (
+        not isinstance(currency, str)
+        or len(currency) != 3
+        or not currency.isascii()
+        or not currency.isupper()
+    ):
+        return "must be a 3-letter ISO 4217 code"
     try:
         validate_currency(currency)
     except UnknownCurrencyError:
-        raise InvalidInput(
-            f"currency {currency!r} is not a known ISO 4217 currency", code="unknown_currency"
-        ) from None
+        return "is not a known ISO 4217 currency"
+    return None
+
+
+def check_currency(currency: str) -> str:
+    """The currency code if Babel knows it (ISO 4217, upper case); InvalidInput otherwise."""
+    problem = currency_problem(currency)
+    if problem is not None:
+        raise InvalidInput(f"currency {currency!r} {problem}", code="unknown_currency")
     return currency
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, field_validator, model_validator
 
-from models.api import DecimalOut, Metric, NonNegative, Strict
+from models.api import DecimalOut, Metric, NonNegative, Strict, iso_currency
 
 WebhookEventType = Literal[
     "usage.threshold_reached", "spend.threshold_reached", "invoice.closed", "invoice.voided"
@@ -22,18 +22,6 @@ Positive = Annotated[NonNegative, Field(gt=0)]
 MoneyOut = Annotated[
     Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
 ]
-
-
-def _currency(value: str) -> str:
-    from babel.numbers import UnknownCurrencyError, validate_currency
-
-    if len(value) != 3 or not value.isascii() or not value.isupper():
-        raise ValueError(f"{value!r} must be a 3-letter ISO 4217 code")
-    try:
-        validate_currency(value)
-    except UnknownCurrencyError:
-        raise ValueError(f"{value!r} is not a known ISO 4217 currency") from None
-    return value
 
 
 # --- prepaid credits ----------------------------------------------------------------
@@ -50,7 +38,7 @@ class CreditGrantIn(Strict):
     @field_validator("currency")
     @classmethod
     def _currency_is_iso(cls, value: str) -> str:
-        return _currency(value)
+        return iso_currency(value)
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> CreditGrantIn:

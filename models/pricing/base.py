@@ -15,6 +15,7 @@ from decimal import (
 )
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from models.decimals import DecimalRefused, exact_decimal
 from tallyflow.core.errors import InvalidInput
 
 # NOTE: Python's default context keeps 28 significant digits and silently rounds beyond
@@ -124,26 +125,17 @@ MAX_PRICE_NUMBER = Decimal("1e15")  # a price, fee, package size or tier bound
 def parse_decimal(value: object, field: str, *, minimum: str = "non-negative") -> Decimal:
     """A decimal from a decimal string or a JSON number.
 
-    NOTE: JSON numbers are accepted by converting their text (`Decimal(str(x))`), so `0.1`
-    becomes exactly Decimal("0.1"), never the binary float 0.1000000000000000055...
-    Booleans, NaN and infinities are refused. Prefer strings in JSON.
+    NOTE: the parsing rule is `models.decimals.exact_decimal` (JSON numbers by their text;
+    booleans, NaN and infinities refused), shared with the API's request models.
     """
-    if isinstance(value, bool) or value is None:
-        raise InvalidInput(f"{field} must be a decimal string or number")
-    if isinstance(value, (int, float)):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    elif isinstance(value, Decimal):
-        text = str(value)
-    else:
-        raise InvalidInput(f"{field} must be a decimal string or number")
     try:
-        number = Decimal(text)
-    except InvalidOperation:
+        number = exact_decimal(value)
+    except DecimalRefused as exc:
+        if exc.kind == "type":
+            raise InvalidInput(f"{field} must be a decimal string or number") from None
+        if exc.kind == "infinite":
+            raise InvalidInput(f"{field} must be finite") from None
         raise InvalidInput(f"{field} must be a decimal number, got {value!r}") from None
-    if not number.is_finite():
-        raise InvalidInput(f"{field} must be finite")
     if abs(number) > MAX_PRICE_NUMBER:
         # NOTE: a bound at plan creation (issue 11): no stored price can make one line
         # overflow by itself; a line that still would is refused before writing (check_fits).
