@@ -149,6 +149,7 @@ def commit_ingest(
         evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
         finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
         crash_point("commit.before_commit")
+    crash_point("commit.committed")
     if staged.retired:
         # NOTE: after the commit (a crash in between: the next run's sweep moves them)
         with engine.connect() as conn:
