@@ -14,7 +14,12 @@ from prefect.task_runners import TaskRunner
 from services import lake_guard
 from services.ingest.readers import FileValidation, LandingFile
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import ValidateFiles, quarantine_unreadable_files, stage_events
+from services.ingest.staging import (
+    StageLimits,
+    ValidateFiles,
+    quarantine_unreadable_files,
+    stage_events,
+)
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
 from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
@@ -40,6 +45,10 @@ def run_ingest(
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     lake_root = res.settings.lake_location.url
+    limits = StageLimits(
+        inbox_chunk_events=res.settings.inbox_chunk_events,
+        compact_day_files=res.settings.lake_compact_day_files,
+    )
     with (
         usage_write_lock(res.engine) as lock_pid,
         dask_task_runner(res.settings.dask_address) as runner,
@@ -73,7 +82,13 @@ def run_ingest(
             logger.info("%d new files, %d already ingested", len(files), skipped)
             if runner is None:
                 staged = stage_new_events(
-                    res.engine, lake_root, files, now, run_id, drain_inbox=drain_inbox
+                    res.engine,
+                    lake_root,
+                    files,
+                    now,
+                    run_id,
+                    drain_inbox=drain_inbox,
+                    limits=limits,
                 )
             else:
                 # NOTE: staged from the flow body, not inside the stage task: a task run
@@ -89,10 +104,13 @@ def run_ingest(
                     run_id,
                     drain_inbox=drain_inbox,
                     validate_files=_validate_on(runner),
+                    limits=limits,
                 )
             quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
             crash_point("ingest.lake_written")
-            days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files)
+            days, daily = aggregate_touched_days(
+                res.engine, lake_root, staged.new_files, staged.retired
+            )
             crash_point("ingest.aggregated")
             summary = commit_ingest_run(
                 res.engine,

@@ -297,13 +297,53 @@ class LakeFile(Base):
     """
 
     __tablename__ = "lake_files"
-    __table_args__ = (sa.Index("ix_lake_files_usage_date", "usage_date"),)
+    __table_args__ = (
+        sa.Index("ix_lake_files_usage_date", "usage_date"),
+        sa.Index("ix_lake_files_unindexed", "path", postgresql_where=sa.text("NOT keys_indexed")),
+    )
 
     path: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     usage_date: Mapped[dt.date] = mapped_column(sa.Date)
     row_count: Mapped[int] = mapped_column(sa.BigInteger)
     run_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp, server_default=_now())
+    # NOTE: false for files listed before 0008; the next ingest run indexes their keys
+    keys_indexed: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+
+
+class LandingFileStat(Base):
+    """(size, mtime) of a landing path whose content the ledger knows: a run skips a path
+    whose size and mtime still match without reading it."""
+
+    __tablename__ = "landing_files"
+
+    path: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.Text, sa.ForeignKey("ingest_files.sha256"))
+
+
+class EventKey(Base):
+    """The dedupe index: the standing content of every (tenant_id, event_id) in the lake,
+    written in the run's transaction with the manifest."""
+
+    __tablename__ = "event_keys"
+
+    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    event_id: Mapped[bytes] = mapped_column(sa.LargeBinary, primary_key=True)  # UTF-8 (NUL ok)
+    metric: Mapped[str] = mapped_column(sa.Text)
+    quantity_micros: Mapped[int] = mapped_column(sa.BigInteger)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+
+
+class RetiredLakeFile(Base):
+    """A lake file a compaction took out of the manifest (or merged before it was listed):
+    moved to the trash after the commit (by the next run if a crash came between)."""
+
+    __tablename__ = "lake_files_retired"
+
+    path: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, sa.ForeignKey("job_runs.id"))
 
 
 class RejectedRow(Base):

@@ -164,13 +164,49 @@ class SweepResult:
     purged: list[str] = field(default_factory=list)  # trash folders past the retention
 
 
+def _to_trash(root: str, run: uuid.UUID, urls: list[str], moment: float) -> list[str]:
+    folder = storage.join(root, TRASH, str(run))
+    moved = []
+    for url in urls:
+        target = storage.join(folder, storage.relative(url, root))
+        storage.move(url, target)
+        moved.append(target)
+    # NOTE: the time of the sweep, read by purge_trash (an object store has no folder
+    # mtime; the same file serves local disk).
+    storage.write_bytes(storage.join(folder, SWEPT_AT), f"{moment:.0f}".encode())
+    return moved
+
+
+def sweep_retired_files(
+    conn: sa.Connection, lake: str | Path, *, now: float | None = None
+) -> list[str]:
+    """Move the lake files that committed compactions retired (lake_files_retired) to
+    `<lake>/trash/<run_id>/`, then forget them (each run's files in its own commit). A file
+    already gone (moved before a crash) is only forgotten. Needs the usage lock."""
+    root = _root(lake)
+    by_run: dict[uuid.UUID, list[str]] = {}
+    for r in conn.execute(sql("ingest/select_retired_lake_files")):
+        by_run.setdefault(r.run_id, []).append(r.path)
+    conn.commit()
+    moved: list[str] = []
+    moment = time.time() if now is None else now
+    for run, paths in by_run.items():
+        urls = [storage.join(root, p) for p in paths]
+        moved += _to_trash(root, run, [u for u in urls if storage.exists(u)], moment)
+        conn.execute(sql("ingest/delete_retired_lake_files"), {"paths": paths})
+        conn.commit()
+    return moved
+
+
 def sweep_failed_run_files(
     conn: sa.Connection, lake: str | Path, *, retention_days: int, now: float | None = None
 ) -> SweepResult:
-    """Move the unlisted lake files of this database's failed runs to the trash; purge
-    trash folders older than `retention_days`. Needs the usage lock."""
+    """Move the lake files that compactions retired, and the unlisted lake files of this
+    database's failed runs, to the trash; purge trash folders older than `retention_days`.
+    Needs the usage lock."""
     root = _root(lake)
     result = SweepResult()
+    result.moved += sweep_retired_files(conn, root, now=now)
     listed = {r.path for r in conn.execute(sql("ingest/select_lake_files"), {"days": None})}
     unlisted = [u for u in _event_files(root) if storage.relative(u, root) not in listed]
     by_run: dict[uuid.UUID, list[str]] = {}
@@ -189,14 +225,7 @@ def sweep_failed_run_files(
         if run not in failed:
             result.kept += urls
             continue
-        folder = storage.join(root, TRASH, str(run))
-        for url in urls:
-            target = storage.join(folder, storage.relative(url, root))
-            storage.move(url, target)
-            result.moved.append(target)
-        # NOTE: the time of the sweep, read by purge_trash (an object store has no folder
-        # mtime; the same file serves local disk).
-        storage.write_bytes(storage.join(folder, SWEPT_AT), f"{moment:.0f}".encode())
+        result.moved += _to_trash(root, run, urls, moment)
     if result.kept:
         log.warning(
             "left %d unlisted lake files alone: not written by a failed run of this database",

@@ -22,7 +22,7 @@ from services.ingest.aggregate import aggregate_run_days
 from services.ingest.commit import commit_ingest
 from services.ingest.readers import FileValidation, LandingFile, try_validate_event_file
 from services.ingest.reports import IngestSummary
-from services.ingest.staging import Staged, new_landing_files, stage_events
+from services.ingest.staging import Staged, StageLimits, new_landing_files, stage_events
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
@@ -49,18 +49,26 @@ def stage_new_events(
     run_id: uuid.UUID,
     *,
     drain_inbox: bool,
+    limits: StageLimits | None = None,
 ) -> Staged:
-    """Validate, dedupe and write the new events of the files (then the inbox) to the lake."""
-    return stage_events(engine, lake_root, files, now, run_id, drain_inbox=drain_inbox)
+    """Validate, dedupe and write the new events of the files (then the inbox) to the lake;
+    compact the touched days with too many files."""
+    return stage_events(
+        engine, lake_root, files, now, run_id, drain_inbox=drain_inbox, limits=limits
+    )
 
 
 @task(name="aggregate_touched_days", cache_policy=NO_CACHE)
 def aggregate_touched_days(
-    engine: Engine, lake_root: str | Path, new_files: list[lake.LakeFile]
+    engine: Engine,
+    lake_root: str | Path,
+    new_files: list[lake.LakeFile],
+    retired: list[lake.LakeFile] | None = None,
 ) -> tuple[list[dt.date], pl.DataFrame]:
-    """Recompute the days this run touched from committed + new lake files."""
+    """Recompute the days this run touched from committed + new lake files (less those its
+    compaction retires)."""
     with engine.connect() as conn:
-        return aggregate_run_days(conn, lake_root, new_files)
+        return aggregate_run_days(conn, lake_root, new_files, retired or [])
 
 
 @task(name="commit_ingest_run", cache_policy=NO_CACHE)

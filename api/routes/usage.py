@@ -97,7 +97,9 @@ async def ingest_usage(
 async def _store(state: ApiState, events: list[Any]) -> PushOutcome:
     def run() -> PushOutcome:
         with state.engine.begin() as conn:
-            return push_events(conn, events, now=utc_now())
+            return push_events(
+                conn, events, now=utc_now(), max_age_days=state.settings.max_event_age_days
+            )
 
     return await run_in_threadpool(run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -44,12 +45,17 @@ def aggregate_usage_days(files: list[str], tenant_ids: list[str] | None = None) 
 
 
 def aggregate_run_days(
-    conn: sa.Connection, lake_root: str | Path, new_files: list[lake.LakeFile]
+    conn: sa.Connection,
+    lake_root: str | Path,
+    new_files: list[lake.LakeFile],
+    retired: Sequence[lake.LakeFile] = (),
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """The days a run touched (those of its new lake files), recomputed from the committed
-    lake files of those days plus the run's new ones."""
+    lake files of those days (less those the run's compaction retires) plus the run's new
+    ones."""
     days = sorted({f.usage_date for f in new_files})
     if not days:
         return [], aggregate_usage_days([])
-    committed = lake.committed_lake_files(conn, days)
+    gone = {f.path for f in retired}
+    committed = [f for f in lake.committed_lake_files(conn, days) if f.path not in gone]
     return days, aggregate_usage_days(lake.absolute(lake_root, committed + new_files))

@@ -3,7 +3,10 @@ accepted events in ingest_inbox, inside the request's transaction (durable on 20
 
 Idempotency (contract section 2) at push time: a key (tenant_id, event_id) seen earlier in
 the batch or already in the inbox is a `duplicate` when metric, quantity and occurred_at
-are identical, a `conflicting_duplicate` rejection otherwise; the first version stands.
+are identical, a `conflicting_duplicate` rejection otherwise; the first version stands
+(services.ingest.dedupe.split_repeats, the rule's one home, shared with the file ingest).
+An event dated more than TALLYFLOW_MAX_EVENT_AGE_DAYS before now is `event_too_old`
+(docs/EVENTS.md says why).
 NOTE: a key that only a file brought into the lake is not known here; the ingest run that
 drains the inbox dedupes against the lake and counts it there.
 """
@@ -15,7 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 import sqlalchemy as sa
@@ -31,8 +34,12 @@ from models.events import (
     RejectReason,
     validate_raw_events,
 )
+from services.ingest.dedupe import KEY, VERSION_SCHEMA, DedupeResult, split_repeats
 from tallyflow.core.clock import utc_now
 from tallyflow.core.sqlfiles import sql
+
+EVENT_TOO_OLD: Final = "event_too_old"
+DEFAULT_MAX_EVENT_AGE_DAYS: Final = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +54,6 @@ class PushOutcome:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEvent:
-    index: int
-    tenant_id: str
-    event_id: str
-    metric: str
-    quantity: Decimal
-    occurred_at: dt.datetime
-    properties: str | None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.tenant_id, self.event_id)
-
-    def same_content(self, metric: str, quantity: Decimal, occurred_at: dt.datetime) -> bool:
-        return (self.metric, self.quantity, self.occurred_at) == (metric, quantity, occurred_at)
 
 
 def _field_text(value: Any) -> tuple[str | None, str | None]:
@@ -82,6 +71,19 @@ def _field_text(value: Any) -> tuple[str | None, str | None]:
     return json.dumps(value, default=str), OTHER
 
 
+def exact_json(value: Any) -> str:
+    """JSON text of parsed JSON values, Decimal numbers as their exact text (json.dumps
+    with default=float would round them to 15-17 digits). Other values as json.dumps."""
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else json.dumps(float(value))
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}: {exact_json(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(exact_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def raw_frame(events: Sequence[Any]) -> pl.DataFrame:
     """The RAW_EVENT_SCHEMA frame of parsed JSON values; `row` is the index in the batch.
 
@@ -97,7 +99,7 @@ def raw_frame(events: Sequence[Any]) -> pl.DataFrame:
             text: str | None
             tag: str | None
             if name == "properties" and isinstance(value, dict):
-                text, tag = json.dumps(value, default=float), OBJECT
+                text, tag = exact_json(value), OBJECT
             else:
                 text, tag = _field_text(value)
             columns[name].append(text)
@@ -118,77 +120,81 @@ def warm_up() -> None:
     validate_raw_events(raw_frame([sample, "not an object"]), utc_now())
 
 
-def push_events(conn: sa.Connection, events: Sequence[Any], *, now: dt.datetime) -> PushOutcome:
-    """Validate and store a batch; returns the counts for the 202 answer."""
+def push_events(
+    conn: sa.Connection,
+    events: Sequence[Any],
+    *,
+    now: dt.datetime,
+    max_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS,
+) -> PushOutcome:
+    """Validate and store a batch; returns the counts for the 202 answer. An event older
+    than `max_age_days` (TALLYFLOW_MAX_EVENT_AGE_DAYS) is rejected as `event_too_old`."""
     outcome = PushOutcome()
     raw = raw_frame(events)
     result = validate_raw_events(raw, now)
     for rejected in result.rejected.select("row", "event_id", "reason").iter_rows():
         outcome.rejected.append(Rejection(rejected[0], rejected[1], rejected[2]))
-
-    first: dict[tuple[str, str], InboxEvent] = {}
-    for row in result.accepted.sort("row").iter_rows(named=True):
-        event = InboxEvent(
-            index=row["row"],
-            tenant_id=row["tenant_id"],
-            event_id=row["event_id"],
-            metric=row["metric"],
-            quantity=Decimal(row["quantity_micros"]) / MICROS,
-            occurred_at=row["occurred_at"],
-            properties=row["properties"],
-        )
-        earlier = first.get(event.key)
-        if earlier is None:
-            first[event.key] = event
-        elif earlier.same_content(event.metric, event.quantity, event.occurred_at):
-            outcome.duplicates += 1
-        else:
-            outcome.rejected.append(
-                Rejection(event.index, event.event_id, RejectReason.CONFLICTING_DUPLICATE.value)
-            )
-    _store(conn, list(first.values()), outcome)
+    accepted = result.accepted.sort("row")
+    too_old = pl.col("occurred_at") < now - dt.timedelta(days=max_age_days)
+    for row, event_id in accepted.filter(too_old).select("row", "event_id").iter_rows():
+        outcome.rejected.append(Rejection(row, event_id, EVENT_TOO_OLD))
+    # the batch against itself (dedupe.split_repeats: the one home of the rule)
+    within = split_repeats(accepted.filter(~too_old))
+    _count(outcome, within)
+    _store(conn, within.new, outcome)
     outcome.rejected.sort(key=lambda r: r.index)
     return outcome
 
 
-def _store(conn: sa.Connection, events: list[InboxEvent], outcome: PushOutcome) -> None:
-    """Insert new keys; tell duplicates from conflicting duplicates for keys already stored."""
-    if not events:
+def _count(outcome: PushOutcome, result: DedupeResult) -> None:
+    outcome.duplicates += result.duplicates.height
+    for row, event_id in result.conflicts.select("row", "event_id").iter_rows():
+        outcome.rejected.append(Rejection(row, event_id, RejectReason.CONFLICTING_DUPLICATE.value))
+
+
+def _store(conn: sa.Connection, new: pl.DataFrame, outcome: PushOutcome) -> None:
+    """Insert new keys; the keys already stored are split against their stored versions."""
+    if new.height == 0:
         return
     inserted = {
         (r.tenant_id, r.event_id)
         for r in conn.execute(
             sql("ingest/insert_inbox_events"),
             {
-                "tenant_ids": [e.tenant_id for e in events],
-                "event_ids": [e.event_id for e in events],
-                "metrics": [e.metric for e in events],
-                "quantities": [e.quantity for e in events],
-                "occurred_ats": [e.occurred_at for e in events],
-                "properties": [e.properties for e in events],
+                "tenant_ids": new.get_column("tenant_id").to_list(),
+                "event_ids": new.get_column("event_id").to_list(),
+                "metrics": new.get_column("metric").to_list(),
+                "quantities": [
+                    Decimal(q) / MICROS for q in new.get_column("quantity_micros").to_list()
+                ],
+                "occurred_ats": new.get_column("occurred_at").to_list(),
+                "properties": new.get_column("properties").to_list(),
             },
         )
     }
     outcome.accepted += len(inserted)
-    existing = [e for e in events if e.key not in inserted]
-    if not existing:
+    if len(inserted) == new.height:
         return
+    mask = [k not in inserted for k in new.select(KEY).iter_rows()]
+    existing = new.filter(pl.Series(mask, dtype=pl.Boolean))
     # NOTE: a new statement sees rows that a concurrent push committed meanwhile.
-    stored = {
-        (r.tenant_id, r.event_id): r
+    stored = [
+        {
+            "tenant_id": r.tenant_id,
+            "event_id": r.event_id,
+            "metric": r.metric,
+            "quantity_micros": r.quantity_micros,
+            "occurred_at": r.occurred_at.astimezone(dt.UTC),
+        }
         for r in conn.execute(
             sql("ingest/select_inbox_events_by_key"),
             {
-                "tenant_ids": [e.tenant_id for e in existing],
-                "event_ids": [e.event_id for e in existing],
+                "tenant_ids": existing.get_column("tenant_id").to_list(),
+                "event_ids": existing.get_column("event_id").to_list(),
             },
         )
-    }
-    for event in existing:
-        row = stored[event.key]
-        if event.same_content(row.metric, row.quantity, row.occurred_at):
-            outcome.duplicates += 1
-        else:
-            outcome.rejected.append(
-                Rejection(event.index, event.event_id, RejectReason.CONFLICTING_DUPLICATE.value)
-            )
+    ]
+    again = split_repeats(existing, pl.DataFrame(stored, schema=VERSION_SCHEMA))
+    _count(outcome, again)
+    if again.new.height:  # a key neither inserted nor stored: cannot happen under the constraint
+        raise AssertionError(f"{again.new.height} pushed events neither stored nor found")

@@ -5,27 +5,41 @@ lists them in the manifest)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason
+from services import lake_guard
 from services.ingest import lake
-from services.ingest.dedupe import KEY, DedupeResult, dedupe_events, key_hashes, versions_of_keys
+from services.ingest.dedupe import (
+    KEY,
+    DedupeResult,
+    KeyIndex,
+    index_new_events,
+    key_hashes,
+    split_repeats,
+    versions_of_keys,
+)
 from services.ingest.readers import (
     FileValidation,
     LandingFile,
     UnreadableFile,
+    _local_candidates,
     accepted_parts,
-    discover_files,
+    file_format,
     raw_text_of_lines,
     rows_of,
+    sha256_of,
     try_stream_event_file,
 )
 from tallyflow.core import storage
@@ -33,6 +47,23 @@ from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import sql
 
 HTTP_SOURCE = "http"
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """Tunables of a run's staging (settings: TALLYFLOW_INBOX_CHUNK_EVENTS,
+    TALLYFLOW_LAKE_COMPACT_DAY_FILES)."""
+
+    inbox_chunk_events: int = 50_000  # pushed events read (and deduped) at a time
+    compact_day_files: int = 16  # a touched day with more lake files is compacted into one
+
+
+@dataclass(frozen=True)
+class StatFile(LandingFile):
+    """A landing file with the mtime it had when listed (recorded with its ledger row)."""
+
+    mtime_ns: int | None = None
+
 
 BATCH_SCHEMA = pl.Schema(
     [
@@ -70,33 +101,111 @@ class FileOutcome:
 @dataclass
 class Staged:
     """What a run staged: per-file outcomes, rejected rows (validation and conflicting
-    duplicates, raw text kept), counts, the drained inbox ids and the new lake files (written,
-    not yet committed)."""
+    duplicates, raw text kept), counts, the drained inbox ids, the lake files to list (written,
+    not yet committed), every file the run wrote with its new events (`written`: their keys go
+    to the index) and the committed or written files a compaction replaced (`retired`)."""
 
     files: list[FileOutcome]
     rejected: pl.DataFrame
     accepted: int = 0
     duplicates: int = 0
-    inbox_ids: list[int] = field(default_factory=list)
+    inbox_ids: pl.Series = field(default_factory=lambda: pl.Series("inbox_id", [], pl.Int64))
     new_files: list[lake.LakeFile] = field(default_factory=list)
+    written: list[lake.LakeFile] = field(default_factory=list)
+    retired: list[lake.LakeFile] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return sum(f.rows_read for f in self.files) + len(self.inbox_ids)
+        return sum(f.rows_read for f in self.files) + self.inbox_ids.len()
+
+
+Listed = tuple[
+    str, tuple[str, ...], int, int | None
+]  # url, parts under the root's parent, size, mtime
+
+
+def _listed(roots: list[str]) -> list[Listed]:
+    out: list[Listed] = []
+    for root in roots:
+        if storage.is_local(root):
+            # NOTE: readers' listing keeps its symlink rules; a second stat gives the mtime
+            for url, parts, size in _local_candidates(Path(root)):
+                out.append((url, parts, size, os.stat(url).st_mtime_ns))
+        else:
+            parent = root.rstrip("/").rsplit("/", 1)[0]
+            for e in storage.list_files(root):
+                parts = PurePosixPath(storage.relative(e.url, parent)).parts
+                out.append((e.url, parts, e.size, e.mtime_ns))
+    return out
+
+
+def list_landing(roots: list[str]) -> tuple[dict[str, tuple[int, int | None]], list[str]]:
+    """Usage files under the roots with their (size, mtime), and the files ignored by name
+    (hidden files and folders are neither)."""
+    found: dict[str, tuple[int, int | None]] = {}
+    ignored: list[str] = []
+    for url, parts, size, mtime in _listed(roots):
+        if any(part.startswith(".") for part in parts):
+            continue  # hidden files and folders (editors' and uploaders' temp files)
+        if file_format(url) is None:
+            ignored.append(url)
+        else:
+            found[url] = (size, mtime)
+    return dict(sorted(found.items())), ignored
 
 
 def new_landing_files(
     conn: sa.Connection, roots: list[str]
 ) -> tuple[list[LandingFile], int, list[str]]:
-    """New usage files under the roots; files whose content was ingested are skipped."""
-    files, ignored = discover_files(roots)
-    unique: dict[str, LandingFile] = {}
-    for f in files:
-        unique.setdefault(f.sha256, f)  # the same content twice in one drop: read once
-    hashes = {"hashes": list(unique)}
-    known = set(conn.execute(sql("ingest/select_ingested_file_hashes"), hashes).scalars())
-    new = [f for sha, f in unique.items() if sha not in known]
-    return new, len(files) - len(new), ignored
+    """New usage files under the roots. A path whose size and mtime match the recorded ones
+    of a content in the ledger is skipped without reading it (one lookup by primary key for
+    the run); the others are hashed, and a content already ingested is skipped too (its
+    path's size and mtime are recorded, so the next run does not read it again)."""
+    found, ignored = list_landing(roots)
+    recorded = {
+        r.path: (r.size_bytes, r.mtime_ns)
+        for r in conn.execute(sql("ingest/select_landing_file_stats"), {"paths": list(found)})
+    }
+    to_hash = [u for u, stat in found.items() if stat[1] is None or recorded.get(u) != stat]
+    # NOTE: hashlib frees the GIL; an object store answers each read in its own round
+    # trip, so more threads overlap those waits.
+    remote = not all(storage.is_local(u) for u in to_hash)
+    with ThreadPoolExecutor(max_workers=16 if remote else os.cpu_count() or 1) as pool:
+        hashes = list(pool.map(sha256_of, to_hash))
+    unique: dict[str, StatFile] = {}
+    for u, h in zip(to_hash, hashes, strict=True):
+        size, mtime = found[u]
+        unique.setdefault(h, StatFile(u, h, size, mtime))  # the same content twice: read once
+    known = set(
+        conn.execute(sql("ingest/select_ingested_file_hashes"), {"hashes": list(unique)}).scalars()
+    )
+    new: list[LandingFile] = [f for sha, f in unique.items() if sha not in known]
+    seen = [
+        StatFile(u, h, *found[u])
+        for u, h in zip(to_hash, hashes, strict=True)
+        if h in known and found[u][1] is not None
+    ]
+    if seen:
+        # NOTE: outside the run's transaction: a cache of a fact already committed (the
+        # ledger row of this content), so a crash here loses nothing.
+        record_landing_stats(conn, seen)
+        conn.commit()
+    return new, len(found) - len(new), ignored
+
+
+def record_landing_stats(conn: sa.Connection, files: list[StatFile]) -> None:
+    """Remember the (size, mtime) of paths whose content is (being) put in the ledger."""
+    rows = [f for f in files if f.mtime_ns is not None]
+    if rows:
+        conn.execute(
+            sql("ingest/upsert_landing_file_stats"),
+            {
+                "paths": [f.path for f in rows],
+                "sizes": [f.size_bytes for f in rows],
+                "mtimes": [f.mtime_ns for f in rows],
+                "hashes": [f.sha256 for f in rows],
+            },
+        )
 
 
 def _with_source(frame: pl.DataFrame, source: str, sha: str | None) -> pl.DataFrame:
@@ -124,19 +233,20 @@ def _unreadable_row(f: LandingFile, reason: str) -> pl.DataFrame:
 
 
 class LakeStager:
-    """Dedupes each part (a file, then the pushed events) against the committed lake and
+    """Dedupes each part (a file, then chunks of pushed events) against the committed lake and
     the parts before it, and writes new events to the lake in slices of LAKE_SLICE_ROWS.
 
     NOTE: memory is bounded by one part, one slice and a 64-bit hash per new event of the
-    run, not by the run. A part's keys whose hash the run has seen are looked up exactly in
-    the slice in memory and the run's lake files written so far (rare: a repeat across
+    run, not by the run (nor by the lake: the committed lake is asked through its key
+    index). A part's keys whose hash the run has seen are looked up exactly in the slice
+    in memory and the run's lake files written so far (rare: a repeat across
     files, or a hash collision, which the exact lookup tells apart).
     """
 
     LAKE_SLICE_ROWS = 2_000_000
 
-    def __init__(self, lake_root: str | Path, run_id: uuid.UUID, committed: list[str]) -> None:
-        self.lake_root, self.run_id, self.committed = os.fspath(lake_root), run_id, committed
+    def __init__(self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex) -> None:
+        self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index
         self.seen: list[pl.Series] = []
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
@@ -155,7 +265,16 @@ class LakeStager:
         return versions_of_keys(candidates.select(*KEY).unique(), written, self.pending)
 
     def add(self, events: pl.DataFrame) -> DedupeResult:
-        result = dedupe_events(events, self.committed, prior=self._prior(events))
+        """Dedupe a part against the key index (the committed lake), the run's earlier
+        parts and itself (dedupe.split_repeats)."""
+        keys = events.select(KEY).unique(maintain_order=True)
+        known = [self.index.versions(keys)]
+        prior = self._prior(events)
+        if prior is not None:
+            # NOTE: a key is in the index or in `prior`, never both (prior holds only events
+            # that were new to the index)
+            known.append(prior)
+        result = split_repeats(events, pl.concat(known, how="vertical_relaxed"))
         crash_point("ingest.deduped")
         if result.new.height:
             self.seen.append(key_hashes(result.new))
@@ -209,18 +328,45 @@ def stage_events(
     *,
     drain_inbox: bool,
     validate_files: ValidateFiles = validate_in_process,
+    limits: StageLimits | None = None,
 ) -> Staged:
-    """File by file (then the pushed events): validate, dedupe by (tenant_id, event_id)
-    against the lake and everything before it, write the new events to the lake (files not
-    yet committed). An unreadable file is rejected whole; the others go on.
+    """File by file (then the pushed events, chunk by chunk): validate, dedupe by
+    (tenant_id, event_id) against the key index and everything before it, write the new
+    events to the lake (files not yet committed); then compact the touched days that have
+    more than `limits.compact_day_files` files. An unreadable file is rejected whole; the
+    others go on.
 
     `validate_files` yields each file's validation in file order; it may compute them
     elsewhere (a Dask cluster: tallyflow/runtime/dask.py). Dedupe and lake writes stay here,
     in file order, so the outcome does not depend on where validation ran."""
+    limits = limits or StageLimits()
     lake_root = os.fspath(lake_root)
     with engine.connect() as conn:
-        committed = lake.absolute(lake_root, lake.committed_lake_files(conn))
-    stager = LakeStager(lake_root, run_id, committed)
+        # NOTE: under the usage lock, before any lake write: files retired by a compaction
+        # whose run crashed after its commit go to the trash; manifest files listed before
+        # the key index existed are indexed (one transaction).
+        lake_guard.sweep_retired_files(conn, lake_root)
+        index_unindexed_lake_files(conn, lake_root)
+    with engine.connect() as index_conn:
+        stager = LakeStager(lake_root, run_id, KeyIndex(index_conn))
+        staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
+    staged.written = stager.flush()
+    with engine.connect() as conn:
+        staged.new_files, staged.retired = compact_days(
+            conn, lake_root, run_id, staged.written, limits.compact_day_files
+        )
+    return staged
+
+
+def _stage_parts(
+    engine: Engine,
+    stager: LakeStager,
+    files: list[LandingFile],
+    now: dt.datetime,
+    drain_inbox: bool,
+    validate_files: ValidateFiles,
+    limits: StageLimits,
+) -> Staged:
     staged = Staged(files=[], rejected=pl.DataFrame(schema=REJECTED_SCHEMA))
     rejected: list[pl.DataFrame] = []
     for f, result in zip(files, validate_files(files, now), strict=True):
@@ -252,26 +398,99 @@ def stage_events(
         staged.accepted += outcome.accepted
         staged.duplicates += outcome.duplicates
     if drain_inbox:
-        pushed = pushed_events(engine)
-        if pushed.height:
-            staged.inbox_ids = pushed.get_column("inbox_id").to_list()
+        ids: list[pl.Series] = []
+        for pushed in pushed_event_chunks(engine, limits.inbox_chunk_events):
+            ids.append(pushed.get_column("inbox_id"))
             deduped = stager.add(pushed)
             rejected.append(_conflicts(deduped))
             staged.accepted += deduped.new.height
             staged.duplicates += deduped.duplicates.height
-    staged.new_files = stager.flush()
+        if ids:
+            staged.inbox_ids = pl.concat(ids)
     staged.rejected = pl.concat([staged.rejected, *rejected], how="vertical_relaxed").cast(
         REJECTED_SCHEMA
     )
     return staged
 
 
-def pushed_events(engine: Engine) -> pl.DataFrame:
-    """Undrained inbox events (validated when pushed) as batch rows, in arrival order."""
-    with engine.connect() as conn:
-        rows = conn.execute(sql("ingest/select_undrained_inbox_events")).mappings().all()
-    if not rows:
-        return pl.DataFrame(schema=BATCH_SCHEMA)
+def index_unindexed_lake_files(conn: sa.Connection, lake_root: str) -> int:
+    """Put the keys of manifest files listed before the key index existed (migration 0008)
+    into it, in one transaction (a crash leaves them all unindexed). Returns the events."""
+    paths = list(conn.execute(sql("ingest/select_unindexed_lake_files")).scalars())
+    conn.commit()
+    if not paths:
+        return 0
+    with conn.begin():
+        rows = index_new_events(conn, [storage.join(lake_root, p) for p in paths])
+        conn.execute(sql("ingest/mark_lake_files_indexed"), {"paths": paths})
+    return rows
+
+
+def _read_lake_file(url: str) -> pl.DataFrame:
+    return pl.read_parquet(url if storage.is_local(url) else io.BytesIO(storage.read_bytes(url)))
+
+
+def compact_days(
+    conn: sa.Connection,
+    lake_root: str,
+    run_id: uuid.UUID,
+    written: list[lake.LakeFile],
+    max_files: int,
+) -> tuple[list[lake.LakeFile], list[lake.LakeFile]]:
+    """(files to list, files retired): each day the run wrote to that then has more than
+    `max_files` files (committed + this run's) is rewritten as one file, its rows in the
+    files' path order (committed first, then this run's). Nothing is visible until the
+    commit lists the new file and unlists the old ones; the old ones go to the trash after.
+
+    NOTE: a compaction reads its whole day into memory (one day's events)."""
+    days = sorted({f.usage_date for f in written})
+    if not days:
+        return written, []
+    committed: dict[dt.date, list[lake.LakeFile]] = {d: [] for d in days}
+    for f in lake.committed_lake_files(conn, days):
+        committed[f.usage_date].append(f)
+    conn.commit()
+    keep: list[lake.LakeFile] = []
+    retired: list[lake.LakeFile] = []
+    for day in days:
+        mine = sorted((f for f in written if f.usage_date == day), key=lambda f: f.path)
+        old = committed[day] + mine
+        if len(old) <= max_files:
+            keep += mine
+            continue
+        crash_point("lake.compacting")
+        frame = pl.concat(
+            [_read_lake_file(u) for u in lake.absolute(lake_root, old)], how="vertical_relaxed"
+        )
+        keep += lake.write_lake_files(lake_root, frame, f"{run_id}-compact")
+        retired += old
+        crash_point("lake.compacted")
+    return keep, retired
+
+
+def pushed_event_chunks(engine: Engine, chunk_events: int) -> Iterator[pl.DataFrame]:
+    """Undrained inbox events (validated when pushed) as batch rows, in arrival order,
+    `chunk_events` at a time (keyset pages by id: memory is one chunk)."""
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sql("ingest/select_undrained_inbox_events"),
+                    {"after": after, "limit": chunk_events},
+                )
+                .mappings()
+                .all()
+            )
+        if not rows:
+            return
+        yield _pushed_frame(rows)
+        if len(rows) < chunk_events:
+            return
+        after = rows[-1]["id"]
+
+
+def _pushed_frame(rows: Iterable[Any]) -> pl.DataFrame:
     frame = pl.DataFrame([dict(r) for r in rows]).with_columns(
         pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
     )

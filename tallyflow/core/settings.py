@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     ingest_spool_rows: int = Field(
         default=1_000_000, gt=0, description="Accepted rows of a file kept in memory, then spooled"
     )
+    # --- ingest cost flat with history (issue 12) ---
+    inbox_chunk_events: int = Field(
+        default=50_000, gt=0, description="Pushed events an ingest run reads at a time"
+    )
+    lake_compact_day_files: int = Field(
+        default=16, ge=1, description="An ingest run compacts a touched day with more lake files"
+    )
+    max_event_age_days: int = Field(
+        default=400, ge=1, description="Pushed events older than this are event_too_old"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ lake, the manifest row committed in the run's transaction alone makes a file vis
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import posixpath
 import re
@@ -49,6 +50,7 @@ class StorageConfigError(TallyflowError):
 class FileEntry:
     url: str
     size: int
+    mtime_ns: int | None = None  # local st_mtime_ns; an object's LastModified; None if unknown
 
 
 @dataclass(frozen=True)
@@ -217,20 +219,46 @@ def list_files(root: str) -> list[FileEntry]:
     if is_local(root):
         path = Path(root)
         if path.is_file():
-            return [FileEntry(str(path), path.stat().st_size)]
+            return [_local_entry(path)]
         if not path.exists():
             return []
         found = [p for p in path.rglob("*") if p.is_file()]
-        return sorted((FileEntry(str(p), p.stat().st_size) for p in found), key=lambda e: e.url)
+        return sorted((_local_entry(p) for p in found), key=lambda e: e.url)
     fs, key, scheme = filesystem(root), _key(root), scheme_of(root)
     infos = fs.find(key, detail=True)
     assert isinstance(infos, dict)
     entries = [
-        FileEntry(_url(scheme, name), int(info.get("size") or 0))
+        FileEntry(_url(scheme, name), int(info.get("size") or 0), _object_mtime_ns(info))
         for name, info in infos.items()
         if info.get("type") != "directory" and not name.endswith("/")
     ]
     return sorted(entries, key=lambda e: e.url)
+
+
+def _local_entry(path: Path) -> FileEntry:
+    st = path.stat()
+    return FileEntry(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _object_mtime_ns(info: dict[str, object]) -> int | None:
+    """An object's LastModified (s3fs gives a datetime) in nanoseconds since the epoch."""
+    modified = info.get("LastModified") or info.get("mtime")
+    if isinstance(modified, dt.datetime):
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=dt.UTC)
+        delta = modified - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if isinstance(modified, int | float):
+        return int(modified * 1e9)
+    return None
+
+
+def file_stat(url: str) -> FileEntry:
+    """Size and mtime of one file (local: os.stat; object store: one HEAD)."""
+    if is_local(url):
+        return _local_entry(Path(url))
+    info = filesystem(url).info(_key(url))
+    return FileEntry(url, int(info.get("size") or 0), _object_mtime_ns(info))
 
 
 # --- writing -----------------------------------------------------------------------------

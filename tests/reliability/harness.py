@@ -385,6 +385,9 @@ def assert_consistent(
     )
     assert events.height == sum(m.row_count for m in manifest) == expected.accepted + pushed
     assert events.select("tenant_id", "event_id").n_unique() == events.height, "event twice"
+    with engine.connect() as conn:
+        indexed = conn.execute(sa.text("SELECT count(*) FROM event_keys")).scalar_one()
+    assert indexed == events.height, "the key index and the lake differ"
     # the file ledger: every landing file's content exactly once (under its name or the
     # name of a copy with the same content), with the generator's row counts
     assert sorted(r.sha256 for r in ledger) == sorted(_sha256(f) for f in expected.files)

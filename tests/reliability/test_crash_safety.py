@@ -112,8 +112,11 @@ class Stage:
     def args(self) -> dict[str, Any]:
         return {"paths": [self.landing.b.out_dir]}
 
-    def rerun_and_check(self, reader: DayReader, *, kills: int) -> None:
-        harness.run_ok("ingest", self.settings, self.work, self.args)
+    def rerun_and_check(
+        self, reader: DayReader, *, kills: int, faults: dict[str, str] | None = None
+    ) -> None:
+        code, child = harness.run("ingest", self.settings, self.work, self.args, faults)
+        assert code == 0, f"the rerun failed with exit code {code} after {child.points()}"
         deadline = time.monotonic() + 10
         while reader.seen_new == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -194,6 +197,38 @@ def test_ingest_killed_at_a_step_then_rerun(stage: Stage, point: str) -> None:
         if point != "ingest.committed":
             assert day_totals_now(stage) == reader.old  # nothing of the killed run visible
         stage.rerun_and_check(reader, kills=1)
+
+
+# A run that compacts every day it touches (at most 1 file a day): batch B's run merges
+# each of A's day files with its own. Killed while compacting, inside the commit, and
+# between the commit and the sweep of the replaced files; the rerun ends in the same state.
+COMPACT = {"TALLYFLOW_LAKE_COMPACT_DAY_FILES": "1"}
+COMPACTION_KILL_POINTS = [
+    "lake.compacting",  # the run's own day files written, the first compaction not begun
+    "lake.compacted@3",  # three days compacted (not listed)
+    "commit.manifest_written",  # compacted files listed, the old ones unlisted: not committed
+    "commit.keys_indexed",
+    "commit.committed",  # committed; the replaced files not yet in the trash
+]
+
+
+@pytest.mark.parametrize("point", COMPACTION_KILL_POINTS)
+def test_ingest_with_compaction_killed_then_rerun(stage: Stage, point: str) -> None:
+    with _reader(stage) as reader:
+        faults = COMPACT | {"TALLYFLOW_CRASH_AT": point}
+        code, child = harness.run("ingest", stage.settings, stage.work, stage.args, faults)
+        assert code == -signal.SIGKILL, f"expected a kill at {point}: {child.points()}"
+        _state_is_old_or_new(stage, reader)
+        if point != "commit.committed":
+            assert day_totals_now(stage) == reader.old
+        stage.rerun_and_check(reader, kills=1, faults=COMPACT)
+    with stage.engine.connect() as conn:
+        per_day = conn.execute(
+            sa.text("SELECT usage_date, count(*) FROM lake_files GROUP BY usage_date")
+        ).all()
+        retired = conn.execute(sa.text("SELECT count(*) FROM lake_files_retired")).scalar_one()
+    assert per_day and all(n == 1 for _, n in per_day), "a touched day left uncompacted"
+    assert retired == 0
 
 
 def day_totals_now(stage: Stage) -> Any:
