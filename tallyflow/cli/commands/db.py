@@ -22,7 +22,7 @@ def _exit_codes() -> Iterator[None]:
         yield
     except CommandError as exc:
         usage_error(str(exc))
-    except SecretKeyError as exc:  # 0010 seals webhook secrets with TALLYFLOW_SECRET_KEY
+    except SecretKeyError as exc:  # 0009 seals webhook secrets with TALLYFLOW_SECRET_KEY
         usage_error(exc.message)
     except SQLAlchemyError as exc:
         fail(f"the database refused: {type(exc).__name__}: {exc}")

@@ -1,4 +1,4 @@
-"""Webhook secrets sealed at rest with TALLYFLOW_SECRET_KEY (issue 16, migration 0010):
+"""Webhook secrets sealed at rest with TALLYFLOW_SECRET_KEY (issue 16, migration 0009):
 what the database holds, the configuration errors (API startup, registration, CLI), key
 rotation, and the migration of plaintext rows."""
 
@@ -153,10 +153,10 @@ def test_serve_and_deliver_exit_2_with_the_message(
     assert served.exit_code == 2 and "does not decrypt" in served.output
 
 
-def test_migration_0010_seals_plaintext_secrets(
+def test_migration_0009_seals_plaintext_secrets(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate.downgrade(engine, "0007_spend_controls")
+    migrate.downgrade(engine, "0008_ingest_history")
     engine.dispose()
     with engine.begin() as conn:
         conn.execute(
@@ -171,7 +171,7 @@ def test_migration_0010_seals_plaintext_secrets(
     assert refused.exit_code == 2, refused.output
     assert "TALLYFLOW_SECRET_KEY is not set" in refused.output
     engine.dispose()
-    assert migrate.current_revision(engine) == "0007_spend_controls"  # nothing changed
+    assert migrate.current_revision(engine) == "0008_ingest_history"  # nothing changed
     assert rows(engine, "SELECT secret FROM webhook_endpoints") == [("whsec_cGxhaW4=",)]
 
     monkeypatch.setenv("TALLYFLOW_SECRET_KEY", TEST_SECRET_KEY)
@@ -181,7 +181,7 @@ def test_migration_0010_seals_plaintext_secrets(
     (token,) = stored(engine)
     assert "whsec_" not in token and TEST_BOX.open(token) == "whsec_cGxhaW4="
     # and back: the downgrade opens them again
-    migrate.downgrade(engine, "0007_spend_controls")
+    migrate.downgrade(engine, "0008_ingest_history")
     engine.dispose()
     assert rows(engine, "SELECT secret FROM webhook_endpoints") == [("whsec_cGxhaW4=",)]
     migrate.upgrade(engine)

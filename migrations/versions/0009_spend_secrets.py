@@ -1,6 +1,6 @@
 """Webhook endpoint secrets sealed at rest (issue 16: "stored so that signing works")
 
-Revision ID: 0010_spend_secrets
+Revision ID: 0009_spend_secrets
 Revises: 0007_spend_controls
 
 - webhook_endpoints.secret (plaintext) becomes secret_ciphertext: the secret sealed with
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_spend_secrets"
-down_revision: str | None = "0007_spend_controls"
+revision: str = "0009_spend_secrets"
+down_revision: str | None = "0008_ingest_history"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
