@@ -31,8 +31,8 @@ from tallyflow.core.clock import utc_now
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.faults import crash_point
 from tallyflow.core.resources import Resources, resources_from_env
-from tallyflow.runtime.dask import dask_task_runner
-from tasks.backfill import compute_usage_day
+from tallyflow.runtime.dask import cluster_threads, dask_task_runner
+from tasks.backfill import compute_usage_day, compute_usage_days
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -45,6 +45,18 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     if count > MAX_BACKFILL_DAYS:
         raise InvalidInput(f"{count} days is more than {MAX_BACKFILL_DAYS}", code="invalid_range")
     return [start + dt.timedelta(days=i) for i in range(count)]
+
+
+def day_chunks(days: list[dt.date], parts: int) -> list[list[dt.date]]:
+    """`days` cut into at most `parts` runs of consecutive days, in order, sizes within one."""
+    parts = max(1, min(parts, len(days)))
+    size, extra = divmod(len(days), parts)
+    chunks, at = [], 0
+    for i in range(parts):
+        n = size + (1 if i < extra else 0)
+        chunks.append(days[at : at + n])
+        at += n
+    return [c for c in chunks if c]
 
 
 def run_backfill(
@@ -87,14 +99,23 @@ def run_backfill(
                     if runner is None:
                         dailies = [compute_usage_day(files[d], d, tenant_ids) for d in days]
                     else:
+                        # NOTE: one task per worker thread over consecutive days, not one per
+                        # day: Prefect's per-task cost is several times a day's work (bench/
+                        # README.md, "Scaling out"), so per-day tasks made 2 workers slower
+                        # than one process.
                         futures = [
                             runner.submit(
-                                compute_usage_day,
-                                {"files": files[d], "day": d, "tenant_ids": tenant_ids},
+                                compute_usage_days,
+                                {
+                                    "day_files": [(d, files[d]) for d in chunk],
+                                    "tenant_ids": tenant_ids,
+                                    "first_day": chunk[0],
+                                    "last_day": chunk[-1],
+                                },
                             )
-                            for d in days
+                            for chunk in day_chunks(days, cluster_threads(runner))
                         ]
-                        dailies = [f.result() for f in futures]
+                        dailies = [daily for f in futures for daily in f.result()]
             crash_point("backfill.days_computed")
             now = utc_now()
             regenerated: dict[str, int] = {}

@@ -123,3 +123,16 @@ def test_ingest_and_backfill_on_dask_equal_in_process_row_for_row(
     assert backfilled == {"days": 31, "rows_written": len(ingested)}
     assert [r[DAILY] for r in usage_full(remote)] == [r[DAILY] for r in ingested]
     assert outcome(remote) == outcome(local)
+
+
+@pytest.mark.parametrize(
+    ("count", "parts"), [(1, 1), (1, 4), (31, 1), (31, 2), (31, 4), (7, 7), (3, 8)]
+)
+def test_backfill_days_go_to_workers_in_consecutive_runs(count: int, parts: int) -> None:
+    from flows.backfill_usage import day_chunks
+
+    days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(count)]
+    chunks = day_chunks(days, parts)
+    assert [d for c in chunks for d in c] == days  # every day once, in order
+    assert len(chunks) == min(parts, count)
+    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
@@ -25,7 +24,8 @@ from tallyflow.core.settings import Settings
 from tests.helpers import TEST_BOX, TEST_SECRET_KEY, rows
 
 T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
-OTHER_KEY = Fernet.generate_key().decode()
+# fixed (not generated): xdist workers must collect the same test ids
+OTHER_KEY = "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1-f4CBgoM="
 
 
 def register(engine: Engine, box: SecretBox = TEST_BOX) -> str:
