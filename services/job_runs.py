@@ -61,6 +61,19 @@ def start_job_run(
     return run_id
 
 
+def jsonb_safe(value: Any) -> Any:
+    """`value` with U+0000 shown as U+2400 in every string: Postgres text and jsonb cannot
+    hold it, and a rejected line's example or an error message may (the bytes of the line
+    itself are kept in the quarantine copy of its file)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\u2400")
+    if isinstance(value, dict):
+        return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonb_safe(v) for v in value]
+    return value
+
+
 def finish_job_run(
     conn: sa.Connection,
     run_id: uuid.UUID,
@@ -74,8 +87,8 @@ def finish_job_run(
         {
             "id": run_id,
             "status": status,
-            "summary": json.dumps(summary, default=str),
-            "error": error,
+            "summary": json.dumps(jsonb_safe(summary), default=str),
+            "error": None if error is None else jsonb_safe(error),
         },
     )
 

@@ -118,3 +118,26 @@ def test_big_file_in_many_batches_and_spooled_parts(
     assert bytes(rejected[0].raw) == b"not json"
     assert json.loads(bytes(rejected[1].raw))["event_id"] == "e3"
     assert usage(engine)[("acme", "api.calls", "2026-10-05")][:2] == (Decimal("1247.5"), 998)
+
+
+def test_bad_lines_holding_nul_bytes_are_rejected_and_the_run_commits(
+    settings: Settings, engine: Engine
+) -> None:
+    # Postgres text and jsonb cannot hold U+0000: the rejected rows, the run's summary and
+    # its examples must still be written (the byte shown as U+2400), not fail the commit.
+    good = json.dumps(ev("e1", quantity="2")).encode()
+    bad = b'{"event_id": "x\x00y", "tenant_id": "t\x00", '
+    nul_escaped = json.dumps(ev("e2")).replace('"e2"', '"e\\u0000"').encode()
+    (settings.landing_path / "nul.jsonl").write_bytes(b"\n".join([good, bad, nul_escaped]) + b"\n")
+    result = ingest_usage()
+    assert result["accepted"] == 2  # an event_id may hold U+0000 (the key index is bytea)
+    assert result["rejected_by_reason"] == {"malformed_row": 1}
+    with engine.connect() as conn:
+        lines = conn.execute(
+            sa.text("SELECT line_no FROM rejected_rows ORDER BY line_no")
+        ).scalars()
+        assert list(lines) == [2]
+        (summary,) = conn.execute(
+            sa.text("SELECT summary::text FROM job_runs WHERE job = 'ingest_usage'")
+        ).one()
+    assert "\x00" not in summary and "\\u0000" not in summary and "\u2400" in summary
