@@ -117,7 +117,7 @@ def test_ingest_and_backfill_on_dask_equal_in_process_row_for_row(
         client.close()
 
     assert validated == n_files  # one task per landing file, on the cluster
-    assert computed == 31  # one task per day
+    assert computed == 2  # one run of consecutive days per worker thread (2 workers x 1)
     assert ran_on <= workers
     assert on_dask == in_process
     assert backfilled == {"days": 31, "rows_written": len(ingested)}
