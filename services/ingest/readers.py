@@ -235,19 +235,21 @@ class _LongLine:
     size: int
 
 
+def _pieces(chunks: _Chunks, limits: ReadLimits) -> Iterator[bytes]:
+    """The file's bytes, `batch_bytes` at a time, its BOM dropped."""
+    piece = chunks.read(limits.batch_bytes)
+    if piece.startswith(BOM):
+        piece = piece[len(BOM) :]
+    while piece:
+        yield piece
+        piece = chunks.read(limits.batch_bytes)
+
+
 def _line_chunks(chunks: _Chunks, limits: ReadLimits) -> Iterator[bytes | _LongLine]:
     """Whole lines, about `batch_bytes` at a time (the file's BOM dropped); a line longer
     than `max_line_bytes` comes as a _LongLine, its bytes skipped."""
     carry = b""
-    first = True
-    while True:
-        piece = chunks.read(limits.batch_bytes)
-        if first:
-            first = False
-            if piece.startswith(BOM):
-                piece = piece[len(BOM) :]
-        if not piece:
-            break
+    for piece in _pieces(chunks, limits):
         data = carry + piece if carry else piece
         cut = data.rfind(b"\n")
         if cut >= 0:
@@ -278,15 +280,7 @@ def _record_chunks(chunks: _Chunks, limits: ReadLimits) -> Iterator[bytes]:
     NOTE: a newline ends a record when an even number of quote characters precede it from
     the start of the record (an escaped quote is two quotes)."""
     carry = b""
-    first = True
-    while True:
-        piece = chunks.read(limits.batch_bytes)
-        if first:
-            first = False
-            if piece.startswith(BOM):
-                piece = piece[len(BOM) :]
-        if not piece:
-            break
+    for piece in _pieces(chunks, limits):
         data = carry + piece if carry else piece
         cut, end = data.rfind(b"\n"), len(data)
         before = data.count(b'"')  # quote characters in data[:end]
