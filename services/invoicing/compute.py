@@ -630,4 +630,5 @@ def _removed_line(line_no: int, prev: _Billed) -> DraftLine:
         pricing_model=b.pricing_model,
         amount=-prev.amount,
         breakdown={"correction": {"billed_so_far": _numbers(prev), "rerated": _numbers(None)}},
+        group=b.group,
     )

@@ -135,6 +135,19 @@ def test_compute_correction(
     )
 
 
+def test_a_grouped_line_that_is_gone_is_reversed_with_its_group() -> None:
+    """A matrix line (billable metric, contract 4a) billed for one group and no longer
+    billed: the reversal keeps the group, so it names the line it reverses."""
+    gpt = line("usage", "tokens", "4.00", "4")._replace(group={"model": "gpt"})
+    llama = line("usage", "tokens", "2.00", "2")._replace(group={"model": "llama"})
+    got = compute_correction(invoice(BASE, llama), 7, [BASE, gpt, llama])
+    assert got is not None
+    assert [(li.metric, li.group, li.quantity, li.amount) for li in got.lines] == [
+        ("tokens", {"model": "gpt"}, D(-4), D("-4.00"))
+    ]
+    assert got.kind == "credit_note"
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
