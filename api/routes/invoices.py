@@ -10,7 +10,7 @@ billing.write on a global key; a tenant-restricted key gets 403 even for its own
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -114,7 +114,7 @@ class InvoiceOut(BaseModel):
                 closed_invoice_id=view.closed_invoice_id,
                 correction=cls.of(view.correction) if view.correction else None,
                 lines=list(view.lines),
-                total_after_credits=_after_credits(view.total, view.lines),
+                total_after_credits=invoicing.total_after_credits(view.total, view.lines),
             )
         return cls(
             id=view.id,
@@ -134,19 +134,11 @@ class InvoiceOut(BaseModel):
             voided_at=view.voided_at,
             lines=None if view.lines is None else list(view.lines),
             total_after_credits=(
-                _after_credits(view.total, view.lines)
+                invoicing.total_after_credits(view.total, view.lines)
                 if view.status == "draft" and view.lines is not None
                 else None
             ),
         )
-
-
-def _after_credits(total: Decimal, lines: Sequence[invoicing.InvoiceLineView]) -> Decimal:
-    """The total plus the would-apply credit lines (negative) of a draft or preview."""
-    return total + sum(
-        (li.amount for li in lines if li.kind == "credit" and li.breakdown.get("would_apply")),
-        Decimal(0),
-    )
 
 
 @router.post("/invoices:generate", response_model=GenerateResponse)
@@ -251,11 +243,7 @@ def _document(state: ApiState, principal: Principal, invoice_id: int, fmt: str) 
     with state.engine.connect() as conn:
         view = invoicing.get_invoice(conn, invoice_id)
         _check_own_invoice(principal, invoice_id, view.tenant_id)
-        corrects = (
-            invoicing.get_invoice(conn, view.corrects_invoice_id).number
-            if view.corrects_invoice_id
-            else None
-        )
+        view, corrects = invoicing.document_view(conn, view, on=utc_today())
     name = view.number or f"draft-{view.id}"
     return Response(
         content=render(view, state.settings, fmt, corrects_number=corrects),

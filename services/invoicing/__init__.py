@@ -50,7 +50,12 @@ from services.invoicing.lifecycle import (
     void_invoice,
 )
 from services.invoicing.numbering import NumberingRule
-from services.invoicing.preview import preview_invoice, upcoming_invoices, with_credit_lines
+from services.invoicing.preview import (
+    document_view,
+    preview_invoice,
+    upcoming_invoices,
+    with_credit_lines,
+)
 from services.invoicing.reports import (
     LateUsage,
     UnsubscribedUsage,
@@ -63,6 +68,7 @@ from services.invoicing.views import (
     InvoiceView,
     get_invoice,
     list_invoices,
+    total_after_credits,
 )
 
 __all__ = [
@@ -93,6 +99,7 @@ __all__ = [
     "close_period_invoices",
     "compute_correction",
     "compute_invoice",
+    "document_view",
     "due_periods",
     "finalize_invoices",
     "generate_invoices",
@@ -103,6 +110,7 @@ __all__ = [
     "load_billable_windows",
     "load_catalog",
     "preview_invoice",
+    "total_after_credits",
     "unsubscribed_usage",
     "upcoming_invoices",
     "void_invoice",

@@ -30,7 +30,12 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal
 
-from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView
+from services.invoicing.views import (
+    InvoiceLineView,
+    InvoicePreview,
+    InvoiceView,
+    total_after_credits,
+)
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.settings import Settings
 
@@ -181,6 +186,12 @@ def build_document(
         notes.append("This document is VOID.")
     if invoice.status in ("draft", "preview"):
         notes.append("Draft: amounts may still change until the invoice is issued.")
+        after = total_after_credits(invoice.total, invoice.lines or ())
+        if after != invoice.total:
+            notes.append(
+                "Prepaid credits would apply at issue (the credit lines above, not in the"
+                f" total): {money(after, currency, locale)} after credits."
+            )
     corrects = ""
     if isinstance(invoice, InvoiceView) and invoice.corrects_invoice_id is not None:
         corrects = f"Corrects invoice {corrects_number or invoice.corrects_invoice_id}"

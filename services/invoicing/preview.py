@@ -27,7 +27,13 @@ from services.invoicing.compute import (
     compute_invoice,
 )
 from services.invoicing.corrections import billed_lines, correction_for
-from services.invoicing.views import InvoiceLineView, InvoicePreview, InvoiceView, line_views
+from services.invoicing.views import (
+    InvoiceLineView,
+    InvoicePreview,
+    InvoiceView,
+    get_invoice,
+    line_views,
+)
 from tallyflow.core.errors import Conflict, NotFound
 from tallyflow.core.sqlfiles import sql
 
@@ -112,6 +118,20 @@ def with_credit_lines(conn: sa.Connection, invoice: Shown, *, on: dt.date) -> Sh
         DraftInvoice(invoice.tenant_id, invoice.currency, invoice.total, added)
     )
     return replace(invoice, lines=(*lines, *shown))
+
+
+def document_view(
+    conn: sa.Connection, invoice: InvoiceView, *, on: dt.date
+) -> tuple[InvoiceView, str | None]:
+    """What an invoice's document shows (contract 5.3): a draft with the credit lines a close
+    on `on` would add (as its API view does), and the number of the invoice a correction
+    corrects (None if it corrects none, or that one has no number yet)."""
+    corrects = (
+        get_invoice(conn, invoice.corrects_invoice_id).number
+        if invoice.corrects_invoice_id is not None
+        else None
+    )
+    return with_credit_lines(conn, invoice, on=on), corrects
 
 
 def upcoming_invoices(

@@ -129,6 +129,15 @@ def _select_invoices(
     return out
 
 
+def total_after_credits(total: Decimal, lines: Sequence[InvoiceLineView]) -> Decimal:
+    """A draft's or preview's total once its would-apply credit lines (negative, not in
+    `total`: contract 5b, nothing is reserved) are applied."""
+    return total + sum(
+        (li.amount for li in lines if li.kind == "credit" and li.breakdown.get("would_apply")),
+        Decimal(0),
+    )
+
+
 @dataclass(frozen=True)
 class InvoicePreview:
     """The invoice as the run would write it now (contract 5.1): nothing is stored.

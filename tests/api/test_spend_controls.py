@@ -234,6 +234,11 @@ def test_credits_show_on_drafts_then_apply_at_close(
     assert preview["lines"] == draft["lines"]
     assert (preview["total"], preview["total_after_credits"]) == ("100.00", "75.00")
     assert generated["generated"] == 2
+    # the draft's document shows that line too, and the total after it (contract 5.3)
+    page = client.get(f"/api/billing/invoices/{invoice_id}/document.html", headers=admin)
+    assert page.status_code == 200, page.text
+    assert "would apply at close" in page.text
+    assert "$75.00 after credits" in page.text
 
     closed = client.post(f"/api/billing/invoices/{invoice_id}:close", headers=admin).json()
     assert closed["total"] == "75.00"
@@ -246,6 +251,9 @@ def test_credits_show_on_drafts_then_apply_at_close(
         k: v for k, v in would.items() if k not in ("description", "breakdown")
     }
     assert final["total_after_credits"] is None
+    issued = client.get(f"/api/billing/invoices/{invoice_id}/document.html", headers=admin).text
+    assert "after credits" not in issued
+    assert "would apply at close" not in issued
     after = client.get(f"{BASE}/credits", headers=admin).json()
     usd = next(g for g in after["grants"] if g["currency"] == "USD")
     assert usd["remaining"] == "0.00"

@@ -159,9 +159,10 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option("--out", help="File to write")] = None,
     ) -> None:
         """Write the invoice's document (a customer can receive it) to FILE."""
-        from services.invoicing import get_invoice
+        from services.invoicing import document_view, get_invoice
         from services.invoicing.documents import check_locale, render
         from tallyflow.cli.output import usage_error
+        from tallyflow.core.clock import utc_today
         from tallyflow.core.db import get_engine
         from tallyflow.core.errors import InvalidInput, NotFound
         from tallyflow.core.settings import load_settings
@@ -177,12 +178,7 @@ def register(app: typer.Typer) -> None:
             usage_error(f"TALLYFLOW_INVOICE_LOCALE: {exc.message}")
         try:
             with get_engine(settings).connect() as conn:
-                view = get_invoice(conn, invoice_id)
-                corrects = (
-                    get_invoice(conn, view.corrects_invoice_id).number
-                    if view.corrects_invoice_id
-                    else None
-                )
+                view, corrects = document_view(conn, get_invoice(conn, invoice_id), on=utc_today())
         except NotFound as exc:
             usage_error(exc.message)
         data = render(view, settings, fmt, corrects_number=corrects)
