@@ -11,11 +11,11 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from flows.close_billing_period import close_billing_period, resolve_period
+from flows.invoice_reports import render_invoice_run_report
 from models.period import BillingPeriod
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.settings import Settings
-from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
