@@ -105,9 +105,9 @@ def fail_job_run(engine: Engine, run_id: uuid.UUID, error: BaseException) -> Non
     """Record a failure in its own transaction (the run's own transaction rolled back).
 
     NOTE: a run whose success is already committed (the ingest commit records it in the run's
-    one transaction) keeps it: an error after that commit (an interrupt while the lock is
-    released) changes nothing the run wrote. A row already marked failed ('interrupted' by a
-    later run) gets the run's own error, which says more."""
+    one transaction) keeps it: an error after that commit (an interrupt, the retired lake
+    files' move to the trash failing) changes nothing the run wrote. A row already marked
+    failed ('interrupted' by a later run) gets the run's own error, which says more."""
     with engine.begin() as conn:
         if _locked_status(conn, run_id) != "succeeded":
             finish_job_run(conn, run_id, {}, status="failed", error=error_text(error))
