@@ -7,8 +7,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
+from flows.runs import flow_job_run
 from models.period import BillingPeriod
 from services import lake_guard
 from services.alerts import evaluate_alerts
@@ -18,13 +18,7 @@ from services.ingest.backfill import (
     committed_day_files,
     replace_day,
 )
-from services.job_runs import (
-    USAGE_LOCK_KEY,
-    fail_job_run,
-    finish_job_run,
-    start_job_run,
-    usage_write_lock,
-)
+from services.job_runs import USAGE_LOCK_KEY, usage_write_lock
 from services.metrics.store import refresh_metric_usage
 from services.quota import refresh_quota_usage
 from tallyflow.core.clock import utc_now
@@ -72,85 +66,77 @@ def run_backfill(
     if metrics is not None:
         metrics = check_metric_codes(res, metrics)
     lake_url = res.settings.lake_location.url
-    with usage_write_lock(res.engine) as lock_pid:
-        run_id = start_job_run(
-            res.engine,
-            "backfill_usage",
-            {
-                "start": start,
-                "end": end,
-                "tenant_ids": tenant_ids,
-                "regenerate_invoices": regenerate_invoices,
-                "metrics": metrics,
-            },
-            flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
-        )
-        try:
-            with res.engine.connect() as conn:
-                lake_guard.ensure_lake_owner(conn, lake_url)
-                files = committed_day_files(conn, lake_url, days) if not metrics else {}
-            # NOTE: `metrics` restricts the backfill to those billable metrics (usage_daily
-            # is left as it is). Otherwise the days are computed (in process, or as tasks on
-            # the Dask cluster), then all of them replaced in the one transaction below: the
-            # lock keeps the manifest as read here until the run ends.
-            dailies = []
-            if not metrics:
-                with dask_task_runner(res.settings.dask_address) as runner:
-                    if runner is None:
-                        dailies = [compute_usage_day(files[d], d, tenant_ids) for d in days]
-                    else:
-                        # NOTE: one task per worker thread over consecutive days, not one per
-                        # day: Prefect's per-task cost is several times a day's work (bench/
-                        # README.md, "Scaling out"), so per-day tasks made 2 workers slower
-                        # than one process.
-                        futures = [
-                            runner.submit(
-                                compute_usage_days,
-                                {
-                                    "day_files": [(d, files[d]) for d in chunk],
-                                    "tenant_ids": tenant_ids,
-                                    "first_day": chunk[0],
-                                    "last_day": chunk[-1],
-                                },
-                            )
-                            for chunk in day_chunks(days, cluster_threads(runner))
-                        ]
-                        dailies = [daily for f in futures for daily in f.result()]
-            crash_point("backfill.days_computed")
-            now = utc_now()
-            regenerated: dict[str, int] = {}
-            with res.engine.begin() as conn:
-                lake_guard.fence_run(
-                    conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id
-                )
-                changes = [
-                    replace_day(conn, day, daily, tenant_ids)
-                    for day, daily in zip(days, dailies, strict=False)
-                ]
-                refreshed = refresh_metric_usage(
-                    conn,
-                    lake_url,
-                    days,
-                    now,
-                    tenant_ids=tenant_ids,
-                    metric_codes=metrics,
-                )
-                refresh_quota_usage(conn, today=now.date(), as_of=now)
-                evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
-                if regenerate_invoices:
-                    regenerated = regenerate_drafts(conn, days, tenant_ids)
-                summary = {
-                    "days": len(days),
-                    "rows_written": sum(c.rows_after for c in changes),
-                    "invoices_regenerated": regenerated,
-                }
-                if refreshed.unreadable:
-                    summary |= refreshed.to_json()
-                finish_job_run(conn, run_id, summary)
-                crash_point("backfill.before_commit")
-        except BaseException as exc:
-            fail_job_run(res.engine, run_id, exc)
-            raise
+    parameters = {
+        "start": start,
+        "end": end,
+        "tenant_ids": tenant_ids,
+        "regenerate_invoices": regenerate_invoices,
+        "metrics": metrics,
+    }
+    with (
+        usage_write_lock(res.engine) as lock_pid,
+        flow_job_run(res, "backfill_usage", parameters) as run,
+    ):
+        with res.engine.connect() as conn:
+            lake_guard.ensure_lake_owner(conn, lake_url)
+            files = committed_day_files(conn, lake_url, days) if not metrics else {}
+        # NOTE: `metrics` restricts the backfill to those billable metrics (usage_daily
+        # is left as it is). Otherwise the days are computed (in process, or as tasks on
+        # the Dask cluster), then all of them replaced in the one transaction below: the
+        # lock keeps the manifest as read here until the run ends.
+        dailies = []
+        if not metrics:
+            with dask_task_runner(res.settings.dask_address) as runner:
+                if runner is None:
+                    dailies = [compute_usage_day(files[d], d, tenant_ids) for d in days]
+                else:
+                    # NOTE: one task per worker thread over consecutive days, not one per
+                    # day: Prefect's per-task cost is several times a day's work (bench/
+                    # README.md, "Scaling out"), so per-day tasks made 2 workers slower
+                    # than one process.
+                    futures = [
+                        runner.submit(
+                            compute_usage_days,
+                            {
+                                "day_files": [(d, files[d]) for d in chunk],
+                                "tenant_ids": tenant_ids,
+                                "first_day": chunk[0],
+                                "last_day": chunk[-1],
+                            },
+                        )
+                        for chunk in day_chunks(days, cluster_threads(runner))
+                    ]
+                    dailies = [daily for f in futures for daily in f.result()]
+        crash_point("backfill.days_computed")
+        now = utc_now()
+        regenerated: dict[str, int] = {}
+        with res.engine.begin() as conn:
+            lake_guard.fence_run(conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run.id)
+            changes = [
+                replace_day(conn, day, daily, tenant_ids)
+                for day, daily in zip(days, dailies, strict=False)
+            ]
+            refreshed = refresh_metric_usage(
+                conn,
+                lake_url,
+                days,
+                now,
+                tenant_ids=tenant_ids,
+                metric_codes=metrics,
+            )
+            refresh_quota_usage(conn, today=now.date(), as_of=now)
+            evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
+            if regenerate_invoices:
+                regenerated = regenerate_drafts(conn, days, tenant_ids)
+            summary = {
+                "days": len(days),
+                "rows_written": sum(c.rows_after for c in changes),
+                "invoices_regenerated": regenerated,
+            }
+            if refreshed.unreadable:
+                summary |= refreshed.to_json()
+            run.succeed_in(conn, summary)
+            crash_point("backfill.before_commit")
     logger.info("backfilled %d days: %d rows", summary["days"], summary["rows_written"])
     return changes, summary
 

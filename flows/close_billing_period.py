@@ -5,19 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, runtime
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
+from flows.invoice_reports import render_invoice_run_report, totals_json
+from flows.runs import flow_job_run
 from models.period import BillingPeriod
 from tallyflow.core.clock import utc_today
 from tallyflow.core.resources import resources_from_env
 from tasks.collect_billing_exceptions import collect_billing_exceptions
 from tasks.generate_period_invoices import generate_period_invoices
-from tasks.publish_invoice_run_artifact import (
-    publish_invoice_run_artifact,
-    render_invoice_run_report,
-    totals_json,
-)
-from tasks.record_invoice_run import finish_invoice_run, start_invoice_run
 
 
 def resolve_period(period: str | None, today: dt.date | None = None) -> BillingPeriod:
@@ -45,56 +42,48 @@ def close_billing_period(
     tenants = sorted(set(tenant_ids)) if tenant_ids is not None else None
     resources = resources_from_env()
     parameters = {"period": billing_period.label, "tenant_ids": tenants, "close": close}
-    run_id = start_invoice_run(resources, parameters, flow_run_id=_flow_run_id())
-    try:
-        result = generate_period_invoices(resources, billing_period, tenants, close, run_id, now)
+    with flow_job_run(resources, "close_billing_period", parameters) as run:
+        result = generate_period_invoices(resources, billing_period, tenants, close, run.id, now)
         exceptions = collect_billing_exceptions(resources, billing_period, tenants)
-        publish_invoice_run_artifact(
-            render_invoice_run_report(result, exceptions.unsubscribed, exceptions.late),
-            billing_period.label,
-        )
-    except Exception as exc:
-        finish_invoice_run(resources, run_id, {"period": billing_period.label}, error=repr(exc))
-        raise
-    summary: dict[str, Any] = {
-        "period": billing_period.label,
-        "generated": result.generated,
-        "updated": result.updated,
-        "skipped": result.skipped,
-        "closed": result.closed,
-        "removed": result.removed,
-        "totals_by_currency": totals_json(result.totals_by_currency()),
-        "skipped_tenants": dict(result.skipped_tenants),
-        "skip_messages": dict(result.skip_messages),
-        "unpriceable": result.unpriceable,
-        "corrections": [
-            {
-                "invoice_id": c.invoice_id,
-                "corrects_invoice_id": c.corrects_invoice_id,
-                "tenant_id": c.tenant_id,
-                "kind": c.kind,
-                "total": str(c.total),
-                "currency": c.currency,
-            }
-            for c in result.corrections
-        ],
-        "unsubscribed_tenants": len(exceptions.unsubscribed),
-        "late_usage_rows": len(exceptions.late),
-        "timings_s": dict(result.timings),
-    }
-    finish_invoice_run(resources, run_id, summary)
+        summary: dict[str, Any] = {
+            "period": billing_period.label,
+            "generated": result.generated,
+            "updated": result.updated,
+            "skipped": result.skipped,
+            "closed": result.closed,
+            "removed": result.removed,
+            "totals_by_currency": totals_json(result.totals_by_currency()),
+            "skipped_tenants": dict(result.skipped_tenants),
+            "skip_messages": dict(result.skip_messages),
+            "unpriceable": result.unpriceable,
+            "corrections": [
+                {
+                    "invoice_id": c.invoice_id,
+                    "corrects_invoice_id": c.corrects_invoice_id,
+                    "tenant_id": c.tenant_id,
+                    "kind": c.kind,
+                    "total": str(c.total),
+                    "currency": c.currency,
+                }
+                for c in result.corrections
+            ],
+            "unsubscribed_tenants": len(exceptions.unsubscribed),
+            "late_usage_rows": len(exceptions.late),
+            "timings_s": dict(result.timings),
+        }
+        run.succeed(summary)
+    create_markdown_artifact(
+        key=f"invoice-run-{billing_period.label}",
+        markdown=render_invoice_run_report(result, exceptions.unsubscribed, exceptions.late),
+        description=f"Invoice run for {billing_period.label}",
+    )
     print(
         f"invoice run {billing_period}: {result.generated} generated, {result.skipped} skipped,"
         f" {result.closed} closed"
     )
     return {
         **summary,
-        "run_id": str(run_id),
+        "run_id": str(run.id),
         "invoice_ids": result.invoice_ids,
         "correction_ids": result.correction_ids,
     }
-
-
-def _flow_run_id() -> str | None:
-    flow_run_id = runtime.flow_run.id
-    return str(flow_run_id) if flow_run_id else None

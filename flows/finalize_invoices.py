@@ -5,17 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, runtime
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
+from flows.invoice_reports import render_finalize_report
+from flows.runs import flow_job_run
+from tallyflow.core.clock import utc_now
 from tallyflow.core.resources import resources_from_env
 from tasks.finalize_due_invoices import finalize_due_invoices
-from tasks.publish_invoice_run_artifact import (
-    publish_finalize_artifact,
-    render_finalize_report,
-)
-from tasks.record_invoice_run import finish_invoice_run, start_invoice_run
-
-JOB = "finalize_invoices"
 
 
 @flow(name="finalize_invoices", log_prints=True)
@@ -28,28 +25,23 @@ def finalize_invoices(
     period_end + TALLYFLOW_INVOICE_GRACE_DAYS <= as_of. now: the closing instant (default:
     the clock); its UTC year names the numbering year. Safe to rerun.
     """
-    closing_at = now or dt.datetime.now(dt.UTC)
+    closing_at = now or utc_now()
     day = as_of or closing_at.date()
     resources = resources_from_env()
     parameters = {"as_of": day.isoformat(), "grace_days": resources.settings.invoice_grace_days}
-    run_id = start_invoice_run(resources, parameters, flow_run_id=_flow_run_id(), job=JOB)
-    try:
-        result = finalize_due_invoices(resources, day, closing_at, run_id)
-        publish_finalize_artifact(render_finalize_report(result), day.isoformat())
-    except Exception as exc:
-        finish_invoice_run(resources, run_id, {"as_of": day.isoformat()}, error=repr(exc))
-        raise
-    summary: dict[str, Any] = {
-        "as_of": day.isoformat(),
-        "periods": [p.label for p in result.periods],
-        "closed": result.closed,
-        "unpriceable": result.unpriceable,
-    }
-    finish_invoice_run(resources, run_id, summary)
+    with flow_job_run(resources, "finalize_invoices", parameters) as run:
+        result = finalize_due_invoices(resources, day, closing_at, run.id)
+        summary: dict[str, Any] = {
+            "as_of": day.isoformat(),
+            "periods": [p.label for p in result.periods],
+            "closed": result.closed,
+            "unpriceable": result.unpriceable,
+        }
+        run.succeed(summary)
+    create_markdown_artifact(
+        key=f"finalize-{day.isoformat()}",
+        markdown=render_finalize_report(result),
+        description=f"Finalize as of {day.isoformat()}",
+    )
     print(f"finalize {day}: {result.closed} closed in {len(result.periods)} periods")
-    return {**summary, "run_id": str(run_id), "invoice_ids": list(result.invoice_ids)}
-
-
-def _flow_run_id() -> str | None:
-    flow_run_id = runtime.flow_run.id
-    return str(flow_run_id) if flow_run_id else None
+    return {**summary, "run_id": str(run.id), "invoice_ids": list(result.invoice_ids)}

@@ -8,9 +8,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
+from flows.runs import flow_job_run
 from services import lake_guard
 from services.ingest.readers import FileValidation, LandingFile
 from services.ingest.reports import IngestSummary, summary_markdown
@@ -19,8 +19,9 @@ from services.ingest.staging import (
     ValidateFiles,
     quarantine_unreadable_files,
     stage_events,
+    validate_in_process,
 )
-from services.job_runs import fail_job_run, start_job_run, usage_write_lock
+from services.job_runs import usage_write_lock
 from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
 from tallyflow.core.faults import crash_point
@@ -30,7 +31,6 @@ from tasks.ingest import (
     aggregate_touched_days,
     commit_ingest_run,
     discover_landing_files,
-    stage_new_events,
     validate_landing_file,
 )
 
@@ -49,85 +49,57 @@ def run_ingest(
         inbox_chunk_events=res.settings.inbox_chunk_events,
         compact_day_files=res.settings.lake_compact_day_files,
     )
+    parameters = {"paths": [str(r) for r in roots], "drain_inbox": drain_inbox}
     with (
         usage_write_lock(res.engine) as lock_pid,
         dask_task_runner(res.settings.dask_address) as runner,
+        flow_job_run(res, "ingest_usage", parameters) as run,
     ):
         now = utc_now()
-        run_id = start_job_run(
-            res.engine,
-            "ingest_usage",
-            {"paths": [str(r) for r in roots], "drain_inbox": drain_inbox},
-            flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
-        )
         crash_point("ingest.started")
-        try:
-            with res.engine.connect() as conn:
-                # NOTE: before any lake change: a lake of another database stays untouched.
-                lake_guard.ensure_lake_owner(conn, lake_root)
-                swept = lake_guard.sweep_failed_run_files(
-                    conn, lake_root, retention_days=res.settings.lake_trash_retention_days
-                )
-            if swept.moved:
-                logger.warning(
-                    "moved %d lake files of failed runs to %s",
-                    len(swept.moved),
-                    storage.join(lake_root, "trash"),
-                )
-            crash_point("ingest.orphans_removed")
-            files, skipped, ignored = discover_landing_files(res.engine, roots)
-            crash_point("ingest.discovered")
-            for path in ignored:
-                logger.warning("ignored %s: not a usage file type", path)
-            logger.info("%d new files, %d already ingested", len(files), skipped)
-            if runner is None:
-                staged = stage_new_events(
-                    res.engine,
-                    lake_root,
-                    files,
-                    now,
-                    run_id,
-                    drain_inbox=drain_inbox,
-                    limits=limits,
-                )
-            else:
-                # NOTE: staged from the flow body, not inside the stage task: a task run
-                # submitted from inside another task carries that task's context to the
-                # worker, parameters included (the engine cannot be pickled). The files'
-                # validations run on the cluster, at most `window` in flight, and come
-                # back in file order; dedupe and lake writes stay here.
-                staged = stage_events(
-                    res.engine,
-                    lake_root,
-                    files,
-                    now,
-                    run_id,
-                    drain_inbox=drain_inbox,
-                    validate_files=_validate_on(runner),
-                    limits=limits,
-                )
-            quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
-            crash_point("ingest.lake_written")
-            days, daily = aggregate_touched_days(
-                res.engine, lake_root, staged.new_files, staged.retired
+        with res.engine.connect() as conn:
+            # NOTE: before any lake change: a lake of another database stays untouched.
+            lake_guard.ensure_lake_owner(conn, lake_root)
+            swept = lake_guard.sweep_failed_run_files(
+                conn, lake_root, retention_days=res.settings.lake_trash_retention_days
             )
-            crash_point("ingest.aggregated")
-            summary = commit_ingest_run(
-                res.engine,
-                run_id,
-                staged,
-                days,
-                daily,
-                skipped,
-                ignored,
-                now,
-                lock_pid,
-                lake_root=lake_root,
+        if swept.moved:
+            logger.warning(
+                "moved %d lake files of failed runs to %s",
+                len(swept.moved),
+                storage.join(lake_root, "trash"),
             )
-            crash_point("ingest.committed")
-        except BaseException as exc:
-            fail_job_run(res.engine, run_id, exc)
-            raise
+        crash_point("ingest.orphans_removed")
+        files, skipped, ignored = discover_landing_files(res, roots)
+        crash_point("ingest.discovered")
+        for path in ignored:
+            logger.warning("ignored %s: not a usage file type", path)
+        logger.info("%d new files, %d already ingested", len(files), skipped)
+        # NOTE: staged from the flow body, not in a task: with a Dask cluster the files'
+        # validations are task runs submitted from here (a task run submitted from inside
+        # another task carries that task's context to the worker, parameters included, and
+        # the engine cannot be pickled), at most `window` in flight, back in file order;
+        # dedupe and lake writes stay here.
+        staged = stage_events(
+            res.engine,
+            lake_root,
+            files,
+            now,
+            run.id,
+            drain_inbox=drain_inbox,
+            validate_files=validate_in_process if runner is None else _validate_on(runner),
+            limits=limits,
+        )
+        quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
+        crash_point("ingest.lake_written")
+        days, daily = aggregate_touched_days(res, staged.new_files, staged.retired)
+        crash_point("ingest.aggregated")
+        # NOTE: the commit records the run succeeded in its one transaction (job_run then
+        # leaves the row as it is).
+        summary = commit_ingest_run(
+            res, run.id, staged, days, daily, skipped, ignored, now, lock_pid
+        )
+        crash_point("ingest.committed")
     logger.info(
         "ingested %d rows: %d accepted, %d duplicates, %d rejected %s; days %s",
         summary.rows,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prefect import task
-from prefect.cache_policies import NONE
+from prefect.cache_policies import NO_CACHE
 
 from models.period import BillingPeriod
 from services.invoicing import (
@@ -24,7 +24,7 @@ class BillingExceptions:
     late: list[LateUsage]
 
 
-@task(name="collect_billing_exceptions", cache_policy=NONE, retries=2, retry_delay_seconds=2)
+@task(name="collect_billing_exceptions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def collect_billing_exceptions(
     resources: Resources, period: BillingPeriod, tenant_ids: Sequence[str] | None
 ) -> BillingExceptions:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NONE
+from prefect.cache_policies import NO_CACHE
 
 from services.webhooks.delivery import DeliveryReport, deliver_due
 from services.webhooks.endpoints import endpoint_secret_box
@@ -11,7 +11,7 @@ from tallyflow.core.clock import utc_now
 from tallyflow.core.resources import Resources
 
 
-@task(name="deliver_due_webhooks", cache_policy=NONE)
+@task(name="deliver_due_webhooks", cache_policy=NO_CACHE)
 def deliver_due_webhooks(resources: Resources, limit: int) -> DeliveryReport:
     """Send every delivery due now and record each outcome.
 

@@ -6,13 +6,13 @@ import datetime as dt
 import uuid
 
 from prefect import task
-from prefect.cache_policies import NONE
+from prefect.cache_policies import NO_CACHE
 
 from services.invoicing import FinalizeResult, NumberingRule, finalize_invoices
 from tallyflow.core.resources import Resources
 
 
-@task(name="finalize_due_invoices", cache_policy=NONE)
+@task(name="finalize_due_invoices", cache_policy=NO_CACHE)
 def finalize_due_invoices(
     resources: Resources, as_of: dt.date, now: dt.datetime, run_id: uuid.UUID | None
 ) -> FinalizeResult:

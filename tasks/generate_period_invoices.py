@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 from prefect import task
-from prefect.cache_policies import NONE
+from prefect.cache_policies import NO_CACHE
 
 from models.period import BillingPeriod
 from services.invoicing import (
@@ -16,10 +16,11 @@ from services.invoicing import (
     generate_invoices,
     invoice_run_transaction,
 )
+from tallyflow.core.clock import utc_now
 from tallyflow.core.resources import Resources
 
 
-@task(name="generate_period_invoices", cache_policy=NONE)
+@task(name="generate_period_invoices", cache_policy=NO_CACHE)
 def generate_period_invoices(
     resources: Resources,
     period: BillingPeriod,
@@ -39,6 +40,6 @@ def generate_period_invoices(
             tenant_ids=tenant_ids,
             close=close,
             run_id=run_id,
-            now=now or dt.datetime.now(dt.UTC),
+            now=now or utc_now(),
             numbering=NumberingRule.of(resources.settings),
         )

@@ -1,6 +1,6 @@
-"""Prefect tasks of the ingest run, thin wrappers over services/ingest: discover, stage
-(read, validate, dedupe, write the lake), aggregate, commit; and the per-file validation
-that a Dask cluster runs when TALLYFLOW_DASK_ADDRESS is set.
+"""Prefect tasks of the ingest run, thin wrappers over services/ingest: discover, aggregate,
+commit; and the per-file validation that a Dask cluster runs when TALLYFLOW_DASK_ADDRESS is
+set (staging, which fans those out, runs in the flow body: flows/ingest_usage.py).
 
 NOTE: no retries: each step either leaves nothing visible (staging writes files the manifest
 does not list yet) or is the run's one transaction; the rerun of a failed run redoes it all.
@@ -10,70 +10,53 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from pathlib import Path
 
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import Engine
 
 from services.ingest import lake
 from services.ingest.aggregate import aggregate_run_days
 from services.ingest.commit import commit_ingest
 from services.ingest.readers import FileValidation, LandingFile, try_validate_event_file
 from services.ingest.reports import IngestSummary
-from services.ingest.staging import Staged, StageLimits, new_landing_files, stage_events
+from services.ingest.staging import Staged, new_landing_files
+from tallyflow.core.resources import Resources
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
 def discover_landing_files(
-    engine: Engine, roots: list[str]
+    resources: Resources, roots: list[str]
 ) -> tuple[list[LandingFile], int, list[str]]:
     """New usage files under the roots; files whose content was ingested are skipped."""
-    with engine.connect() as conn:
+    with resources.engine.connect() as conn:
         return new_landing_files(conn, roots)
 
 
 @task(name="validate_landing_file", task_run_name="validate {file.name}", cache_policy=NO_CACHE)
 def validate_landing_file(file: LandingFile, now: dt.datetime) -> FileValidation:
-    """Read and validate one landing file (pure: no database, no lake writes)."""
+    """Read and validate one landing file on a Dask worker (pure: no database, no lake
+    writes, so it takes no resources: the engine cannot be pickled)."""
     return try_validate_event_file(file.path, now)
-
-
-@task(name="stage_new_events", cache_policy=NO_CACHE)
-def stage_new_events(
-    engine: Engine,
-    lake_root: str,
-    files: list[LandingFile],
-    now: dt.datetime,
-    run_id: uuid.UUID,
-    *,
-    drain_inbox: bool,
-    limits: StageLimits | None = None,
-) -> Staged:
-    """Validate, dedupe and write the new events of the files (then the inbox) to the lake;
-    compact the touched days with too many files."""
-    return stage_events(
-        engine, lake_root, files, now, run_id, drain_inbox=drain_inbox, limits=limits
-    )
 
 
 @task(name="aggregate_touched_days", cache_policy=NO_CACHE)
 def aggregate_touched_days(
-    engine: Engine,
-    lake_root: str | Path,
+    resources: Resources,
     new_files: list[lake.LakeFile],
     retired: list[lake.LakeFile] | None = None,
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """Recompute the days this run touched from committed + new lake files (less those its
     compaction retires)."""
-    with engine.connect() as conn:
-        return aggregate_run_days(conn, lake_root, new_files, retired or [])
+    with resources.engine.connect() as conn:
+        return aggregate_run_days(
+            conn, resources.settings.lake_location.url, new_files, retired or []
+        )
 
 
 @task(name="commit_ingest_run", cache_policy=NO_CACHE)
 def commit_ingest_run(
-    engine: Engine,
+    resources: Resources,
     run_id: uuid.UUID,
     staged: Staged,
     days: list[dt.date],
@@ -82,12 +65,11 @@ def commit_ingest_run(
     ignored_files: list[str],
     now: dt.datetime,
     lock_pid: int | None = None,
-    *,
-    lake_root: str | Path,
 ) -> IngestSummary:
-    """The run's one transaction (services/ingest/commit.py), quota refresh included."""
+    """The run's one transaction (services/ingest/commit.py), quota refresh included; it
+    records the run succeeded."""
     return commit_ingest(
-        engine,
+        resources.engine,
         run_id,
         staged,
         days,
@@ -96,5 +78,5 @@ def commit_ingest_run(
         ignored_files,
         now,
         lock_pid,
-        lake_root=lake_root,
+        lake_root=resources.settings.lake_location.url,
     )

@@ -11,11 +11,12 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from flows.close_billing_period import close_billing_period, resolve_period
+from flows.invoice_reports import render_invoice_run_report
 from models.period import BillingPeriod
 from services.invoicing import GenerationResult, InvoiceSummary, LateUsage, UnsubscribedUsage
+from tallyflow.core.clock import frozen_at
 from tallyflow.core.errors import InvalidInput
 from tallyflow.core.settings import Settings
-from tasks.publish_invoice_run_artifact import render_invoice_run_report
 from tests.services.test_invoicing import NOV, seed_basic
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -156,3 +157,31 @@ def test_cli_failed_run_exits_1(settings: Settings, engine: Engine) -> None:
     assert result.stdout == ""
     assert "error: the run failed" in result.stderr and "unit_price" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_invoice_flows_read_the_one_clock(settings: Settings, engine: Engine) -> None:
+    """Without `now`, closing instants come from tallyflow.core.clock (its test seam
+    `frozen_at`), never from the wall clock: generate + close, then finalize."""
+    from flows.finalize_invoices import finalize_invoices
+
+    seed_basic(engine)
+    at = dt.datetime(2026, 12, 1, 0, 30, tzinfo=dt.UTC)
+    with frozen_at(at):
+        outcome = close_billing_period(period="2026-11", tenant_ids=["beta"], close=True)
+        drafts = close_billing_period(period="2026-11")  # the others stay drafts
+    assert (outcome["closed"], drafts["generated"], drafts["closed"]) == (1, 2, 0)
+    later = dt.datetime(2026, 12, 20, 6, 0, tzinfo=dt.UTC)  # past the grace days
+    with frozen_at(later):
+        final = finalize_invoices()
+    assert final["as_of"] == "2026-12-20" and final["closed"] == 2
+    with engine.connect() as conn:
+        closed = conn.execute(
+            sa.text("SELECT tenant_id, closed_at FROM invoices ORDER BY tenant_id")
+        ).all()
+        runs = conn.execute(sa.text("SELECT job, status FROM job_runs ORDER BY started_at")).all()
+    assert dict(closed) == {"acme": later, "beta": at, "nihon": later}
+    assert [tuple(r) for r in runs] == [
+        ("close_billing_period", "succeeded"),
+        ("close_billing_period", "succeeded"),
+        ("finalize_invoices", "succeeded"),
+    ]

@@ -5,6 +5,7 @@ receiver that fails the first attempt (retried under the same webhook-id)."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,19 @@ def test_ingest_fires_an_alert_and_the_flow_delivers_it(
     with frozen_at(RUN_AT):
         ingest_usage(paths=[str(landing)])
     assert rows(engine, "SELECT count(*) FROM webhook_events") == [(1,)]
+
+
+def test_every_run_records_a_job_run_with_its_flow_run_id(engine: Engine) -> None:
+    """Like every flow (flows/runs.py): one job_runs row per run, the flow-run id on it."""
+    assert deliver_webhooks(limit=10) == {
+        "attempted": 0,
+        "delivered": 0,
+        "retrying": 0,
+        "failed": 0,
+    }
+    ((job, status, parameters, summary, flow_run_id),) = rows(
+        engine, "SELECT job, status, parameters, summary, flow_run_id FROM job_runs"
+    )
+    assert (job, status, parameters) == ("deliver_webhooks", "succeeded", {"limit": 10})
+    assert summary == {"attempted": 0, "delivered": 0, "retrying": 0, "failed": 0}
+    assert flow_run_id is not None and uuid.UUID(flow_run_id)

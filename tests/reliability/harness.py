@@ -58,7 +58,6 @@ PRELOAD = [
     "flows.close_billing_period",
     "services.invoicing",
     "tasks.generate_period_invoices",
-    "tasks.record_invoice_run",
     # the flow engine and its API client (imported on a flow's first call otherwise)
     "prefect.flow_engine",
     "prefect.task_engine",

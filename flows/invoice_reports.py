@@ -1,13 +1,10 @@
-"""The invoice run's report: a markdown artifact in the Prefect UI (rendered by a pure function)."""
+"""The invoice flows' reports: pure markdown renderers of the artifacts that
+flows/close_billing_period.py and flows/finalize_invoices.py publish."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
 from services.invoicing import FinalizeResult, GenerationResult, LateUsage, UnsubscribedUsage
 
@@ -144,21 +141,3 @@ def render_finalize_report(result: FinalizeResult, *, top: int = TOP) -> str:
         for t, reason in list(run.skipped_tenants.items())[:top]:
             out.append(f"- skipped {t}: {reason} {run.skip_messages.get(t, '')}".rstrip())
     return "\n".join(out) + "\n"
-
-
-@task(name="publish_finalize_artifact", cache_policy=NONE)
-def publish_finalize_artifact(markdown: str, as_of: str) -> None:
-    """Attach the finalize report to the flow run (key: finalize-YYYY-MM-DD)."""
-    create_markdown_artifact(
-        markdown=markdown, key=f"finalize-{as_of}", description=f"Finalize as of {as_of}"
-    )
-
-
-@task(name="publish_invoice_run_artifact", cache_policy=NONE)
-def publish_invoice_run_artifact(markdown: str, period_label: str) -> None:
-    """Attach the report to the flow run (key: invoice-run-YYYY-MM)."""
-    create_markdown_artifact(
-        markdown=markdown,
-        key=f"invoice-run-{period_label}",
-        description=f"Invoice run for {period_label}",
-    )
