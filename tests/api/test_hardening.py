@@ -363,8 +363,38 @@ def test_requests_are_logged_as_json_with_their_id(
 def test_metrics_show_the_last_run_of_each_flow(client: TestClient, engine: Engine) -> None:
     from services.job_runs import fail_job_run, start_job_run
 
-    run_id = start_job_run(engine, "ingest_usage", {})
-    fail_job_run(engine, run_id, RuntimeError("x"))
+    from services.job_runs import finish_job_run
+
+    def run(job: str, started: str, error: bool) -> None:
+        run_id = start_job_run(engine, job, {})
+        if error:
+            fail_job_run(engine, run_id, RuntimeError("x"))
+        with engine.begin() as conn:
+            if not error:
+                finish_job_run(conn, run_id, {})
+            conn.execute(
+                sa.text("UPDATE job_runs SET started_at = CAST(:at AS timestamptz) WHERE id = :id"),
+                {"at": started, "id": run_id},
+            )
+
+    # the latest run of each job, whatever order they were recorded in
+    run("ingest_usage", "2026-11-30T10:00:00Z", error=False)
+    run("ingest_usage", "2026-11-30T12:00:00Z", error=True)
+    run("ingest_usage", "2026-11-30T11:00:00Z", error=False)
+    for minute in (3, 1, 2):
+        run("deliver_webhooks", f"2026-11-30T12:0{minute}:00Z", error=minute != 3)
     text = client.get("/metrics").text
     assert 'tallyflow_job_last_run_succeeded{job="ingest_usage"} 0.0' in text
-    assert 'tallyflow_job_last_run_timestamp_seconds{job="ingest_usage",status="failed"}' in text
+    assert 'tallyflow_job_last_run_succeeded{job="deliver_webhooks"} 1.0' in text
+    noon = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC).timestamp()
+    shown = dict(
+        li.rsplit(" ", 1)
+        for li in text.splitlines()
+        if li.startswith("tallyflow_job_last_run_timestamp")
+    )
+    assert {k: float(v) for k, v in shown.items()} == {
+        'tallyflow_job_last_run_timestamp_seconds{job="deliver_webhooks",status="succeeded"}': (
+            noon + 180
+        ),
+        'tallyflow_job_last_run_timestamp_seconds{job="ingest_usage",status="failed"}': noon,
+    }
