@@ -361,9 +361,7 @@ def test_requests_are_logged_as_json_with_their_id(
 
 
 def test_metrics_show_the_last_run_of_each_flow(client: TestClient, engine: Engine) -> None:
-    from services.job_runs import fail_job_run, start_job_run
-
-    from services.job_runs import finish_job_run
+    from services.job_runs import fail_job_run, finish_job_run, start_job_run
 
     def run(job: str, started: str, error: bool) -> None:
         run_id = start_job_run(engine, job, {})
