@@ -1,14 +1,15 @@
 -- purpose: recompute quota_usage for the period (all tenants, or :tenant_ids) in one set-based statement
 WITH active_subscriptions AS (
-    SELECT s.id, s.tenant_id, s.plan_id, p.code AS plan_code,
-           GREATEST(s.starts_on, CAST(:period_start AS date)) AS window_start,
-           LEAST(COALESCE(s.ends_on, CAST(:period_end AS date)), CAST(:period_end AS date))
-               AS window_end
-    FROM subscriptions s
-    JOIN plans p ON p.id = s.plan_id
-    WHERE s.starts_on <= CAST(:today AS date)
-      AND (s.ends_on IS NULL OR s.ends_on > CAST(:today AS date))
-      AND (CAST(:tenant_ids AS text[]) IS NULL OR s.tenant_id = ANY(CAST(:tenant_ids AS text[])))
+    -- NOTE: the subscription active on :today is the one whose window in the period
+    -- containing :today (the caller passes that period) holds :today: with
+    -- period_start <= today < period_end, window_start <= today < window_end is exactly
+    -- starts_on <= today AND (ends_on IS NULL OR ends_on > today).
+    SELECT w.subscription_id AS id, w.tenant_id, w.plan_id, p.code AS plan_code,
+           w.window_start, w.window_end
+    FROM subscription_windows(CAST(:period_start AS date), CAST(:period_end AS date),
+                              CAST(:tenant_ids AS text[])) AS w
+    JOIN plans p ON p.id = w.plan_id
+    WHERE w.window_start <= CAST(:today AS date) AND w.window_end > CAST(:today AS date)
 ),
 active_overrides AS (
     -- NOTE: several override windows may be stored for one metric; today's one wins, and if
