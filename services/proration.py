@@ -31,7 +31,12 @@ class Window:
 def subscription_window(
     starts_on: dt.date, ends_on: dt.date | None, period: BillingPeriod
 ) -> Window | None:
-    """The part of a subscription (ends_on exclusive, None = open) inside the period."""
+    """The part of a subscription (ends_on exclusive, None = open) inside the period.
+
+    NOTE: the Python twin of the SQL function `subscription_windows` (migration 0010), which
+    every statement needing a window calls; tests/services/test_subscription_window_sql.py
+    holds the two equal. Change both or neither.
+    """
     start = max(starts_on, period.start)
     end = min(ends_on or period.end, period.end)
     return Window(start, end) if start < end else None

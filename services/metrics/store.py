@@ -143,6 +143,12 @@ def refresh_tenant_metric_usage(
 def subscription_windows(
     conn: sa.Connection, periods: Sequence[BillingPeriod], tenant_ids: Sequence[str] | None
 ) -> list[SubscriptionWindow]:
+    """Every subscription's window in each period, ordered by tenant, period, start.
+
+    NOTE: read from the SQL function `subscription_windows` (migration 0010), the one home
+    of the rule with its twin services.proration.subscription_window; nothing is computed
+    here.
+    """
     if not periods:
         return []
     rows = conn.execute(

@@ -1,13 +1,9 @@
 -- purpose: days of each subscription window on which an override of `included` is in force, per metric and value
 WITH windows AS (
-    SELECT s.id AS subscription_id, s.tenant_id,
-           GREATEST(s.starts_on, CAST(:period_start AS date)) AS window_start,
-           LEAST(COALESCE(s.ends_on, CAST(:period_end AS date)), CAST(:period_end AS date))
-               AS window_end
-    FROM subscriptions AS s
-    WHERE s.starts_on < CAST(:period_end AS date)
-      AND (s.ends_on IS NULL OR s.ends_on > CAST(:period_start AS date))
-      AND (CAST(:tenant_ids AS text[]) IS NULL OR s.tenant_id = ANY(CAST(:tenant_ids AS text[])))
+    -- the rule is the function subscription_windows (migration 0010), inlined by Postgres
+    SELECT subscription_id, tenant_id, window_start, window_end
+    FROM subscription_windows(CAST(:period_start AS date), CAST(:period_end AS date),
+                              CAST(:tenant_ids AS text[]))
 ),
 override_days AS (
     -- NOTE: effective_to is exclusive (like ends_on). If stored windows ever overlap, the

@@ -5,11 +5,12 @@ FROM usage_daily AS u
 WHERE u.usage_date >= CAST(:period_start AS date)
   AND u.usage_date < CAST(:period_end AS date)
   AND (CAST(:tenant_ids AS text[]) IS NULL OR u.tenant_id = ANY(CAST(:tenant_ids AS text[])))
+  -- NOTE: "no subscription in the period" = no window in it (subscription_windows,
+  -- migration 0010), looked up per tenant of u (an index scan per tenant, as before).
   AND NOT EXISTS (
-      SELECT 1 FROM subscriptions AS s
-      WHERE s.tenant_id = u.tenant_id
-        AND s.starts_on < CAST(:period_end AS date)
-        AND (s.ends_on IS NULL OR s.ends_on > CAST(:period_start AS date))
+      SELECT 1
+      FROM subscription_windows(CAST(:period_start AS date), CAST(:period_end AS date)) AS w
+      WHERE w.tenant_id = u.tenant_id
   )
 GROUP BY u.tenant_id
 ORDER BY events DESC, u.tenant_id
