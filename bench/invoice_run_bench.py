@@ -1,6 +1,7 @@
 """Benchmark: the month-end invoice run, set-based, against a per-tenant ORM loop.
 
     uv run python bench/invoice_run_bench.py [--tenants 100000] [--sample 2000]
+                                             [--billable-metrics [--groups 20]]
                                              [--database-url URL] [--keep]
 
 1. Seeds a fresh database (embedded Postgres in a temp folder unless --database-url):
@@ -8,13 +9,24 @@
    sum/count/max aggregations), N tenants; 5% start mid-month, 5% change plan on the 16th,
    1% have an override of `included` for part of the month; usage_daily for every tenant,
    metric and day of November 2026 (N x 5 x 30 rows).
+   With --billable-metrics: the five billable metrics of bench/metrics_bench.py are created
+   through `services.metrics.catalog.create_metric` and every plan (created through
+   `services.catalog.create_plan`) also has a quota on each: tokens by model priced with
+   `matrix` (5 models with their own price and included, a default for the rest), mau
+   (unique_count, graduated), storage (time_weighted_sum, per_unit), p95_latency
+   (percentile, volume), eu_calls (sum with a region filter, package). metric_usage is
+   seeded set-based in the shape an ingest stores it (services.metrics.compute): per tenant
+   the calendar-month window and each subscription window, per window a row for each of
+   --groups models (20: every tenant uses every model) and the total row.
 2. Baseline: a straightforward per-tenant loop through the ORM (subscriptions, lazy plan
    and quotas, one aggregate query per metric, overrides, ORM inserts, a commit per
-   tenant) over the first --sample tenants, timed and extrapolated to N. Its drafts are
-   then deleted.
+   tenant; billable-metric quotas priced from metric_usage rows read per tenant and window)
+   over the first --sample tenants, timed and extrapolated to N. Its drafts are then deleted.
 3. The real thing: services.invoicing.generate_invoices for every tenant (timed, with its
    phases), a rerun (refreshes every draft: idempotency), and closing the period.
-4. Checks that both paths priced the sample identically, and prints invoices/s.
+4. Checks that both paths priced the sample identically, that the run wrote the expected
+   number of lines and one `group`-carrying line per (subscription window, model) (exit 1
+   otherwise), and prints invoices/s.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -35,12 +48,28 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from metrics_bench import FIVE_METRICS  # noqa: E402  (this folder is on sys.path)
+
+from models.api import PlanIn  # noqa: E402
 from models.money import round_money  # noqa: E402
 from models.period import BillingPeriod  # noqa: E402
 from models.pricing import pricing_from_row  # noqa: E402
-from models.tables import Invoice, InvoiceLine, QuotaOverride, Subscription, UsageDaily  # noqa: E402
+from models.pricing.matrix import Matrix  # noqa: E402
+from models.tables import (  # noqa: E402
+    Invoice,
+    InvoiceLine,
+    MetricUsage,
+    Plan,
+    PlanQuota,
+    QuotaOverride,
+    Subscription,
+    UsageDaily,
+)
+from services.catalog import create_plan  # noqa: E402
 from services.invoicing import close_period_invoices, generate_invoices  # noqa: E402
+from services.metrics.catalog import create_metric  # noqa: E402
 from services.proration import (  # noqa: E402
+    Window,
     billable_quantity,
     effective_included,
     prorate_base_fee,
@@ -53,29 +82,127 @@ from tallyflow.core.settings import Settings  # noqa: E402
 PERIOD = BillingPeriod.parse("2026-11")
 METRICS = ["api.calls", "storage.gb", "jobs", "egress.gb", "seats"]
 
+PLANS = [  # code, name, currency, base fee
+    ("starter", "Starter", "USD", "19.00"),
+    ("pro", "Pro", "USD", "99.00"),
+    ("scale", "Scale", "EUR", "499.00"),
+    ("jp", "Japan", "JPY", "9800"),
+]
+EVENT_QUOTAS: list[dict[str, Any]] = [
+    {
+        "metric": "api.calls",
+        "aggregation": "sum",
+        "included": "1000",
+        "pricing": {"model": "per_unit", "unit_price": "0.0021"},
+    },
+    {
+        "metric": "storage.gb",
+        "aggregation": "max",
+        "included": "10",
+        "pricing": {
+            "model": "graduated",
+            "tiers": [
+                {"up_to": "100", "unit_price": "0.10", "flat_fee": "1.00"},
+                {"up_to": "500", "unit_price": "0.07", "flat_fee": "0"},
+                {"up_to": None, "unit_price": "0.05", "flat_fee": "0"},
+            ],
+        },
+    },
+    {
+        "metric": "jobs",
+        "aggregation": "count",
+        "included": "0",
+        "pricing": {
+            "model": "volume",
+            "tiers": [
+                {"up_to": "500", "unit_price": "0.02", "flat_fee": "2.00"},
+                {"up_to": None, "unit_price": "0.015", "flat_fee": "0"},
+            ],
+        },
+    },
+    {
+        "metric": "egress.gb",
+        "aggregation": "sum",
+        "included": "50",
+        "pricing": {"model": "package", "package_size": "100", "package_price": "4.50"},
+    },
+    {
+        "metric": "seats",
+        "aggregation": "max",
+        "included": "3",
+        "pricing": {"model": "per_unit", "unit_price": "7.333"},
+    },
+]
+MODELS = [f"model-{i:02d}" for i in range(1, 21)]  # BILLABLE_MODELS of the generator
+# NOTE: quotas on the five billable metrics (no `aggregation`: they take the metric's).
+# tokens: 5 models with their own included and price (one graduated), a default for the rest.
+METRIC_QUOTAS: list[dict[str, Any]] = [
+    {
+        "metric": "tokens",
+        "pricing": {
+            "model": "matrix",
+            "prices": [
+                {
+                    "match": {"model": "model-01"},
+                    "included": "20000",
+                    "pricing": {
+                        "model": "graduated",
+                        "tiers": [
+                            {"up_to": "50000", "unit_price": "0.00003", "flat_fee": "0"},
+                            {"up_to": None, "unit_price": "0.00002", "flat_fee": "0"},
+                        ],
+                    },
+                },
+                *(
+                    {
+                        "match": {"model": MODELS[k]},
+                        "included": str(5000 * k),
+                        "pricing": {"model": "per_unit", "unit_price": f"0.0000{k + 1}"},
+                    }
+                    for k in range(1, 5)
+                ),
+            ],
+            "default": {
+                "included": "1000",
+                "pricing": {"model": "per_unit", "unit_price": "0.000004"},
+            },
+        },
+    },
+    {
+        "metric": "mau",
+        "included": "50",
+        "pricing": {
+            "model": "graduated",
+            "tiers": [
+                {"up_to": "1000", "unit_price": "0.05", "flat_fee": "0"},
+                {"up_to": None, "unit_price": "0.03", "flat_fee": "0"},
+            ],
+        },
+    },
+    {
+        "metric": "storage",
+        "included": "100",
+        "pricing": {"model": "per_unit", "unit_price": "0.00021"},
+    },
+    {
+        "metric": "p95_latency",
+        "included": "0",
+        "pricing": {
+            "model": "volume",
+            "tiers": [
+                {"up_to": "300", "unit_price": "0", "flat_fee": "0"},
+                {"up_to": None, "unit_price": "0.01", "flat_fee": "5.00"},
+            ],
+        },
+    },
+    {
+        "metric": "eu_calls",
+        "included": "1000",
+        "pricing": {"model": "package", "package_size": "1000", "package_price": "0.40"},
+    },
+]
+
 # NOTE: bench-only seeding SQL stays here (it is not part of the product's sql/).
-SEED_PLANS = """
-INSERT INTO plans (code, name, currency, base_fee) VALUES
-  ('starter', 'Starter', 'USD', 19.00), ('pro', 'Pro', 'USD', 99.00),
-  ('scale', 'Scale', 'EUR', 499.00), ('jp', 'Japan', 'JPY', 9800)
-"""
-SEED_QUOTAS = """
-INSERT INTO plan_quotas (plan_id, metric, aggregation, included, pricing_model, pricing)
-SELECT p.id, m.metric, m.aggregation, m.included, m.model, CAST(m.pricing AS jsonb)
-FROM plans p CROSS JOIN (VALUES
-  ('api.calls', 'sum', 1000, 'per_unit', '{"model": "per_unit", "unit_price": "0.0021"}'),
-  ('storage.gb', 'max', 10, 'graduated', '{"model": "graduated", "tiers": [
-      {"up_to": "100", "unit_price": "0.10", "flat_fee": "1.00"},
-      {"up_to": "500", "unit_price": "0.07", "flat_fee": "0"},
-      {"up_to": null, "unit_price": "0.05", "flat_fee": "0"}]}'),
-  ('jobs', 'count', 0, 'volume', '{"model": "volume", "tiers": [
-      {"up_to": "500", "unit_price": "0.02", "flat_fee": "2.00"},
-      {"up_to": null, "unit_price": "0.015", "flat_fee": "0"}]}'),
-  ('egress.gb', 'sum', 50, 'package',
-      '{"model": "package", "package_size": "100", "package_price": "4.50"}'),
-  ('seats', 'max', 3, 'per_unit', '{"model": "per_unit", "unit_price": "7.333"}')
-) AS m(metric, aggregation, included, model, pricing)
-"""
 # tenant i: plan (i % 4); i % 20 = 1 starts mid-month; i % 20 = 2 changes starter -> pro
 SEED_SUBSCRIPTIONS = """
 INSERT INTO subscriptions (tenant_id, plan_id, starts_on, ends_on)
@@ -113,13 +240,120 @@ CROSS JOIN (VALUES ('api.calls', 1), ('storage.gb', 2), ('jobs', 3), ('egress.gb
                    ('seats', 5)) AS m(metric, k)
 """
 
+# The windows metric_usage holds (services.metrics.compute, create_metric_windows): per
+# tenant with events the calendar month, plus each subscription window (one row when equal).
+SEED_METRIC_WINDOWS = """
+CREATE TEMP TABLE bench_metric_windows ON COMMIT DROP AS
+WITH sub AS (
+    SELECT s.tenant_id, GREATEST(s.starts_on, DATE '2026-11-01') AS window_start,
+           LEAST(COALESCE(s.ends_on, DATE '2026-12-01'), DATE '2026-12-01') AS window_end
+    FROM subscriptions AS s
+    WHERE s.starts_on < DATE '2026-12-01' AND (s.ends_on IS NULL OR s.ends_on > DATE '2026-11-01')
+)
+SELECT tenant_id, CAST(substr(tenant_id, 2) AS int) AS i, window_start, window_end,
+       window_end - window_start AS days
+FROM sub
+UNION
+SELECT tenant_id, CAST(substr(tenant_id, 2) AS int), DATE '2026-11-01', DATE '2026-12-01', 30
+FROM sub
+"""
+# tokens: :groups models per window (tenant i uses models i+1 .. i+groups, mod 20); the
+# group_key is the canonical JSON text services.metrics.store.group_key writes.
+SEED_TOKEN_GROUPS = """
+INSERT INTO metric_usage (metric_code, tenant_id, period_start, window_start, window_end,
+                          group_key, group_values, value, as_of)
+SELECT 'tokens', w.tenant_id, DATE '2026-11-01', w.window_start, w.window_end,
+       '{"model": "' || m.model || '"}', jsonb_build_object('model', m.model),
+       round(((w.i * 37 + m.k * 1009) % 200000 + 0.125) * w.days / 30, 6),
+       TIMESTAMPTZ '2026-12-01 01:00+00'
+FROM bench_metric_windows AS w
+CROSS JOIN generate_series(0, :groups - 1) AS g(n)
+CROSS JOIN LATERAL (
+    SELECT (w.i + g.n) % 20 + 1 AS k,
+           'model-' || lpad(CAST((w.i + g.n) % 20 + 1 AS text), 2, '0') AS model
+) AS m
+"""
+# the total of a sum metric is the sum of its groups (every event is in one group)
+SEED_TOKEN_TOTALS = """
+INSERT INTO metric_usage (metric_code, tenant_id, period_start, window_start, window_end,
+                          group_key, group_values, value, as_of)
+SELECT metric_code, tenant_id, period_start, window_start, window_end, '', NULL, sum(value),
+       TIMESTAMPTZ '2026-12-01 01:00+00'
+FROM metric_usage
+WHERE metric_code = 'tokens'
+GROUP BY metric_code, tenant_id, period_start, window_start, window_end
+"""
+# the ungrouped metrics: one total row per window each
+SEED_METRIC_TOTALS = """
+INSERT INTO metric_usage (metric_code, tenant_id, period_start, window_start, window_end,
+                          group_key, group_values, value, as_of)
+SELECT m.code, w.tenant_id, DATE '2026-11-01', w.window_start, w.window_end, '', NULL,
+       CASE m.code
+           WHEN 'mau' THEN 1 + (w.i * 13 + w.days) % 3000
+           WHEN 'storage' THEN round(((w.i * 17) % 100000 + 0.333333) * w.days / 30, 6)
+           WHEN 'p95_latency' THEN 40.5 + (w.i * 7 + w.days) % 600
+           ELSE round(((w.i * 11) % 50000) * w.days / 30.0, 6)
+       END,
+       TIMESTAMPTZ '2026-12-01 01:00+00'
+FROM bench_metric_windows AS w
+CROSS JOIN (VALUES ('mau'), ('storage'), ('p95_latency'), ('eu_calls')) AS m(code)
+"""
 
-def seed(engine: sa.Engine, tenants: int) -> None:
+
+def seed_catalog(conn: sa.Connection, billable_metrics: bool) -> None:
+    """The plans (and, with billable_metrics, the five metrics) through the services."""
+    quotas = EVENT_QUOTAS
+    if billable_metrics:
+        for metric in FIVE_METRICS:
+            create_metric(conn, metric)
+        quotas = [*EVENT_QUOTAS, *METRIC_QUOTAS]
+    for code, name, currency, base_fee in PLANS:
+        create_plan(
+            conn,
+            PlanIn.model_validate(
+                {
+                    "code": code,
+                    "name": name,
+                    "currency": currency,
+                    "base_fee": base_fee,
+                    "quotas": quotas,
+                }
+            ),
+        )
+
+
+def seed_metric_usage(conn: sa.Connection, groups: int) -> None:
+    """metric_usage rows of November for every tenant, window and group (set-based)."""
+    conn.execute(sa.text("ALTER TABLE metric_usage DROP CONSTRAINT pk_metric_usage"))
+    conn.execute(sa.text("DROP INDEX ix_metric_usage_metric_period"))
+    conn.execute(sa.text("DROP INDEX ix_metric_usage_tenant_window"))
+    conn.execute(sa.text(SEED_METRIC_WINDOWS))
+    conn.execute(sa.text(SEED_TOKEN_GROUPS), {"groups": groups})
+    conn.execute(sa.text(SEED_TOKEN_TOTALS))
+    conn.execute(sa.text(SEED_METRIC_TOTALS))
+    conn.execute(
+        sa.text(
+            "ALTER TABLE metric_usage ADD CONSTRAINT pk_metric_usage PRIMARY KEY"
+            " (metric_code, tenant_id, window_start, window_end, group_key)"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_metric_usage_metric_period ON metric_usage (metric_code, period_start)"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_metric_usage_tenant_window ON metric_usage (tenant_id, window_start)"
+        )
+    )
+
+
+def seed(engine: sa.Engine, tenants: int, *, billable_metrics: bool, groups: int) -> None:
     t0 = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL maintenance_work_mem = '512MB'"))
-        conn.execute(sa.text(SEED_PLANS))
-        conn.execute(sa.text(SEED_QUOTAS))
+        seed_catalog(conn, billable_metrics)
         # NOTE: the overlap trigger takes one advisory lock per tenant; 100k of them in one
         # transaction exhaust the lock table. The seed is overlap-free by construction.
         conn.execute(sa.text("ALTER TABLE subscriptions DISABLE TRIGGER subscriptions_no_overlap"))
@@ -139,18 +373,25 @@ def seed(engine: sa.Engine, tenants: int) -> None:
             )
         )
         conn.execute(sa.text("CREATE INDEX ix_usage_daily_usage_date ON usage_daily (usage_date)"))
+        if billable_metrics:
+            seed_metric_usage(conn, groups)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))
         rows = conn.execute(sa.text("SELECT count(*) FROM usage_daily")).scalar_one()
         subs = conn.execute(sa.text("SELECT count(*) FROM subscriptions")).scalar_one()
+        metric_rows = conn.execute(sa.text("SELECT count(*) FROM metric_usage")).scalar_one()
     print(
-        f"seeded {tenants:,} tenants, {subs:,} subscriptions, {rows:,} usage_daily rows"
-        f" in {time.perf_counter() - t0:.1f} s"
+        f"seeded {tenants:,} tenants, {subs:,} subscriptions, {rows:,} usage_daily rows,"
+        f" {metric_rows:,} metric_usage rows in {time.perf_counter() - t0:.1f} s"
     )
 
 
-def orm_loop(engine: sa.Engine, tenant_ids: list[str]) -> float:
-    """The straightforward way: per tenant, ORM queries, Python pricing, ORM inserts, commit."""
+def orm_loop(engine: sa.Engine, tenant_ids: list[str], metric_codes: frozenset[str]) -> float:
+    """The straightforward way: per tenant, ORM queries, Python pricing, ORM inserts, commit.
+
+    A quota on a billable metric (`metric_codes`) is priced from the tenant's metric_usage
+    rows of the window: the total, or each group by its matrix entry.
+    """
     t0 = time.perf_counter()
     with Session(engine) as session:
         for tenant_id in tenant_ids:
@@ -195,6 +436,11 @@ def orm_loop(engine: sa.Engine, tenant_ids: list[str]) -> float:
                     )
                 )
                 for quota in plan.quotas:
+                    if quota.metric in metric_codes:
+                        invoice.lines.extend(
+                            _orm_metric_lines(session, tenant_id, sub, window, quota, plan, invoice)
+                        )
+                        continue
                     column = {
                         "sum": sa.func.sum(UsageDaily.quantity_sum),
                         "count": sa.func.sum(UsageDaily.event_count),
@@ -252,6 +498,74 @@ def orm_loop(engine: sa.Engine, tenant_ids: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def _orm_metric_lines(
+    session: Session,
+    tenant_id: str,
+    sub: Subscription,
+    window: Window,
+    quota: PlanQuota,
+    plan: Plan,
+    invoice: Invoice,
+) -> list[InvoiceLine]:
+    """A billable metric's usage line(s) of one window: one per group under matrix pricing."""
+    rows = session.scalars(
+        sa.select(MetricUsage)
+        .where(
+            MetricUsage.tenant_id == tenant_id,
+            MetricUsage.metric_code == quota.metric,
+            MetricUsage.window_start == window.start,
+            MetricUsage.window_end == window.end,
+        )
+        .order_by(MetricUsage.group_key)
+    ).all()
+    pricing = pricing_from_row(quota.pricing_model, quota.pricing)
+    first = len(invoice.lines) + 1
+    common = {
+        "kind": "usage",
+        "subscription_id": sub.id,
+        "plan_code": plan.code,
+        "metric": quota.metric,
+        "description": quota.metric,
+        "window_start": window.start,
+        "window_end": window.end,
+        "pricing_model": quota.pricing_model,
+    }
+    if isinstance(pricing, Matrix):
+        lines = []
+        for r in rows:
+            if r.group_key == "":
+                continue
+            assert r.group_values is not None
+            price = pricing.price_group(r.group_values, r.value)
+            lines.append(
+                InvoiceLine(
+                    line_no=first + len(lines),
+                    quantity=r.value,
+                    included=price.included,
+                    billable_quantity=price.billable,
+                    amount=round_money(price.result.amount, plan.currency),
+                    breakdown={"items": price.result.breakdown_json()},
+                    group=r.group_values,
+                    **common,
+                )
+            )
+        return lines
+    quantity = next((r.value for r in rows if r.group_key == ""), Decimal(0))
+    billable = billable_quantity(quantity, quota.included)
+    priced = pricing.compute(billable)
+    return [
+        InvoiceLine(
+            line_no=first,
+            quantity=quantity,
+            included=quota.included,
+            billable_quantity=billable,
+            amount=round_money(priced.amount, plan.currency),
+            breakdown={"items": priced.breakdown_json()},
+            **common,
+        )
+    ]
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a local process (the Postgres backend), from /proc."""
     try:
@@ -273,13 +587,84 @@ def sample_totals(engine: sa.Engine, tenant_ids: list[str]) -> dict[str, Decimal
     return {r.tenant_id: r.total for r in rows}
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def check_lines(
+    engine: sa.Engine, lines: int, event_quotas: int, billable_metrics: bool
+) -> list[str]:
+    """Errors in the run's lines: their number (a base fee and one line per quota per
+    subscription window; one per group with usage for the matrix quota), and every tokens
+    line carrying the group of a metric_usage row of its window."""
+    errors = []
+    with engine.connect() as conn:
+        windows = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM subscriptions WHERE starts_on < :end"
+                " AND (ends_on IS NULL OR ends_on > :start)"
+            ),
+            {"start": PERIOD.start, "end": PERIOD.end},
+        ).scalar_one()
+        expected = windows * (1 + event_quotas)
+        if billable_metrics:
+            groups = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM metric_usage u JOIN subscriptions s"
+                    " ON s.tenant_id = u.tenant_id"
+                    " AND u.window_start = GREATEST(s.starts_on, :start)"
+                    " AND u.window_end = LEAST(COALESCE(s.ends_on, :end), :end)"
+                    " WHERE u.metric_code = 'tokens' AND u.group_key <> ''"
+                    " AND s.starts_on < :end AND (s.ends_on IS NULL OR s.ends_on > :start)"
+                ),
+                {"start": PERIOD.start, "end": PERIOD.end},
+            ).scalar_one()
+            expected += windows * (len(METRIC_QUOTAS) - 1) + groups
+            grouped, matched, ungrouped = conn.execute(
+                sa.text(
+                    'SELECT count(*) FILTER (WHERE l."group" IS NOT NULL),'
+                    " count(u.value) FILTER (WHERE u.value = l.quantity),"
+                    ' count(*) FILTER (WHERE l."group" IS NULL)'
+                    " FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id"
+                    " LEFT JOIN metric_usage u ON u.metric_code = l.metric"
+                    " AND u.tenant_id = i.tenant_id AND u.window_start = l.window_start"
+                    ' AND u.window_end = l.window_end AND u.group_values = l."group"'
+                    " WHERE l.metric = 'tokens'"
+                )
+            ).one()
+            print(
+                f"  tokens lines: {grouped:,} with a group ({groups:,} expected),"
+                f" {matched:,} equal to their metric_usage group row, {ungrouped:,} without"
+            )
+            if not grouped == matched == groups or ungrouped:
+                errors.append(
+                    f"tokens lines: {grouped} grouped, {matched} matching metric_usage,"
+                    f" {ungrouped} without a group; expected {groups} grouped and matching"
+                )
+    print(f"  line count check: {lines:,} lines, {expected:,} expected")
+    if lines != expected:
+        errors.append(f"{lines} invoice lines, expected {expected}")
+    return errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000)
+    parser.add_argument(
+        "--billable-metrics",
+        action="store_true",
+        help="also define the five billable metrics, quotas on them and their metric_usage",
+    )
+    parser.add_argument(
+        "--groups", type=int, default=20, help="models (tokens groups) per window, 1-20"
+    )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the embedded database folder")
     args = parser.parse_args()
+    if not 1 <= args.groups <= len(MODELS):
+        parser.error(f"--groups must be between 1 and {len(MODELS)}")
+    print(f"load average at start: {_load()}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="tallyflow-invoice-bench-"))
     server = None
@@ -295,10 +680,13 @@ def main() -> None:
     try:
         engine = get_engine(Settings(database_url=url))
         migrate.upgrade(engine)
-        seed(engine, args.tenants)
+        seed(engine, args.tenants, billable_metrics=args.billable_metrics, groups=args.groups)
+        metric_codes = (
+            frozenset(m["code"] for m in FIVE_METRICS) if args.billable_metrics else frozenset()
+        )
 
         sample = [f"t{i:06d}" for i in range(1, args.sample + 1)]
-        orm_s = orm_loop(engine, sample)
+        orm_s = orm_loop(engine, sample, metric_codes)
         orm_totals = sample_totals(engine, sample)
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM invoices"))
@@ -346,6 +734,7 @@ def main() -> None:
             f"  sample check: {len(orm_totals) - len(mismatches):,}/{len(orm_totals):,}"
             " equal totals"
         )
+        line_errors = check_lines(engine, lines, len(EVENT_QUOTAS), args.billable_metrics)
 
         t0 = time.perf_counter()
         with engine.begin() as conn:
@@ -363,6 +752,9 @@ def main() -> None:
             f" {(args.tenants / orm_rate) / runs[0]:.0f}x faster"
             f" (best run {best:.1f} s, target < 60 s: {'met' if runs[0] < 60 else 'MISSED'})"
         )
+        print(f"load average at end: {_load()}")
+        if line_errors:
+            raise SystemExit("; ".join(line_errors))
         if mismatches:
             raise SystemExit(
                 f"sample totals differ for {len(mismatches)} tenants, e.g. {mismatches[:5]}"

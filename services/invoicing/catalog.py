@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from models.pricing import pricing_from_row
@@ -24,6 +25,8 @@ from services.invoicing.compute import (
 )
 from services.proration import Window
 from tallyflow.core.sqlfiles import sql
+
+ZERO = Decimal(0)
 
 
 def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
@@ -107,6 +110,13 @@ class _MetricValuesByWindow:
         return {code: found.get(code, MetricValues(grouped=g)) for code, g in self.codes.items()}
 
 
+def _jsonb_group(group_key: str) -> dict[str, str | None]:
+    """A group's values from its group_key text, keys in the order JSONB keeps them (by
+    length, then bytes), as reading the row's group_values would give them."""
+    values: dict[str, str | None] = orjson.loads(group_key)
+    return dict(sorted(values.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode())))
+
+
 def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _MetricValuesByWindow:
     codes = {
         r.code: bool(r.group_by)
@@ -115,11 +125,28 @@ def _load_metric_values(conn: sa.Connection, params: Mapping[str, Any]) -> _Metr
     out = _MetricValuesByWindow(codes)
     if not codes:
         return out
-    for r in conn.execute(sql("metrics/select_metric_window_usage"), params).all():
-        per = out.rows.setdefault((r.tenant_id, r.window_start, r.window_end), {})
-        old = per.get(r.metric_code, MetricValues(grouped=codes.get(r.metric_code, False)))
-        if r.group_key == "":
-            per[r.metric_code] = old._replace(total=r.value)
-        else:
-            per[r.metric_code] = old._replace(groups=(*old.groups, (dict(r.group_values), r.value)))
+    # NOTE: a full run reads millions of rows (a row per window, metric and group): plain
+    # tuples, one parse per distinct group_key, and each window's MetricValues built once.
+    groups_by_key: dict[str, dict[str, str | None]] = {}
+    totals: dict[tuple[str, dt.date, dt.date, str], Decimal] = {}
+    groups: dict[tuple[str, dt.date, dt.date, str], list[tuple[Mapping[str, str | None], Decimal]]]
+    groups = defaultdict(list)
+    rows = conn.execute(sql("metrics/select_metric_window_usage"), params).all()
+    for tenant_id, code, window_start, window_end, group_key, value in rows:
+        key = (tenant_id, window_start, window_end, code)
+        if group_key == "":
+            totals[key] = value
+            continue
+        group = groups_by_key.get(group_key)
+        if group is None:
+            group = groups_by_key[group_key] = _jsonb_group(group_key)
+        groups[key].append((group, value))
+    del rows
+    for key in totals.keys() | groups.keys():
+        tenant_id, window_start, window_end, code = key
+        out.rows.setdefault((tenant_id, window_start, window_end), {})[code] = MetricValues(
+            total=totals.get(key, ZERO),
+            groups=tuple(groups.get(key, ())),
+            grouped=codes.get(code, False),
+        )
     return out

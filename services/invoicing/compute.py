@@ -18,7 +18,7 @@ from models.money import quantum, round_money
 from models.period import BillingPeriod
 from models.pricing import PricingModel
 from models.pricing.base import PRICING_CONTEXT
-from models.pricing.matrix import Matrix
+from models.pricing.matrix import Matrix, MatrixEntry
 from services.commitment import TrueUp, commitment_true_up
 from services.proration import Window, billable_quantity, effective_included, prorate_base_fee
 from tallyflow.core.errors import Conflict
@@ -43,6 +43,21 @@ class QuotaTerms:
     included: Decimal
     pricing: PricingModel
     pricing_json: Mapping[str, Any]
+    # NOTE: a matrix quota's terms per group (its items), filled as groups are priced: an
+    # invoice run prices the same few groups for every tenant, and finding the matching
+    # entry was most of a group line's cost.
+    group_terms: dict[tuple[tuple[str, str | None], ...], GroupTerms] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
+
+
+class GroupTerms(NamedTuple):
+    """What a matrix quota's line of one group always shows: the entry and the labels."""
+
+    number: int | None  # 1-based entry; None = default
+    entry: MatrixEntry
+    label: str  # key=value, ...
+    entry_text: str  # "price N" or "default"
 
 
 @dataclass(frozen=True)
@@ -302,15 +317,26 @@ def _matrix_usage_lines(
     """Issue 13: one usage line per group with usage in the window, each priced by the
     matrix entry it matches first (else `default`) on max(0, value - entry's included).
     Overrides of `included` do not apply to matrix quotas (the quota's included is 0)."""
-    assert isinstance(quota.pricing, Matrix)
+    matrix = quota.pricing
+    assert isinstance(matrix, Matrix)
     lines: list[DraftLine] = []
     values = w.metrics[quota.metric]
     for group, value in sorted(
         values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)
     ):
-        price = quota.pricing.price_group(group, value)
-        label = ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items())
-        entry = "default" if price.entry is None else f"price {price.entry}"
+        key = tuple(group.items())
+        terms = quota.group_terms.get(key)
+        if terms is None:
+            number, entry = matrix.entry_for(group)
+            terms = quota.group_terms[key] = GroupTerms(
+                number,
+                entry,
+                ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items()),
+                "default" if number is None else f"price {number}",
+            )
+        entry = terms.entry
+        billable = max(PRICING_CONTEXT.subtract(value, entry.included), ZERO)
+        result = entry.pricing.compute(billable)
         lines.append(
             DraftLine(
                 line_no=first_line_no + len(lines),
@@ -319,24 +345,24 @@ def _matrix_usage_lines(
                 plan_code=w.plan.code,
                 metric=quota.metric,
                 description=(
-                    f"{quota.metric} [{label}]: {value!s} ({quota.aggregation}),"
-                    f" {price.included!s} included, {price.billable!s} billable,"
-                    f" matrix {entry}"
+                    f"{quota.metric} [{terms.label}]: {value!s} ({quota.aggregation}),"
+                    f" {entry.included!s} included, {billable!s} billable,"
+                    f" matrix {terms.entry_text}"
                 ),
                 window_start=w.window.start,
                 window_end=w.window.end,
                 quantity=value,
-                included=price.included,
-                billable_quantity=price.billable,
-                pricing_model=quota.pricing.model,
-                amount=round_money(price.result.amount, currency),
+                included=entry.included,
+                billable_quantity=billable,
+                pricing_model=matrix.model,
+                amount=round_money(result.amount, currency),
                 breakdown={
                     "aggregation": quota.aggregation,
                     "group": dict(group),
-                    "matrix_entry": price.entry,
+                    "matrix_entry": terms.number,
                     "pricing": quota.pricing_json,
-                    "items": price.result.breakdown_json(),
-                    "unrounded_amount": str(price.result.amount),
+                    "items": result.breakdown_json(),
+                    "unrounded_amount": str(result.amount),
                 },
                 group=dict(group),
             )
