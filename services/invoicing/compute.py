@@ -58,6 +58,7 @@ class GroupTerms(NamedTuple):
     entry: MatrixEntry
     label: str  # key=value, ...
     entry_text: str  # "price N" or "default"
+    pricing_json: Mapping[str, Any]  # the entry's own pricing
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ def _matrix_usage_lines(
                 entry,
                 ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items()),
                 "default" if number is None else f"price {number}",
+                entry.pricing.to_json(),
             )
         entry = terms.entry
         billable = max(PRICING_CONTEXT.subtract(value, entry.included), ZERO)
@@ -360,7 +362,9 @@ def _matrix_usage_lines(
                     "aggregation": quota.aggregation,
                     "group": dict(group),
                     "matrix_entry": terms.number,
-                    "pricing": quota.pricing_json,
+                    # NOTE: the entry that priced this group, not the whole matrix (the
+                    # quota's terms name it all): the line's own price, as a document shows it.
+                    "pricing": terms.pricing_json,
                     "items": result.breakdown_json(),
                     "unrounded_amount": str(result.amount),
                 },

@@ -17,6 +17,7 @@ from models.api import PlanIn, SubscriptionIn
 from models.period import BillingPeriod
 from services.catalog import create_plan, create_subscription
 from services.invoicing import generate_invoices, get_invoice
+from services.invoicing.documents import render
 from services.metrics.catalog import create_metric
 from services.quota import check_quota, refresh_quota_usage
 from tallyflow.core.errors import InvalidInput
@@ -167,6 +168,15 @@ def test_metric_defined_after_ingest_bills_the_past_month_through_backfill(
         ("tokens", {"model": None}, D(3), D(3), D("3.00")),  # default: null matches missing
     ]
     assert invoice.total == D("24.70")
+    # each group's line keeps the entry that priced it, and its document shows that price
+    tokens = [li for li in invoice.lines or () if li.metric == "tokens"]
+    assert [(li.breakdown["matrix_entry"], li.breakdown["pricing"]) for li in tokens] == [
+        (1, {"model": "per_unit", "unit_price": "2"}),
+        (None, {"model": "per_unit", "unit_price": "1"}),
+        (None, {"model": "per_unit", "unit_price": "1"}),
+    ]
+    page = render(invoice, settings, "html").decode()
+    assert "model=large" in page and "$2.00 / unit" in page and "$1.00 / unit" in page
 
     # a later run keeps the metrics current: late events re-aggregate the month
     write_jsonl(
