@@ -564,6 +564,7 @@ def test_database_refuses_changes_to_a_closed_invoice(engine: Engine, statement:
     with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
         conn.execute(sa.text(statement), {"id": acme.id})
     assert getattr(info.value.orig, "sqlstate", None) == "55000"
+    assert f"invoice {acme.id} is closed" in str(info.value.orig)  # names the invoice
     assert _invoice_of(engine, "acme").lines == acme.lines
 
 

@@ -1,0 +1,2 @@
+-- purpose: refresh the planner's statistics of invoices after a run opened many new drafts
+ANALYZE invoices
