@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -12,14 +13,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from services import lake_guard
-from services.ingest.readers import FileValidation, LandingFile
+from services.ingest.discovery import LandingFile, has_pushed_events
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import (
-    StageLimits,
-    ValidateFiles,
-    quarantine_unreadable_files,
-    stage_events,
-)
 from services.job_runs import fail_job_run, start_job_run, usage_write_lock
 from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
@@ -28,11 +23,16 @@ from tallyflow.core.resources import Resources, resources_from_env
 from tallyflow.runtime.dask import cluster_threads, dask_task_runner, map_in_order
 from tasks.ingest import (
     aggregate_touched_days,
+    commit_idle_ingest_run,
     commit_ingest_run,
     discover_landing_files,
     stage_new_events,
     validate_landing_file,
 )
+
+if TYPE_CHECKING:
+    from services.ingest.readers import FileValidation
+    from services.ingest.staging import ValidateFiles
 
 
 def run_ingest(
@@ -45,10 +45,6 @@ def run_ingest(
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     lake_root = res.settings.lake_location.url
-    limits = StageLimits(
-        inbox_chunk_events=res.settings.inbox_chunk_events,
-        compact_day_files=res.settings.lake_compact_day_files,
-    )
     with (
         usage_write_lock(res.engine) as lock_pid,
         dask_task_runner(res.settings.dask_address) as runner,
@@ -80,50 +76,16 @@ def run_ingest(
             for path in ignored:
                 logger.warning("ignored %s: not a usage file type", path)
             logger.info("%d new files, %d already ingested", len(files), skipped)
-            if runner is None:
-                staged = stage_new_events(
-                    res.engine,
-                    lake_root,
-                    files,
-                    now,
-                    run_id,
-                    drain_inbox=drain_inbox,
-                    limits=limits,
+            if not files and not (drain_inbox and _inbox_waiting(res)):
+                # NOTE: nothing to stage, aggregate or load: the run still commits (quotas
+                # and alerts refreshed, its job run and summary), without loading the readers.
+                summary = commit_idle_ingest_run(
+                    res.engine, run_id, skipped, ignored, now, lock_pid
                 )
             else:
-                # NOTE: staged from the flow body, not inside the stage task: a task run
-                # submitted from inside another task carries that task's context to the
-                # worker, parameters included (the engine cannot be pickled). The files'
-                # validations run on the cluster, at most `window` in flight, and come
-                # back in file order; dedupe and lake writes stay here.
-                staged = stage_events(
-                    res.engine,
-                    lake_root,
-                    files,
-                    now,
-                    run_id,
-                    drain_inbox=drain_inbox,
-                    validate_files=_validate_on(runner),
-                    limits=limits,
+                summary = _stage_and_commit(
+                    res, runner, run_id, files, skipped, ignored, now, lock_pid, drain_inbox
                 )
-            quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
-            crash_point("ingest.lake_written")
-            days, daily = aggregate_touched_days(
-                res.engine, lake_root, staged.new_files, staged.retired
-            )
-            crash_point("ingest.aggregated")
-            summary = commit_ingest_run(
-                res.engine,
-                run_id,
-                staged,
-                days,
-                daily,
-                skipped,
-                ignored,
-                now,
-                lock_pid,
-                lake_root=lake_root,
-            )
             crash_point("ingest.committed")
         except BaseException as exc:
             fail_job_run(res.engine, run_id, exc)
@@ -138,6 +100,75 @@ def run_ingest(
         summary.days,
     )
     return summary
+
+
+def _inbox_waiting(res: Resources) -> bool:
+    with res.engine.connect() as conn:
+        return has_pushed_events(conn)
+
+
+def _stage_and_commit(
+    res: Resources,
+    runner: TaskRunner[Any] | None,
+    run_id: uuid.UUID,
+    files: list[LandingFile],
+    skipped: int,
+    ignored: list[str],
+    now: dt.datetime,
+    lock_pid: int,
+    drain_inbox: bool,
+) -> IngestSummary:
+    """Stage the files' and the inbox's new events in the lake, aggregate the touched days,
+    commit (the readers, Polars and DuckDB are imported here, not by a run with nothing new)."""
+    from services.ingest.staging import StageLimits, quarantine_unreadable_files, stage_events
+
+    lake_root = res.settings.lake_location.url
+    limits = StageLimits(
+        inbox_chunk_events=res.settings.inbox_chunk_events,
+        compact_day_files=res.settings.lake_compact_day_files,
+    )
+    if runner is None:
+        staged = stage_new_events(
+            res.engine,
+            lake_root,
+            files,
+            now,
+            run_id,
+            drain_inbox=drain_inbox,
+            limits=limits,
+        )
+    else:
+        # NOTE: staged from the flow body, not inside the stage task: a task run
+        # submitted from inside another task carries that task's context to the
+        # worker, parameters included (the engine cannot be pickled). The files'
+        # validations run on the cluster, at most `window` in flight, and come
+        # back in file order; dedupe and lake writes stay here.
+        staged = stage_events(
+            res.engine,
+            lake_root,
+            files,
+            now,
+            run_id,
+            drain_inbox=drain_inbox,
+            validate_files=_validate_on(runner),
+            limits=limits,
+        )
+    quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
+    crash_point("ingest.lake_written")
+    days, daily = aggregate_touched_days(res.engine, lake_root, staged.new_files, staged.retired)
+    crash_point("ingest.aggregated")
+    return commit_ingest_run(
+        res.engine,
+        run_id,
+        staged,
+        days,
+        daily,
+        skipped,
+        ignored,
+        now,
+        lock_pid,
+        lake_root=lake_root,
+    )
 
 
 def _validate_on(runner: TaskRunner[Any]) -> ValidateFiles:
