@@ -23,6 +23,7 @@ from services.alerts import evaluate_alerts
 from services.ingest import lake
 from services.ingest.discovery import StatFile, record_landing_stats
 from services.ingest.reports import IngestSummary
+from services.ingest.usage_daily import replace_usage_days
 from services.job_runs import USAGE_LOCK_KEY, finish_job_run
 from services.metrics.catalog import list_metrics
 from services.quota import refresh_quota_usage
@@ -98,7 +99,6 @@ def commit_ingest(
     manifest (compacted files in, the files they replace out), key index, inbox drained,
     usage days, quota refresh, job run. Before it commits, nothing of the run is visible."""
     from services.ingest.dedupe import index_new_events
-    from services.ingest.usage_daily import replace_usage_days
     from services.metrics.store import refresh_metric_usage
 
     reasons = Counter(staged.rejected.get_column("reason").to_list())
