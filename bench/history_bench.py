@@ -10,7 +10,7 @@ For each history (a fresh TALLYFLOW_HOME, its own embedded Postgres): one JSONL 
 `events-per-day` events a day for `days` days is ingested (one lake file a day), then
 `landing-files` one-event files in the landing folder are ingested (untimed set-up, its
 time printed). Timed, `repeats` times each, median printed (the flow call
-`flows.ingest_usage.ingest_usage()` on the landing folder, against one Prefect test server
+`flows.ingest_usage.ingest_usage()` on the landing folder, against one background Prefect server
 started once for the whole run):
 
 - no-op: nothing new (every landing file known);
