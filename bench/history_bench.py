@@ -10,7 +10,7 @@ For each history (a fresh TALLYFLOW_HOME, its own embedded Postgres): one JSONL 
 `events-per-day` events a day for `days` days is ingested (one lake file a day), then
 `landing-files` one-event files in the landing folder are ingested (untimed set-up, its
 time printed). Timed, `repeats` times each, median printed (the flow call
-`flows.ingest_usage.ingest_usage()` on the landing folder, against one Prefect test server
+`flows.ingest_usage.ingest_usage()` on the landing folder, against one background Prefect server
 started once for the whole run):
 
 - no-op: nothing new (every landing file known);
@@ -26,9 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
@@ -36,7 +35,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import _harness
 import polars as pl
+
+sys.path.insert(0, str(_harness.ROOT))
 
 LAST_DAY = date(2026, 10, 31)
 
@@ -60,28 +62,6 @@ def _write_jsonl(frame: pl.DataFrame, path: Path) -> None:
     frame.write_ndjson(path)
 
 
-def _stop_postgres(home: Path) -> None:
-    pid_file = home / "pg" / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().splitlines()[0])
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
-        if not pid_file.exists():
-            return
-        time.sleep(0.1)
-
-
-def _use(home: Path) -> None:
-    for name in [k for k in os.environ if k.startswith("TALLYFLOW_")]:
-        del os.environ[name]
-    os.environ["TALLYFLOW_HOME"] = str(home)
-    os.environ["TALLYFLOW_ENV_FILE"] = ""
-
-
 def run_history(work: Path, days: int, args: argparse.Namespace) -> dict[str, Any]:
     from flows.ingest_usage import ingest_usage
     from tallyflow.core import migrate
@@ -89,7 +69,7 @@ def run_history(work: Path, days: int, args: argparse.Namespace) -> dict[str, An
     from tallyflow.core.settings import load_settings
 
     home = work / f"home-{days}"
-    _use(home)
+    _harness.use_home(home)
     settings = load_settings()
     engine = get_engine(settings)
     migrate.upgrade(engine)
@@ -175,16 +155,15 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-history-bench-"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    print(f"commit {commit}, load average {os.getloadavg()}, workdir {work}")
+    print(
+        f"{_harness.utc_stamp()}, commit {_harness.commit()}, load average "
+        f"{_harness.load_average()}, workdir {work}"
+    )
     results = []
     try:
-        with prefect_test_harness(server_startup_timeout=120):
+        # NOTE: one warm background Prefect server for the whole run (the same one the
+        # other ingest benches use), started before any history.
+        with _harness.prefect_server(work / "prefect"):
             for days in args.days:
                 results.append(run_history(work, days, args))
                 r = results[-1]
@@ -196,8 +175,8 @@ def main() -> None:
                 )
     finally:
         for days in args.days:
-            _stop_postgres(work / f"home-{days}")
-    print(f"\nload average after: {os.getloadavg()}")
+            _harness.stop_embedded_postgres(work / f"home-{days}")
+    print(f"\n{_harness.utc_stamp()}, load average after: {_harness.load_average()}")
     print(f"{'history':>10} | {'no-op ingest (median, min)':>28} | {'one small file':>24}")
     for r in results:
         print(

@@ -1,37 +1,42 @@
 """Ingest benchmark: the full `ingest_usage` flow against two references on the same files.
 
-    uv run python bench/ingest_bench.py                      # 2,000,000 events
+    uv run python bench/ingest_bench.py                      # 2,000,000 events, JSONL
+    uv run python bench/ingest_bench.py --formats all        # JSONL, CSV, Parquet, JSONL.gz
     uv run python bench/ingest_bench.py --events 10000000    # peak RSS at 10M
 
-Generates N clean events (tallyflow.synthetic.generate, JSONL, 1M rows a file) and times, each in
-its own child process (so each peak RSS is its own; the parent samples the child's
+Generates N clean events (tallyflow.synthetic.generate, 1M rows a file) in each format asked
+(`--formats jsonl,csv,parquet,jsonl.gz` or `all`; the same events in every format) and times,
+each in its own child process (so each peak RSS is its own; the parent samples the child's
 process tree with psutil and the child reports its own peak, VmHWM):
 
   (a) ingest  the full flow `flows.ingest_usage.ingest_usage(paths=[...])`: validate ->
               lake -> aggregate -> usage_daily (COPY) -> quota refresh, in a fresh
-              TALLYFLOW_HOME (embedded Postgres). A tiny warm-up ingest (another month)
-              runs first, so Prefect server start-up and imports are not timed.
-  (b) floor   DuckDB alone: read the same files, parse quantity/occurred_at, group by
-              (tenant, metric, UTC day): sum, count, max, min/max occurred_at.
-  (c) pg      the hand-written path: COPY the raw JSON lines into a jsonb table
-              (psycopg 3 COPY), then INSERT ... SELECT ... GROUP BY into a
-              usage_daily-like table.
+              TALLYFLOW_HOME per format (embedded Postgres). A tiny warm-up ingest (another
+              month, same format) runs first, so Prefect start-up and imports are not timed.
+  (b) floor   DuckDB alone: read the same files (read_json, read_csv, read_parquet; a .gz
+              file decompressed by DuckDB), parse quantity/occurred_at, group by (tenant,
+              metric, UTC day): sum, count, max, min/max occurred_at.
+  (c) pg      the hand-written path: COPY the rows into Postgres, then INSERT ... SELECT ...
+              GROUP BY into a usage_daily-like table. JSONL: each line into a jsonb column
+              (a .gz file decompressed in Python as it is streamed to COPY); CSV: COPY FORMAT
+              csv into text columns; Parquet (Postgres reads none): each row batch (pyarrow)
+              turned into CSV in Python (Polars write_csv, properties as JSON text) and
+              COPYed into the same text columns.
 
-Then checks that usage_daily (a), the floor (b), the PG path (c) and the generator's
-oracle are equal, exactly (decimal text), and prints events/s, peak RSS and the ratios.
-The parent starts the embedded Postgres and the Prefect server (PREFECT_API_URL when set,
-else a background one under the temp TALLYFLOW_HOME) and stops what it started.
+Then checks, per format, that usage_daily (a), the floor (b), the PG path (c) and the
+generator's oracle are equal, exactly (decimal text), and prints events/s, peak RSS and the
+ratios. The parent starts each format's embedded Postgres and one Prefect server
+(PREFECT_API_URL when set, else a background one) and stops what it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
-import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,11 +45,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _harness
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MONTH = "2026-10"
 WARMUP_MONTH = "2026-09"
+FORMATS = ("jsonl", "csv", "parquet", "jsonl.gz")
+
+# The floor's reader of each format: the same six fields as text (properties as JSON), so
+# the parse below is one statement for all. NOTE: read_json decompresses a .gz itself.
+_FIELDS_AS_TEXT = """{
+    event_id: 'VARCHAR', tenant_id: 'VARCHAR', metric: 'VARCHAR',
+    quantity: 'VARCHAR', occurred_at: 'VARCHAR', properties: 'VARCHAR'
+}"""
+FLOOR_SOURCES = {
+    "jsonl": "read_json($files, format = 'newline_delimited', columns = "
+    + _FIELDS_AS_TEXT.replace("properties: 'VARCHAR'", "properties: 'JSON'")
+    + ")",
+    "csv": "read_csv($files, header = true, auto_detect = false, columns = "
+    + _FIELDS_AS_TEXT
+    + ")",
+    "parquet": "read_parquet($files)",
+}
+FLOOR_SOURCES["jsonl.gz"] = FLOOR_SOURCES["jsonl"]
 
 # One row per (tenant, metric, UTC day) of the accepted events. NOTE: the session time
 # zone is UTC, so CAST(timestamptz AS DATE) is the UTC day.
@@ -59,14 +84,7 @@ WITH events AS (
                 THEN to_timestamp(CAST(occurred_at AS BIGINT))
             ELSE CAST(occurred_at AS TIMESTAMPTZ)
         END AS occurred_at
-    FROM read_json(
-        $files,
-        format = 'newline_delimited',
-        columns = {
-            event_id: 'VARCHAR', tenant_id: 'VARCHAR', metric: 'VARCHAR',
-            quantity: 'VARCHAR', occurred_at: 'VARCHAR', properties: 'JSON'
-        }
-    )
+    FROM {source}
 )
 SELECT
     tenant_id,
@@ -82,8 +100,12 @@ GROUP BY ALL
 """
 
 PG_CREATE_SQL = """
-DROP TABLE IF EXISTS bench_raw_events, bench_usage_daily;
+DROP TABLE IF EXISTS bench_raw_events, bench_raw_rows, bench_usage_daily;
 CREATE TABLE bench_raw_events (line jsonb NOT NULL);
+CREATE TABLE bench_raw_rows (
+    event_id text, tenant_id text, metric text, quantity text, occurred_at text,
+    properties text
+);
 CREATE TABLE bench_usage_daily (
     tenant_id text NOT NULL,
     metric text NOT NULL,
@@ -102,6 +124,12 @@ CREATE TABLE bench_usage_daily (
 # (JSON's backslashes would be escapes in COPY's text format).
 PG_COPY_SQL = (
     "COPY bench_raw_events (line) FROM STDIN WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+)
+
+# CSV (and Parquet turned into CSV): the six fields into text columns.
+PG_COPY_CSV_SQL = (
+    "COPY bench_raw_rows (event_id, tenant_id, metric, quantity, occurred_at, properties)"
+    " FROM STDIN WITH (FORMAT csv, HEADER {header})"
 )
 
 PG_AGGREGATE_SQL = """
@@ -129,6 +157,34 @@ FROM (
             ELSE (line ->> 'occurred_at')::timestamptz
         END AS occurred_at
     FROM bench_raw_events
+) AS events
+GROUP BY 1, 2, 3
+"""
+
+PG_AGGREGATE_ROWS_SQL = """
+INSERT INTO bench_usage_daily (
+    tenant_id, metric, usage_date, quantity_sum, event_count, quantity_max,
+    first_occurred_at, last_occurred_at
+)
+SELECT
+    tenant_id,
+    metric,
+    (occurred_at AT TIME ZONE 'UTC')::date,
+    sum(quantity),
+    count(*),
+    max(quantity),
+    min(occurred_at),
+    max(occurred_at)
+FROM (
+    SELECT
+        tenant_id,
+        metric,
+        quantity::numeric(19, 6) AS quantity,
+        CASE
+            WHEN occurred_at ~ '^[0-9]+$' THEN to_timestamp(occurred_at::bigint)
+            ELSE occurred_at::timestamptz
+        END AS occurred_at
+    FROM bench_raw_rows
 ) AS events
 GROUP BY 1, 2, 3
 """
@@ -183,14 +239,14 @@ def _normalised(frame: Any) -> Any:
     )
 
 
-def phase_floor(files: list[str], out: Path) -> dict[str, Any]:
+def phase_floor(fmt: str, files: list[str], out: Path) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.sql("SELECT 1 AS warm_up").pl()  # imports and extension loading are not timed
     began = time.perf_counter()
-    result = con.sql(FLOOR_SQL, params={"files": files}).pl()
+    result = con.sql(FLOOR_SQL.format(source=FLOOR_SOURCES[fmt]), params={"files": files}).pl()
     seconds = time.perf_counter() - began
     _normalised(result).write_parquet(out)
     return {"seconds": seconds, "groups": result.height, "rss_self_mb": _self_rss_mb()}
@@ -241,10 +297,50 @@ def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, An
     }
 
 
-def phase_pg(files: list[str], out: Path) -> dict[str, Any]:
+def _copy_json_lines(cur: Any, files: list[str]) -> None:
+    """Each JSON line verbatim into bench_raw_events (a .gz decompressed as it streams)."""
     import gzip
 
+    with cur.copy(PG_COPY_SQL) as copy:
+        for name in files:
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(name, "rb") as handle:
+                while chunk := handle.read(8 << 20):
+                    copy.write(chunk)
+
+
+def _copy_csv_files(cur: Any, files: list[str]) -> None:
+    """Each CSV file (its header skipped) into bench_raw_rows: one COPY per file."""
+    for name in files:
+        with cur.copy(PG_COPY_CSV_SQL.format(header="true")) as copy, open(name, "rb") as handle:
+            while chunk := handle.read(8 << 20):
+                copy.write(chunk)
+
+
+def _copy_parquet_files(cur: Any, files: list[str]) -> None:
+    """Postgres reads no Parquet: each row batch (pyarrow) as CSV text (Polars), properties
+    as JSON text, into bench_raw_rows."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    with cur.copy(PG_COPY_CSV_SQL.format(header="false")) as copy:
+        for name in files:
+            for batch in pq.ParquetFile(name).iter_batches(batch_size=250_000):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                if frame.schema["properties"] != pl.String:
+                    frame = frame.with_columns(pl.col("properties").struct.json_encode())
+                buffer = io.BytesIO()
+                frame.select(
+                    "event_id", "tenant_id", "metric", "quantity", "occurred_at", "properties"
+                ).write_csv(buffer, include_header=False)
+                copy.write(buffer.getvalue())
+
+
+def phase_pg(fmt: str, files: list[str], out: Path) -> dict[str, Any]:
+    import polars  # noqa: F401  (imports are not timed: the Parquet path needs both)
     import psycopg
+    import pyarrow.parquet  # noqa: F401
 
     from tallyflow.core.db import database_url, to_libpq_url
     from tallyflow.core.settings import load_settings
@@ -265,14 +361,15 @@ def phase_pg(files: list[str], out: Path) -> dict[str, Any]:
         conn.execute(PG_CREATE_SQL)
         conn.commit()
         began = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(PG_COPY_SQL) as copy:
-            for name in files:
-                opener = gzip.open if name.endswith(".gz") else open
-                with opener(name, "rb") as handle:
-                    while chunk := handle.read(8 << 20):
-                        copy.write(chunk)
+        with conn.cursor() as cur:
+            if fmt in ("jsonl", "jsonl.gz"):
+                _copy_json_lines(cur, files)
+            elif fmt == "csv":
+                _copy_csv_files(cur, files)
+            else:
+                _copy_parquet_files(cur, files)
         copied = time.perf_counter()
-        conn.execute(PG_AGGREGATE_SQL)
+        conn.execute(PG_AGGREGATE_SQL if fmt.startswith("jsonl") else PG_AGGREGATE_ROWS_SQL)
         conn.commit()
         seconds = time.perf_counter() - began
         copy_seconds = copied - began
@@ -300,11 +397,11 @@ def run_phase(args: argparse.Namespace) -> None:
     files = json.loads(args.files)
     out = Path(args.out)
     if args.phase == "floor":
-        result = phase_floor(files, out)
+        result = phase_floor(args.format, files, out)
     elif args.phase == "ingest":
         result = phase_ingest(files, json.loads(args.warmup), out)
     else:
-        result = phase_pg(files, out)
+        result = phase_pg(args.format, files, out)
     sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
 
 
@@ -353,22 +450,6 @@ def _spawn(phase: str, env: dict[str, str], **kwargs: str) -> dict[str, Any]:
     return result
 
 
-def _stop_embedded_postgres(home: Path) -> None:
-    """Fast shutdown of the embedded Postgres this run started (by its postmaster pid)."""
-    pid_file = home / "pg" / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().splitlines()[0])
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
-        if not pid_file.exists():
-            return
-        time.sleep(0.1)
-
-
 def _compare(name: str, left: Any, right: Any) -> bool:
     equal = bool(left.equals(right))
     if not equal:
@@ -380,84 +461,83 @@ def _compare(name: str, left: Any, right: Any) -> bool:
     return equal
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=2_000_000)
-    parser.add_argument("--tenants", type=int, default=1_000)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--rows-per-file", type=int, default=1_000_000)
-    parser.add_argument("--workdir", help="Keep files here (default: a temp dir, removed)")
-    parser.add_argument("--skip", action="append", default=[], choices=["ingest", "floor", "pg"])
-    parser.add_argument("--json", action="store_true", help="Print one JSON object at the end")
-    parser.add_argument("--phase", choices=["floor", "ingest", "pg"], help=argparse.SUPPRESS)
-    parser.add_argument("--files", help=argparse.SUPPRESS)
-    parser.add_argument("--warmup", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.phase:
-        run_phase(args)
-        return
+def _formats(args: argparse.Namespace) -> list[str]:
+    asked = args.formats or args.format or "jsonl"
+    names = list(FORMATS) if asked == "all" else [f.strip() for f in asked.split(",")]
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown:
+        raise SystemExit(f"unknown format {', '.join(unknown)}: use {', '.join(FORMATS)} or all")
+    return names
 
-    import polars as pl
 
-    from tallyflow.synthetic.generate import UsageSpec, generate_usage, read_oracle
+def _generate(fmt: str, data: Path, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The bench's events (and oracle) and the warm-up files, in one format."""
+    from tallyflow.synthetic.generate import UsageSpec, generate_usage
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    home = workdir / "home"
-    data = workdir / "data"
-    prefect_was_configured = bool(os.environ.get("PREFECT_API_URL"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYFLOW_")}
-    env |= {"TALLYFLOW_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-
-    began = time.perf_counter()
+    kind = "jsonl" if fmt == "jsonl.gz" else fmt
+    gz = fmt == "jsonl.gz"
     spec = UsageSpec(month=MONTH, tenants=args.tenants, events=args.events, seed=args.seed)
     generated = generate_usage(
-        data / "events",
+        data / fmt / "events",
         spec,
+        format=kind,  # type: ignore[arg-type]
+        gzip=gz,
         files_by="rows",
         rows_per_file=args.rows_per_file,
-        oracle_path=data / "oracle.parquet",
+        oracle_path=data / fmt / "oracle.parquet",
     )
     warm = generate_usage(
-        data / "warmup",
+        data / fmt / "warmup",
         UsageSpec(month=WARMUP_MONTH, tenants=5, events=100, seed=args.seed),
+        format=kind,  # type: ignore[arg-type]
+        gzip=gz,
         files_by="rows",
         rows_per_file=1000,
     )
+    return generated, warm
+
+
+def run_format(
+    fmt: str, workdir: Path, prefect_env: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Generate one format's files and run the three contenders on them; check the results."""
+    import polars as pl
+
+    from tallyflow.synthetic.generate import read_oracle
+
+    data = workdir / "data"
+    began = time.perf_counter()
+    generated, warm = _generate(fmt, data, args)
     files = list(generated.files)
     size_mb = sum(Path(f).stat().st_size for f in files) / 2**20
     print(
-        f"generated {generated.rows:,} events, {len(files)} JSONL files, {size_mb:,.0f} MiB "
-        f"in {time.perf_counter() - began:.1f} s ({workdir})"
+        f"\n[{fmt}] generated {generated.rows:,} events, {len(files)} files, {size_mb:,.0f} MiB "
+        f"in {time.perf_counter() - began:.1f} s"
     )
     for name in files:  # the page cache holds the files for every phase alike
         with open(name, "rb") as handle:
             while handle.read(16 << 20):
                 pass
 
+    home = workdir / f"home-{fmt}"
+    env = _harness.scrubbed_env(home, PREFECT_LOGGING_LEVEL="WARNING") | prefect_env
     results: dict[str, dict[str, Any]] = {}
-    outputs = {p: workdir / f"{p}.parquet" for p in ("floor", "ingest", "pg")}
+    outputs = {p: workdir / f"{fmt}-{p}.parquet" for p in ("floor", "ingest", "pg")}
     try:
-        # NOTE: Postgres and the Prefect server start here, in the parent: no phase pays
-        # their start-up, and neither is a descendant counted in a phase's RSS.
-        from tallyflow.core.db import database_url
-        from tallyflow.core.settings import Settings
-
-        database_url(Settings(home=home, database_url=None))
-        if "ingest" not in args.skip and not os.environ.get("PREFECT_API_URL"):
-            from tallyflow.runtime.prefect_server import ensure_prefect_api
-
-            ensure_prefect_api(Settings(home=home, database_url=None))
-            for name in ("PREFECT_API_URL", "PREFECT_HOME"):
-                env[name] = os.environ[name]
+        # NOTE: Postgres starts here, in the parent: no phase pays its start-up, and it is
+        # not a descendant counted in a phase's RSS.
+        _harness.start_embedded_postgres(home)
         for phase in ("floor", "ingest", "pg"):
             if phase in args.skip:
                 continue
             extra = {"warmup": json.dumps(list(warm.files))} if phase == "ingest" else {}
             results[phase] = _spawn(
-                phase, env, files=json.dumps(files), out=str(outputs[phase]), **extra
+                phase,
+                env,
+                format=fmt,
+                files=json.dumps(files),
+                out=str(outputs[phase]),
+                **extra,
             )
             r = results[phase]
             if "error" in r:
@@ -476,16 +556,11 @@ def main() -> None:
             if phase == "ingest":
                 print(f"         warm-up ingest (not timed) {r['warmup_seconds']:.1f} s")
     finally:
-        if "ingest" not in args.skip and not prefect_was_configured:
-            from tallyflow.core.settings import Settings
-            from tallyflow.runtime.prefect_server import stop_prefect_server
-
-            stop_prefect_server(Settings(home=home))  # the one this run started, if any
-        _stop_embedded_postgres(home)
+        _harness.stop_embedded_postgres(home)
 
     failed = [p for p, r in results.items() if "error" in r]
     results = {p: r for p, r in results.items() if "error" not in r}
-    oracle = read_oracle(data / "oracle.parquet")
+    oracle = read_oracle(data / fmt / "oracle.parquet")
     checks: dict[str, bool] = {}
     reference = None
     if "floor" in results:
@@ -503,7 +578,6 @@ def main() -> None:
         checks["ingest counts"] = (s["accepted"], s["rejected"]) == (args.events, 0)
     for name, ok in checks.items():
         print(f"  check {name}: {'OK' if ok else 'FAILED'}")
-
     ratios: dict[str, float] = {}
     if "ingest" in results and "floor" in results:
         ratios["ingest / floor"] = results["ingest"]["seconds"] / results["floor"]["seconds"]
@@ -511,21 +585,94 @@ def main() -> None:
         ratios["pg path / ingest"] = results["pg"]["seconds"] / results["ingest"]["seconds"]
     for name, value in ratios.items():
         print(f"  {name}: {value:.2f}x")
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "events": args.events,
-                    "results": results,
-                    "ratios": ratios,
-                    "checks": checks,
-                },
-                default=str,
+    return {
+        "format": fmt,
+        "files": len(files),
+        "size_mib": size_mb,
+        "results": results,
+        "ratios": ratios,
+        "checks": checks,
+        "failed": failed,
+    }
+
+
+def _table(runs: list[dict[str, Any]], events: int) -> str:
+    """The runs as one Markdown table, with the ratios against the targets."""
+    lines = [
+        "| format | contender | time | events/s | peak RSS (tree) | vs target |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {"floor": "(b) DuckDB floor", "ingest": "(a) full ingest flow", "pg": "(c) PG path"}
+    for run in runs:
+        first = f"{run['format']} ({run['size_mib']:,.0f} MiB, {run['files']} files)"
+        for phase in ("floor", "ingest", "pg"):
+            r = run["results"].get(phase)
+            if r is None:
+                continue
+            target = ""
+            if phase == "ingest":
+                target = f"{events / r['seconds'] / 1e6:.2f}M events/s (>= 1M)"
+                if "ingest / floor" in run["ratios"]:
+                    target += f"; {run['ratios']['ingest / floor']:.2f}x floor (<= 2.5x)"
+            if phase == "pg" and "pg path / ingest" in run["ratios"]:
+                target = f"{run['ratios']['pg path / ingest']:.2f}x ingest (>= 5x)"
+            what = names[phase]
+            if phase == "pg":
+                what += f": COPY {r['copy_seconds']:.2f} s + INSERT {r['aggregate_seconds']:.2f} s"
+            lines.append(
+                f"| {first} | {what} | {r['seconds']:.2f} s | {events / r['seconds']:,.0f} "
+                f"| {r['rss_tree_peak_mb']:,.0f} MiB | {target} |"
             )
-        )
+            first = ""
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--tenants", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows-per-file", type=int, default=1_000_000)
+    parser.add_argument("--format", choices=FORMATS, help="One input format (default jsonl)")
+    parser.add_argument(
+        "--formats", help="Several, comma-separated (jsonl,csv,parquet,jsonl.gz), or all"
+    )
+    parser.add_argument("--workdir", help="Keep files here (default: a temp dir, removed)")
+    parser.add_argument("--skip", action="append", default=[], choices=["ingest", "floor", "pg"])
+    parser.add_argument("--json", action="store_true", help="Print one JSON object at the end")
+    parser.add_argument("--phase", choices=["floor", "ingest", "pg"], help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args)
+        return
+    formats = _formats(args)
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{_harness.utc_stamp()}, commit {_harness.commit()}, load average "
+        f"{_harness.load_average()} (start); {args.events:,} events; formats "
+        f"{', '.join(formats)}; {workdir}"
+    )
+    runs: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        prefect_env: dict[str, str] = {}
+        if "ingest" not in args.skip:
+            prefect_env = stack.enter_context(_harness.prefect_server(workdir / "prefect"))
+        for fmt in formats:
+            runs.append(run_format(fmt, workdir, prefect_env, args))
+    print(
+        f"\n{_harness.utc_stamp()}, load average {_harness.load_average()} (end)\n\n"
+        + _table(runs, args.events)
+    )
+    if args.json:
+        print(json.dumps({"events": args.events, "runs": runs}, default=str))
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
-    if failed or not all(checks.values()):
+    if any(r["failed"] or not all(r["checks"].values()) for r in runs):
         raise SystemExit(1)
 
 

@@ -15,10 +15,8 @@ Target (issue 12 item 4): the no-op ingest within 1 s of the trivial flow run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _harness
+
+ROOT = _harness.ROOT
 sys.path.insert(0, str(ROOT))
 
 TRIVIAL_FLOW = """
@@ -58,41 +58,52 @@ def _stray(stderr: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="Keep PYTHONDONTWRITEBYTECODE for the timed commands (each then recompiles"
+        " the project's modules)",
+    )
     args = parser.parse_args()
-
-    from tallyflow.core.db import database_url
-    from tallyflow.core.settings import Settings
-    from tallyflow.runtime.prefect_server import ensure_prefect_api, stop_prefect_server
 
     work = Path(tempfile.mkdtemp(prefix="tallyflow-startup-"))
     home = work / "home"
     (home / "landing").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALLYFLOW_", "PREFECT_"))}
-    env |= {"TALLYFLOW_HOME": str(home), "TALLYFLOW_ENV_FILE": ""}
-    os.environ.update(env)
-    settings = Settings(home=home, database_url=None)
+    _harness.use_home(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if not args.no_bytecode_cache:
+        # NOTE: as a user's shell runs them: with PYTHONDONTWRITEBYTECODE set (this sandbox
+        # sets it), the project's own modules (editable install) are compiled again by every
+        # command, which the trivial script does not pay.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    print(
+        f"{_harness.utc_stamp()}, commit {_harness.commit()}, load average "
+        f"{_harness.load_average()} (start)"
+    )
     try:
-        database_url(settings)  # the embedded Postgres, started once
-        ensure_prefect_api(settings)  # the background server, started once
-        for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"):
-            env[name] = os.environ[name]
-        tallyflow = str(Path(sys.executable).with_name("tallyflow"))
-        _time([tallyflow, "db", "upgrade"], env)
-        contenders = {
-            "import prefect + 1 trivial flow run": [sys.executable, "-c", TRIVIAL_FLOW],
-            "tallyflow ingest (no-op)": [tallyflow, "ingest"],
-        }
-        for argv in contenders.values():  # warm-up: migrations, page cache, .pyc files
-            _time(argv, env)
-        results: dict[str, list[float]] = {name: [] for name in contenders}
-        stderr: dict[str, str] = {}
-        for _ in range(args.runs):
-            for name, argv in contenders.items():
-                seconds, err = _time(argv, env)
-                results[name].append(seconds)
-                stderr[name] = stderr.get(name, "") + err
-        load = os.getloadavg()
-        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.runs} runs each")
+        _harness.start_embedded_postgres(home)  # started once
+        with _harness.prefect_server(home) as prefect_env:  # the background server, once
+            env |= prefect_env
+            tallyflow = str(Path(sys.executable).with_name("tallyflow"))
+            _time([tallyflow, "db", "upgrade"], env)
+            contenders = {
+                "import prefect + 1 trivial flow run": [sys.executable, "-c", TRIVIAL_FLOW],
+                "tallyflow ingest (no-op)": [tallyflow, "ingest"],
+            }
+            for argv in contenders.values():  # warm-up: migrations, page cache, .pyc files
+                _time(argv, env)
+            results: dict[str, list[float]] = {name: [] for name in contenders}
+            stderr: dict[str, str] = {}
+            for _ in range(args.runs):
+                for name, argv in contenders.items():
+                    seconds, err = _time(argv, env)
+                    results[name].append(seconds)
+                    stderr[name] = stderr.get(name, "") + err
+        print(
+            f"{_harness.utc_stamp()}, load average {_harness.load_average()} (end); "
+            f"{args.runs} runs each; bytecode cache "
+            f"{'off' if 'PYTHONDONTWRITEBYTECODE' in env else 'on'}"
+        )
         for name, times in results.items():
             print(
                 f"  {name:<40} median {statistics.median(times):5.2f} s  min {min(times):5.2f} s"
@@ -102,15 +113,7 @@ def main() -> None:
         gap = statistics.median(results[names[1]]) - statistics.median(results[names[0]])
         print(f"  difference (median): {gap:+.2f} s (target: within 1 s)")
     finally:
-        stop_prefect_server(settings)
-        pid_file = home / "pg" / "postmaster.pid"
-        if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
-            for _ in range(100):
-                if not pid_file.exists():
-                    break
-                time.sleep(0.1)
+        _harness.stop_embedded_postgres(home)
         shutil.rmtree(work, ignore_errors=True)
 
 

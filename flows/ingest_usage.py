@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -12,15 +13,8 @@ from prefect.task_runners import TaskRunner
 
 from flows.runs import flow_job_run
 from services import lake_guard
-from services.ingest.readers import FileValidation, LandingFile
+from services.ingest.discovery import LandingFile, has_pushed_events
 from services.ingest.reports import IngestSummary, summary_markdown
-from services.ingest.staging import (
-    StageLimits,
-    ValidateFiles,
-    quarantine_unreadable_files,
-    stage_events,
-    validate_in_process,
-)
 from services.job_runs import usage_write_lock
 from tallyflow.core import storage
 from tallyflow.core.clock import utc_now
@@ -29,10 +23,15 @@ from tallyflow.core.resources import Resources, resources_from_env
 from tallyflow.runtime.dask import cluster_threads, dask_task_runner, map_in_order
 from tasks.ingest import (
     aggregate_touched_days,
+    commit_idle_ingest_run,
     commit_ingest_run,
     discover_landing_files,
     validate_landing_file,
 )
+
+if TYPE_CHECKING:
+    from services.ingest.readers import FileValidation
+    from services.ingest.staging import ValidateFiles
 
 
 def run_ingest(
@@ -45,10 +44,6 @@ def run_ingest(
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     lake_root = res.settings.lake_location.url
-    limits = StageLimits(
-        inbox_chunk_events=res.settings.inbox_chunk_events,
-        compact_day_files=res.settings.lake_compact_day_files,
-    )
     parameters = {"paths": [str(r) for r in roots], "drain_inbox": drain_inbox}
     with (
         usage_write_lock(res.engine) as lock_pid,
@@ -75,30 +70,16 @@ def run_ingest(
         for path in ignored:
             logger.warning("ignored %s: not a usage file type", path)
         logger.info("%d new files, %d already ingested", len(files), skipped)
-        # NOTE: staged from the flow body, not in a task: with a Dask cluster the files'
-        # validations are task runs submitted from here (a task run submitted from inside
-        # another task carries that task's context to the worker, parameters included, and
-        # the engine cannot be pickled), at most `window` in flight, back in file order;
-        # dedupe and lake writes stay here.
-        staged = stage_events(
-            res.engine,
-            lake_root,
-            files,
-            now,
-            run.id,
-            drain_inbox=drain_inbox,
-            validate_files=validate_in_process if runner is None else _validate_on(runner),
-            limits=limits,
-        )
-        quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
-        crash_point("ingest.lake_written")
-        days, daily = aggregate_touched_days(res, staged.new_files, staged.retired)
-        crash_point("ingest.aggregated")
-        # NOTE: the commit records the run succeeded in its one transaction (job_run then
-        # leaves the row as it is).
-        summary = commit_ingest_run(
-            res, run.id, staged, days, daily, skipped, ignored, now, lock_pid
-        )
+        # NOTE: both commits record the run succeeded in their one transaction (job_run
+        # then leaves the row as it is).
+        if not files and not (drain_inbox and _inbox_waiting(res)):
+            # NOTE: nothing to stage, aggregate or load: the run still commits (quotas and
+            # alerts refreshed, its job run and summary), without loading the readers.
+            summary = commit_idle_ingest_run(res, run.id, skipped, ignored, now, lock_pid)
+        else:
+            summary = _stage_and_commit(
+                res, runner, run.id, files, skipped, ignored, now, lock_pid, drain_inbox
+            )
         crash_point("ingest.committed")
     logger.info(
         "ingested %d rows: %d accepted, %d duplicates, %d rejected %s; days %s",
@@ -110,6 +91,58 @@ def run_ingest(
         summary.days,
     )
     return summary
+
+
+def _inbox_waiting(res: Resources) -> bool:
+    with res.engine.connect() as conn:
+        return has_pushed_events(conn)
+
+
+def _stage_and_commit(
+    res: Resources,
+    runner: TaskRunner[Any] | None,
+    run_id: uuid.UUID,
+    files: list[LandingFile],
+    skipped: int,
+    ignored: list[str],
+    now: dt.datetime,
+    lock_pid: int,
+    drain_inbox: bool,
+) -> IngestSummary:
+    """Stage the files' and the inbox's new events in the lake, aggregate the touched days,
+    commit (the readers, Polars and DuckDB are imported here, not by a run with nothing new)."""
+    from services.ingest.staging import (
+        StageLimits,
+        quarantine_unreadable_files,
+        stage_events,
+        validate_in_process,
+    )
+
+    lake_root = res.settings.lake_location.url
+    limits = StageLimits(
+        inbox_chunk_events=res.settings.inbox_chunk_events,
+        compact_day_files=res.settings.lake_compact_day_files,
+    )
+    # NOTE: staged from the flow body, not in a task: with a Dask cluster the files'
+    # validations are task runs submitted from here (a task run submitted from inside
+    # another task carries that task's context to the worker, parameters included, and
+    # the engine cannot be pickled), at most `window` in flight, back in file order;
+    # dedupe and lake writes stay here.
+    staged = stage_events(
+        res.engine,
+        lake_root,
+        files,
+        now,
+        run_id,
+        drain_inbox=drain_inbox,
+        validate_files=validate_in_process if runner is None else _validate_on(runner),
+        limits=limits,
+    )
+    quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
+    crash_point("ingest.lake_written")
+    days, daily = aggregate_touched_days(res, staged.new_files, staged.retired)
+    crash_point("ingest.aggregated")
+    return commit_ingest_run(res, run_id, staged, days, daily, skipped, ignored, now, lock_pid)
 
 
 def _validate_on(runner: TaskRunner[Any]) -> ValidateFiles:

@@ -1,27 +1,34 @@
 """Prefect tasks of the ingest run, thin wrappers over services/ingest: discover, aggregate,
-commit; and the per-file validation that a Dask cluster runs when TALLYFLOW_DASK_ADDRESS is
-set (staging, which fans those out, runs in the flow body: flows/ingest_usage.py).
+commit (or the idle commit of a run with nothing new); and the per-file validation that a
+Dask cluster runs when TALLYFLOW_DASK_ADDRESS is set (staging, which fans those out, runs in
+the flow body: flows/ingest_usage.py).
 
 NOTE: no retries: each step either leaves nothing visible (staging writes files the manifest
 does not list yet) or is the run's one transaction; the rerun of a failed run redoes it all.
+NOTE: the validate and aggregate tasks import their services (Polars, DuckDB, Pandera) when
+they run: a run with nothing new never loads them (issue 12 item 4).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import TYPE_CHECKING
 
-import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from services.ingest import lake
-from services.ingest.aggregate import aggregate_run_days
-from services.ingest.commit import commit_ingest
-from services.ingest.readers import FileValidation, LandingFile, try_validate_event_file
+from services.ingest.commit import commit_idle_run, commit_ingest
+from services.ingest.discovery import LandingFile, new_landing_files
 from services.ingest.reports import IngestSummary
-from services.ingest.staging import Staged, new_landing_files
 from tallyflow.core.resources import Resources
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from services.ingest.readers import FileValidation
+    from services.ingest.staging import Staged
 
 
 @task(name="discover_landing_files", cache_policy=NO_CACHE)
@@ -37,6 +44,8 @@ def discover_landing_files(
 def validate_landing_file(file: LandingFile, now: dt.datetime) -> FileValidation:
     """Read and validate one landing file on a Dask worker (pure: no database, no lake
     writes, so it takes no resources: the engine cannot be pickled)."""
+    from services.ingest.readers import try_validate_event_file
+
     return try_validate_event_file(file.path, now)
 
 
@@ -48,6 +57,8 @@ def aggregate_touched_days(
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """Recompute the days this run touched from committed + new lake files (less those its
     compaction retires)."""
+    from services.ingest.aggregate import aggregate_run_days
+
     with resources.engine.connect() as conn:
         return aggregate_run_days(
             conn, resources.settings.lake_location.url, new_files, retired or []
@@ -80,3 +91,17 @@ def commit_ingest_run(
         lock_pid,
         lake_root=resources.settings.lake_location.url,
     )
+
+
+@task(name="commit_idle_ingest_run", cache_policy=NO_CACHE)
+def commit_idle_ingest_run(
+    resources: Resources,
+    run_id: uuid.UUID,
+    skipped_files: int,
+    ignored_files: list[str],
+    now: dt.datetime,
+    lock_pid: int | None = None,
+) -> IngestSummary:
+    """The commit of a run with nothing to stage: quota refresh, alerts, job run (recorded
+    succeeded in its transaction)."""
+    return commit_idle_run(resources.engine, run_id, skipped_files, ignored_files, now, lock_pid)

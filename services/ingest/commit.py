@@ -1,4 +1,9 @@
-"""The ingest run's one transaction: everything staged becomes visible at once, or nothing."""
+"""The ingest run's one transaction: everything staged becomes visible at once, or nothing.
+
+NOTE: the readers' libraries (Polars, DuckDB, Pandera: ~1 s of imports) are imported inside
+`commit_ingest` only: a run with nothing new commits with `commit_idle_run`, which needs
+none of them (tallyflow ingest's start-up, issue 12 item 4).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,29 @@ import datetime as dt
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from models.events import RejectReason
 from models.period import BillingPeriod
 from services import lake_guard
 from services.alerts import evaluate_alerts
 from services.ingest import lake
-from services.ingest.dedupe import index_new_events
+from services.ingest.discovery import StatFile, record_landing_stats
 from services.ingest.reports import IngestSummary
-from services.ingest.staging import FileOutcome, Staged, StatFile, record_landing_stats
 from services.ingest.usage_daily import replace_usage_days
 from services.job_runs import USAGE_LOCK_KEY, finish_job_run
-from services.metrics.store import refresh_metric_usage
+from services.metrics.catalog import list_metrics
 from services.quota import refresh_quota_usage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import copy_statement, sql
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from services.ingest.staging import FileOutcome, Staged
 
 
 def _copy_rejected(conn: sa.Connection, run_id: uuid.UUID, rejected: pl.DataFrame) -> None:
@@ -57,6 +64,8 @@ def _clean_text(value: str | None) -> str | None:
 
 
 def _file_counts(outcomes: list[FileOutcome]) -> list[dict[str, Any]]:
+    from models.events import RejectReason
+
     return [
         {
             "sha256": o.file.sha256,
@@ -89,6 +98,9 @@ def commit_ingest(
     """One transaction: quarantine, file ledger (with the paths' size and mtime), lake
     manifest (compacted files in, the files they replace out), key index, inbox drained,
     usage days, quota refresh, job run. Before it commits, nothing of the run is visible."""
+    from services.ingest.dedupe import index_new_events
+    from services.metrics.store import refresh_metric_usage
+
     reasons = Counter(staged.rejected.get_column("reason").to_list())
     examples: dict[str, str] = {}
     for r in staged.rejected.unique("reason", keep="first", maintain_order=True).iter_rows(
@@ -144,17 +156,61 @@ def commit_ingest(
         # NOTE: billable metrics before quotas (a quota on a metric reads its total)
         refreshed = refresh_metric_usage(conn, lake_root, days, now)
         summary = dataclasses.replace(summary, metric_unreadable=refreshed.unreadable)
-        refresh_quota_usage(conn, today=now.date(), as_of=now)
-        crash_point("commit.quotas_refreshed")
-        evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
-        finish_job_run(conn, run_id, summary.to_json() | {"examples": examples})
-        crash_point("commit.before_commit")
+        _refresh_quotas_and_finish(conn, run_id, summary, now)
     crash_point("commit.committed")
     if staged.retired:
         # NOTE: after the commit (a crash in between: the next run's sweep moves them)
         with engine.connect() as conn:
             lake_guard.sweep_retired_files(conn, lake_root)
     return summary
+
+
+def commit_idle_run(
+    engine: Engine,
+    run_id: uuid.UUID,
+    skipped_files: int,
+    ignored_files: list[str],
+    now: dt.datetime,
+    lock_pid: int | None = None,
+) -> IngestSummary:
+    """The commit of a run that found nothing to stage (no new landing file, no pushed
+    event): what `commit_ingest` does with nothing staged and no day touched (fence, quota
+    refresh, alerts, job run; the same summary), without the readers' imports."""
+    summary = IngestSummary(
+        run_id=str(run_id),
+        files=0,
+        skipped_files=skipped_files,
+        rows=0,
+        accepted=0,
+        duplicates=0,
+        rejected=0,
+        rejected_by_reason={},
+        days=[],
+        examples={},
+        ignored_files=[str(p) for p in ignored_files],
+    )
+    with engine.begin() as conn:
+        if lock_pid is not None:
+            lake_guard.fence_run(conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id)
+        # NOTE: refresh_metric_usage with no day touched recomputes nothing and reports 0
+        # unreadable values for every metric; said here, so its module (DuckDB, Polars) is
+        # not imported (a test holds the two paths to the same summary).
+        unreadable = {m.code: 0 for m in list_metrics(conn)}
+        summary = dataclasses.replace(summary, metric_unreadable=unreadable)
+        _refresh_quotas_and_finish(conn, run_id, summary, now)
+    crash_point("commit.committed")
+    return summary
+
+
+def _refresh_quotas_and_finish(
+    conn: sa.Connection, run_id: uuid.UUID, summary: IngestSummary, now: dt.datetime
+) -> None:
+    """The end of every ingest commit: quotas, alerts, the job run marked succeeded."""
+    refresh_quota_usage(conn, today=now.date(), as_of=now)
+    crash_point("commit.quotas_refreshed")
+    evaluate_alerts(conn, tenant_ids=None, period=BillingPeriod.of(now.date()), now=now)
+    finish_job_run(conn, run_id, summary.to_json() | {"examples": summary.examples})
+    crash_point("commit.before_commit")
 
 
 DRAIN_CHUNK = 100_000

@@ -16,14 +16,16 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import polars as pl
 import sqlalchemy as sa
 
 from tallyflow.core import storage
 from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import sql
+
+if TYPE_CHECKING:
+    import polars as pl  # NOTE: only a type here: the manifest's readers stay light
 
 LAKE_COLUMNS: Final = (
     "tenant_id",

@@ -16,16 +16,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gzip
-import hashlib
 import io
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Final
 
 import polars as pl
@@ -43,13 +41,11 @@ from models.events import (
     validate_json_lines,
     validate_raw_events,
 )
+from services.ingest.discovery import file_format
 from tallyflow.core import storage
 from tallyflow.core.faults import raise_point
 from tallyflow.core.sqlfiles import duckdb_sql
 
-JSON_SUFFIXES: Final = (".jsonl", ".ndjson")
-CSV_SUFFIXES: Final = (".csv",)
-PARQUET_SUFFIXES: Final = (".parquet",)
 BOM: Final = b"\xef\xbb\xbf"
 REJECTED: Final = pl.Schema(
     {
@@ -65,91 +61,6 @@ REJECTED: Final = pl.Schema(
 
 class UnreadableFile(Exception):
     """The file cannot be read at all (corrupt gzip, not Parquet, ...)."""
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    path: str  # its URL: an absolute local path or s3://bucket/key (tallyflow.core.storage)
-    sha256: str
-    size_bytes: int
-
-    @property
-    def name(self) -> str:
-        return storage.basename(self.path)
-
-
-def file_format(path: str | Path) -> str | None:
-    """'json', 'csv' or 'parquet' from the name (a trailing .gz is allowed), else None."""
-    full = storage.basename(os.fspath(path)).lower()
-    name = full[:-3] if full.endswith(".gz") else full
-    if name.endswith(JSON_SUFFIXES):
-        return "json"
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(PARQUET_SUFFIXES) and not full.endswith(".gz"):
-        return "parquet"
-    return None
-
-
-def sha256_of(url: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open_read(url) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-Candidate = tuple[str, tuple[str, ...], int]  # url, parts under the root's parent, size
-
-
-def _local_candidates(root: Path) -> list[Candidate]:
-    candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    inside = root.resolve()
-    return [
-        (str(p.resolve()), p.relative_to(root.parent).parts, p.stat().st_size)
-        for p in candidates
-        # NOTE: a symlink could point anywhere (/etc, another tenant's drop): skipped, and so
-        # is a path that leaves the root through a symlinked folder.
-        if p == root or (not p.is_symlink() and _stays_under(p, inside))
-    ]
-
-
-def _stays_under(path: Path, root: Path) -> bool:
-    """Does `path`, every link resolved, stay under `root` (symlinked folders included)?"""
-    return path.resolve().is_relative_to(root)
-
-
-def _remote_candidates(root: str) -> list[Candidate]:
-    parent = root.rstrip("/").rsplit("/", 1)[0]
-    return [
-        (e.url, PurePosixPath(storage.relative(e.url, parent)).parts, e.size)
-        for e in storage.list_files(root)
-    ]
-
-
-def discover_files(roots: Sequence[str | Path]) -> tuple[list[LandingFile], list[str]]:
-    """Usage files under the roots (local folders or object-store prefixes, recursively,
-    sorted), and the files ignored by name."""
-    found: dict[str, int] = {}
-    ignored: list[str] = []
-    for root in (os.fspath(r) for r in roots):
-        local = storage.is_local(root)
-        candidates = _local_candidates(Path(root)) if local else _remote_candidates(root)
-        for url, parts, size in candidates:
-            if any(part.startswith(".") for part in parts):
-                continue  # hidden files and folders (editors' and uploaders' temp files)
-            if file_format(url) is None:
-                ignored.append(url)
-            else:
-                found[url] = size
-    urls = sorted(found)
-    # NOTE: hashlib frees the GIL; an object store answers each read in its own round
-    # trip, so more threads overlap those waits.
-    remote = not all(storage.is_local(u) for u in urls)
-    with ThreadPoolExecutor(max_workers=16 if remote else os.cpu_count() or 1) as pool:
-        hashes = list(pool.map(sha256_of, urls))
-    files = [LandingFile(u, h, found[u]) for u, h in zip(urls, hashes, strict=True)]
-    return files, ignored
 
 
 # --- limits and byte streams ---------------------------------------------------------------

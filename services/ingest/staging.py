@@ -9,9 +9,8 @@ import io
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -19,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.events import ACCEPTED_SCHEMA, RejectReason
-from services import lake_guard
 from services.ingest import lake
 from services.ingest.dedupe import (
     KEY,
@@ -30,16 +28,16 @@ from services.ingest.dedupe import (
     split_repeats,
     versions_of_keys,
 )
+from services.ingest.discovery import LandingFile
+from services.ingest.discovery import (
+    new_landing_files as new_landing_files,  # NOTE: re-exported (tasks import it here)
+)
 from services.ingest.readers import (
     FileValidation,
-    LandingFile,
     UnreadableFile,
-    _local_candidates,
     accepted_parts,
-    file_format,
     raw_text_of_lines,
     rows_of,
-    sha256_of,
     try_stream_event_file,
 )
 from tallyflow.core import storage
@@ -56,13 +54,6 @@ class StageLimits:
 
     inbox_chunk_events: int = 50_000  # pushed events read (and deduped) at a time
     compact_day_files: int = 16  # a touched day with more lake files is compacted into one
-
-
-@dataclass(frozen=True)
-class StatFile(LandingFile):
-    """A landing file with the mtime it had when listed (recorded with its ledger row)."""
-
-    mtime_ns: int | None = None
 
 
 BATCH_SCHEMA = pl.Schema(
@@ -117,95 +108,6 @@ class Staged:
     @property
     def rows(self) -> int:
         return sum(f.rows_read for f in self.files) + self.inbox_ids.len()
-
-
-Listed = tuple[
-    str, tuple[str, ...], int, int | None
-]  # url, parts under the root's parent, size, mtime
-
-
-def _listed(roots: list[str]) -> list[Listed]:
-    out: list[Listed] = []
-    for root in roots:
-        if storage.is_local(root):
-            # NOTE: readers' listing keeps its symlink rules; a second stat gives the mtime
-            for url, parts, size in _local_candidates(Path(root)):
-                out.append((url, parts, size, os.stat(url).st_mtime_ns))
-        else:
-            parent = root.rstrip("/").rsplit("/", 1)[0]
-            for e in storage.list_files(root):
-                parts = PurePosixPath(storage.relative(e.url, parent)).parts
-                out.append((e.url, parts, e.size, e.mtime_ns))
-    return out
-
-
-def list_landing(roots: list[str]) -> tuple[dict[str, tuple[int, int | None]], list[str]]:
-    """Usage files under the roots with their (size, mtime), and the files ignored by name
-    (hidden files and folders are neither)."""
-    found: dict[str, tuple[int, int | None]] = {}
-    ignored: list[str] = []
-    for url, parts, size, mtime in _listed(roots):
-        if any(part.startswith(".") for part in parts):
-            continue  # hidden files and folders (editors' and uploaders' temp files)
-        if file_format(url) is None:
-            ignored.append(url)
-        else:
-            found[url] = (size, mtime)
-    return dict(sorted(found.items())), ignored
-
-
-def new_landing_files(
-    conn: sa.Connection, roots: list[str]
-) -> tuple[list[LandingFile], int, list[str]]:
-    """New usage files under the roots. A path whose size and mtime match the recorded ones
-    of a content in the ledger is skipped without reading it (one lookup by primary key for
-    the run); the others are hashed, and a content already ingested is skipped too (its
-    path's size and mtime are recorded, so the next run does not read it again)."""
-    found, ignored = list_landing(roots)
-    recorded = {
-        r.path: (r.size_bytes, r.mtime_ns)
-        for r in conn.execute(sql("ingest/select_landing_file_stats"), {"paths": list(found)})
-    }
-    to_hash = [u for u, stat in found.items() if stat[1] is None or recorded.get(u) != stat]
-    # NOTE: hashlib frees the GIL; an object store answers each read in its own round
-    # trip, so more threads overlap those waits.
-    remote = not all(storage.is_local(u) for u in to_hash)
-    with ThreadPoolExecutor(max_workers=16 if remote else os.cpu_count() or 1) as pool:
-        hashes = list(pool.map(sha256_of, to_hash))
-    unique: dict[str, StatFile] = {}
-    for u, h in zip(to_hash, hashes, strict=True):
-        size, mtime = found[u]
-        unique.setdefault(h, StatFile(u, h, size, mtime))  # the same content twice: read once
-    known = set(
-        conn.execute(sql("ingest/select_ingested_file_hashes"), {"hashes": list(unique)}).scalars()
-    )
-    new: list[LandingFile] = [f for sha, f in unique.items() if sha not in known]
-    seen = [
-        StatFile(u, h, *found[u])
-        for u, h in zip(to_hash, hashes, strict=True)
-        if h in known and found[u][1] is not None
-    ]
-    if seen:
-        # NOTE: outside the run's transaction: a cache of a fact already committed (the
-        # ledger row of this content), so a crash here loses nothing.
-        record_landing_stats(conn, seen)
-        conn.commit()
-    return new, len(found) - len(new), ignored
-
-
-def record_landing_stats(conn: sa.Connection, files: list[StatFile]) -> None:
-    """Remember the (size, mtime) of paths whose content is (being) put in the ledger."""
-    rows = [f for f in files if f.mtime_ns is not None]
-    if rows:
-        conn.execute(
-            sql("ingest/upsert_landing_file_stats"),
-            {
-                "paths": [f.path for f in rows],
-                "sizes": [f.size_bytes for f in rows],
-                "mtimes": [f.mtime_ns for f in rows],
-                "hashes": [f.sha256 for f in rows],
-            },
-        )
 
 
 def _with_source(frame: pl.DataFrame, source: str, sha: str | None) -> pl.DataFrame:
@@ -342,10 +244,10 @@ def stage_events(
     limits = limits or StageLimits()
     lake_root = os.fspath(lake_root)
     with engine.connect() as conn:
-        # NOTE: under the usage lock, before any lake write: files retired by a compaction
-        # whose run crashed after its commit go to the trash; manifest files listed before
-        # the key index existed are indexed (one transaction).
-        lake_guard.sweep_retired_files(conn, lake_root)
+        # NOTE: under the usage lock, before any lake write: manifest files listed before
+        # the key index existed are indexed (one transaction). (Files retired by a
+        # compaction whose run crashed after its commit went to the trash already: the
+        # run's lake guard, services/lake_guard.py `sweep_failed_run_files`, moved them.)
         index_unindexed_lake_files(conn, lake_root)
     with engine.connect() as index_conn:
         stager = LakeStager(lake_root, run_id, KeyIndex(index_conn))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import TYPE_CHECKING
 
-import polars as pl
 import sqlalchemy as sa
 
 from tallyflow.core.db import driver_connection
 from tallyflow.core.sqlfiles import copy_statement, sql
+
+if TYPE_CHECKING:
+    import polars as pl  # NOTE: only a type here (the ingest commit imports this module)
 
 STAGE_COLUMNS = (
     "tenant_id",

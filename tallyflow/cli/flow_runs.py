@@ -40,12 +40,14 @@ def run_flow(load: Callable[[], Callable[..., Any]], **parameters: Any) -> Any:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     flow = load()
-    from tallyflow.core.secrets import SecretKeyError
-
     try:
         return flow(**parameters)
-    except SecretKeyError as exc:  # NOTE: configuration (TALLYFLOW_SECRET_KEY): exit 2
-        usage_error(exc.message)
     except Exception as exc:
+        # NOTE: imported only on failure (cryptography: a run that seals nothing never
+        # loads it; one that raised SecretKeyError has it loaded already).
+        from tallyflow.core.secrets import SecretKeyError
+
+        if isinstance(exc, SecretKeyError):  # NOTE: configuration (TALLYFLOW_SECRET_KEY): exit 2
+            usage_error(exc.message)
         typer.echo(f"error: the run failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc

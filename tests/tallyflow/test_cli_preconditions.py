@@ -69,3 +69,26 @@ def test_ingest_command_leaves_no_leak_report_on_stderr(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["accepted"] == 1
     assert "leaked" not in done.stderr and "nanobind" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_run_failing_on_the_secret_key_is_bad_usage_any_other_failure_a_failed_run(
+    settings: Settings,
+) -> None:
+    import typer
+
+    from tallyflow.cli.flow_runs import run_flow
+    from tallyflow.core.secrets import SecretKeyError
+
+    def failing(exc: Exception) -> object:
+        def flow() -> None:
+            raise exc
+
+        return lambda: flow
+
+    # NOTE: the secret-key error class is imported only once a run failed (cryptography is
+    # not loaded by runs that seal nothing); the mapping must hold all the same.
+    with pytest.raises(typer.BadParameter, match="no key"):
+        run_flow(failing(SecretKeyError("no key")))  # type: ignore[arg-type]
+    with pytest.raises(typer.Exit) as failed:
+        run_flow(failing(RuntimeError("disk on fire")))  # type: ignore[arg-type]
+    assert failed.value.exit_code == 1

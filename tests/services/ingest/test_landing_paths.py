@@ -8,7 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from services.ingest.readers import discover_files, read_parquet_rows
+from services.ingest.discovery import discover_files
+from services.ingest.readers import read_parquet_rows
 
 
 def _jsonl(path: Path, event_id: str) -> Path:

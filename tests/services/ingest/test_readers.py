@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 
 from models.events import validate_raw_events
-from services.ingest.readers import discover_files, read_event_file
+from services.ingest.discovery import discover_files
+from services.ingest.readers import read_event_file
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 GOOD = (
