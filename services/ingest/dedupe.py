@@ -16,6 +16,7 @@ written in the run's transaction, with the manifest (`index_new_events`).
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,6 +38,9 @@ VERSION_SCHEMA: Final = pl.Schema(
         "occurred_at": pl.Datetime("us", "UTC"),
     }
 )
+# NOTE: the key sort's DuckDB memory (it spills past it) and the rows per COPY chunk.
+_KEY_SORT_MEMORY: Final = "256MB"
+_KEY_BATCH_ROWS: Final = 200_000
 _STANDING: Final = tuple(f"{c}_standing" for c in CONTENT)
 _AS_STANDING: Final = dict(zip(CONTENT, _STANDING, strict=True))
 
@@ -138,27 +142,31 @@ class KeyIndex:
         )
 
 
-def _read_lake_versions(url: str) -> pl.DataFrame:
-    columns = list(VERSION_SCHEMA.names())
-    source = url if storage.is_local(url) else io.BytesIO(storage.read_bytes(url))
-    return pl.read_parquet(source, columns=columns).cast(VERSION_SCHEMA)
-
-
 def index_new_events(conn: sa.Connection, lake_files: list[str]) -> int:
     """Add the events of these lake files (new to the lake: written by this run, or listed
-    before the index existed) to `event_keys`, in the caller's transaction. File by file:
-    memory is one file's keys."""
+    before the index existed) to `event_keys`, in the caller's transaction, in key order
+    (DuckDB sorts them, spilling to disk past `_KEY_SORT_MEMORY`; streamed to COPY in
+    batches: memory is bounded whatever the run's size)."""
+    if not lake_files:
+        return 0
     raw = driver_connection(conn)
     rows = 0
-    for url in lake_files:
-        frame = _read_lake_versions(url)
-        buffer = io.BytesIO()
-        frame.select(
-            "tenant_id", _hex_event_ids(), "metric", "quantity_micros", "occurred_at"
-        ).write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z")
-        with raw.cursor().copy(copy_statement("ingest/copy_event_keys")) as copy:
-            copy.write(buffer.getvalue())
-        rows += frame.height
+    with tempfile.TemporaryDirectory(prefix="tallyflow-keys-") as spill:
+        con = storage.connect_duckdb(lake_files)
+        try:
+            con.execute(f"SET memory_limit = '{_KEY_SORT_MEMORY}'")
+            con.execute("SET temp_directory = ?", [spill])
+            batches = con.sql(
+                duckdb_sql("ingest/select_new_event_keys"), params={"files": lake_files}
+            ).to_arrow_reader(_KEY_BATCH_ROWS)
+            with raw.cursor().copy(copy_statement("ingest/copy_event_keys")) as copy:
+                for batch in batches:
+                    buffer = io.BytesIO()
+                    pl.from_arrow(batch).write_csv(buffer, include_header=False)
+                    copy.write(buffer.getvalue())
+                    rows += batch.num_rows
+        finally:
+            con.close()
     return rows
 
 
