@@ -162,7 +162,7 @@ def index_new_events(conn: sa.Connection, lake_files: list[str]) -> int:
             with raw.cursor().copy(copy_statement("ingest/copy_event_keys")) as copy:
                 for batch in batches:
                     buffer = io.BytesIO()
-                    pl.from_arrow(batch).write_csv(buffer, include_header=False)
+                    pl.DataFrame(batch).write_csv(buffer, include_header=False)
                     copy.write(buffer.getvalue())
                     rows += batch.num_rows
         finally:

@@ -75,7 +75,7 @@ class ReadLimits:
     batch_bytes: int = 64 << 20
     max_line_bytes: int = 64 << 20
     max_decompressed_bytes: int = 32 << 30
-    spool_rows: int = 1_000_000
+    spool_rows: int = 500_000
 
     @classmethod
     def from_settings(cls) -> ReadLimits:

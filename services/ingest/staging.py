@@ -145,7 +145,7 @@ class LakeStager:
     files, or a hash collision, which the exact lookup tells apart).
     """
 
-    LAKE_SLICE_ROWS = 2_000_000
+    LAKE_SLICE_ROWS = 500_000
 
     def __init__(self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex) -> None:
         self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index

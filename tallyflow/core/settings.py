@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         default=32 << 30, gt=0, description="Cap of a gzip file's decompressed size"
     )
     ingest_spool_rows: int = Field(
-        default=1_000_000, gt=0, description="Accepted rows of a file kept in memory, then spooled"
+        default=500_000, gt=0, description="Accepted rows of a file kept in memory, then spooled"
     )
     # --- ingest cost flat with history (issue 12) ---
     inbox_chunk_events: int = Field(
