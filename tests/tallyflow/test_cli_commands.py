@@ -112,6 +112,15 @@ def test_ingest_missing_path_is_bad_usage(settings: Settings) -> None:
     assert "no such file or folder" in result.stderr and result.stdout == ""
 
 
+def test_ingest_without_paths_and_no_landing_folder_is_bad_usage(settings: Settings) -> None:
+    settings.landing_path.rmdir()
+    result = invoke("ingest", "--json")
+    assert_clean_failure(result, 2)
+    message = " ".join(result.stderr.replace("│", " ").split())  # the box wraps it
+    assert "no such file or folder" in message and "TALLYFLOW_LANDING" in message
+    assert result.stdout == ""
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_ingest_failed_run_exits_1(
     settings: Settings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
         missing = [u for u in urls if storage.is_local(u) and not storage.exists(u)]
         if missing:
             usage_error(f"no such file or folder: {', '.join(missing)}")
+        if not urls:
+            _require_default_landing()
 
         def load() -> Any:
             from flows.ingest_usage import ingest_usage
@@ -46,6 +48,24 @@ def register(app: typer.Typer) -> None:
             print_json(result)
             return
         print_ingest_summary(result)
+
+
+def _require_default_landing() -> None:
+    """Without paths, `ingest` reads the configured landing: a local one that does not exist
+    is the user's setup to fix (exit 2, no flow run), not a failed run."""
+    from tallyflow.cli.output import usage_error
+    from tallyflow.core import storage
+    from tallyflow.core.settings import load_settings
+
+    try:
+        landing = load_settings().landing_location.url
+    except storage.StorageConfigError as exc:
+        usage_error(exc.message)
+    if storage.is_local(landing) and not storage.exists(landing):
+        usage_error(
+            f"no such file or folder: {landing} (the landing folder: create it, set "
+            "TALLYFLOW_LANDING, or give the files to ingest)"
+        )
 
 
 def print_ingest_summary(result: dict[str, Any]) -> None:
