@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 
 from models.period import BillingPeriod
 from services.invoicing.catalog import load_billable_windows, load_catalog
@@ -396,13 +397,33 @@ def _copy_lines(
     """
     heads: list[DraftInvoice] = []
     dumps = orjson.dumps
-    sort_keys = orjson.OPT_SORT_KEYS
+    # NOTE: the lines of one matrix group share one group dict (compute.GroupTerms), so its
+    # JSON is encoded once per group, not once per line. Keyed by identity; the cache holds
+    # each dict, so no other object can take its id while the COPY runs.
+    group_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+    def group_text(group: Mapping[str, Any]) -> str:
+        hit = group_texts.get(id(group))
+        if hit is None or hit[0] is not group:
+            hit = group_texts[id(group)] = (
+                group,
+                dumps(group, option=orjson.OPT_SORT_KEYS).decode(),
+            )
+        return hit[1]
+
     target = (
         f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
         if direct
         else f"invoice_line_stage (tenant_id, {_LINE_COLUMNS})"
     )
-    with driver_connection(conn).cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
+    with (
+        driver_connection(conn).cursor() as cur,
+        # NOTE: a queued writer sends the COPY data from a thread (the send waits on the
+        # socket with the GIL released), so pricing goes on while the server inserts the
+        # lines already priced; the default writer blocked the pricing loop on each flush
+        # (a third of the run's Python wall time at 5,000 tenants with billable metrics).
+        cur.copy(f"COPY {target} FROM STDIN", writer=QueuedLibpqWriter(cur)) as copy,
+    ):
         for d in drafts:
             key = invoice_ids[d.tenant_id] if direct else d.tenant_id
             for li in d.lines:
@@ -424,7 +445,7 @@ def _copy_lines(
                         li.amount,
                         dumps(li.breakdown).decode(),
                         # a matrix line's group (contract 4a), written with the line
-                        None if li.group is None else dumps(li.group, option=sort_keys).decode(),
+                        None if li.group is None else group_text(li.group),
                     )
                 )
             heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
