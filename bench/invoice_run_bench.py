@@ -3,6 +3,7 @@
     uv run python bench/invoice_run_bench.py [--tenants 100000] [--sample 2000]
                                              [--billable-metrics [--groups 20]]
                                              [--database-url URL] [--keep]
+                                             [--digest] [--profile FILE]
 
 1. Seeds a fresh database (embedded Postgres in a temp folder unless --database-url):
    4 plans (USD, USD, EUR, JPY) with 5 metrics each (per_unit, graduated, volume, package;
@@ -647,6 +648,25 @@ def check_lines(
     return errors
 
 
+LINES_DIGEST = """
+SELECT count(*) AS lines,
+       md5(string_agg(md5(concat_ws('|', i.tenant_id, i.kind, i.currency, i.total, l.line_no,
+           l.kind, l.subscription_id, l.plan_code, l.metric, l.description, l.window_start,
+           l.window_end, l.quantity, l.included, l.billable_quantity, l.pricing_model,
+           l.amount, l.breakdown::text, l."group"::text)), '' ORDER BY i.tenant_id, l.line_no))
+FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+WHERE i.status <> 'void'
+"""
+
+
+def lines_digest(engine: sa.Engine) -> str:
+    """md5 over every stored line (by tenant and line number) with its invoice's total:
+    equal digests before and after a change mean the run stored the same content."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(LINES_DIGEST)).one()
+    return f"{row.lines:,} lines, md5 {row.md5}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100_000)
@@ -661,6 +681,14 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the embedded database folder")
+    parser.add_argument(
+        "--digest",
+        action="store_true",
+        help="print an md5 of every stored line after each run (to compare two commits)",
+    )
+    parser.add_argument(
+        "--profile", default=None, help="write a cProfile of the first run to this file"
+    )
     args = parser.parse_args()
     if not 1 <= args.groups <= len(MODELS):
         parser.error(f"--groups must be between 1 and {len(MODELS)}")
@@ -701,10 +729,19 @@ def main() -> None:
         for label in ("first run", "rerun (refresh)"):
             t0 = time.perf_counter()
             cpu0 = time.process_time()
+            profiler = None
+            if args.profile and label == "first run":
+                import cProfile
+
+                profiler = cProfile.Profile()
             with engine.begin() as conn:
                 backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
                 pg0 = _cpu_seconds(backend)
+                if profiler is not None:
+                    profiler.enable()
                 result = generate_invoices(conn, PERIOD)
+                if profiler is not None:
+                    profiler.disable()
                 pg_cpu = _cpu_seconds(backend) - pg0
             seconds = time.perf_counter() - t0
             py_cpu = time.process_time() - cpu0
@@ -715,6 +752,10 @@ def main() -> None:
                 f" CPU: Python {py_cpu:.1f} s, Postgres backend {pg_cpu:.1f} s"
                 f" (+ parallel workers); load average {os.getloadavg()[0]:.1f}"
             )
+            if profiler is not None:
+                profiler.dump_stats(args.profile)
+            if args.digest:
+                print(f"  digest after the {label}: {lines_digest(engine)}", flush=True)
         first_ids = sorted(result.invoice_ids)
         with engine.connect() as conn:
             invoices, lines = conn.execute(

@@ -59,6 +59,15 @@ class GroupTerms(NamedTuple):
     label: str  # key=value, ...
     entry_text: str  # "price N" or "default"
     pricing_json: Mapping[str, Any]  # the entry's own pricing
+    # NOTE: the parts of every line of this group that do not depend on its value, made
+    # once per run (an invoice run writes millions of such lines): the group as stored
+    # (one dict shared by those lines, never mutated), the order of groups within a
+    # window (the group's canonical JSON) and the fixed pieces of the description.
+    group: Mapping[str, str | None]
+    sort_key: bytes
+    description_head: str  # "metric [label]: "
+    description_mid: str  # " (aggregation), N included, "
+    description_tail: str  # " billable, matrix price N"
 
 
 @dataclass(frozen=True)
@@ -320,24 +329,21 @@ def _matrix_usage_lines(
     Overrides of `included` do not apply to matrix quotas (the quota's included is 0)."""
     matrix = quota.pricing
     assert isinstance(matrix, Matrix)
-    lines: list[DraftLine] = []
     values = w.metrics[quota.metric]
-    for group, value in sorted(
-        values.groups, key=lambda g: orjson.dumps(g[0], option=orjson.OPT_SORT_KEYS)
-    ):
+    group_terms = quota.group_terms
+    priced: list[tuple[GroupTerms, Decimal]] = []
+    for group, value in values.groups:
         key = tuple(group.items())
-        terms = quota.group_terms.get(key)
+        terms = group_terms.get(key)
         if terms is None:
-            number, entry = matrix.entry_for(group)
-            terms = quota.group_terms[key] = GroupTerms(
-                number,
-                entry,
-                ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items()),
-                "default" if number is None else f"price {number}",
-                entry.pricing.to_json(),
-            )
+            terms = group_terms[key] = _group_terms(quota, matrix, group)
+        priced.append((terms, value))
+    priced.sort(key=lambda tv: tv[0].sort_key)
+    subtract = PRICING_CONTEXT.subtract
+    lines: list[DraftLine] = []
+    for terms, value in priced:
         entry = terms.entry
-        billable = max(PRICING_CONTEXT.subtract(value, entry.included), ZERO)
+        billable = max(subtract(value, entry.included), ZERO)
         result = entry.pricing.compute(billable)
         lines.append(
             DraftLine(
@@ -347,9 +353,8 @@ def _matrix_usage_lines(
                 plan_code=w.plan.code,
                 metric=quota.metric,
                 description=(
-                    f"{quota.metric} [{terms.label}]: {value!s} ({quota.aggregation}),"
-                    f" {entry.included!s} included, {billable!s} billable,"
-                    f" matrix {terms.entry_text}"
+                    f"{terms.description_head}{value!s}{terms.description_mid}{billable!s}"
+                    f"{terms.description_tail}"
                 ),
                 window_start=w.window.start,
                 window_end=w.window.end,
@@ -360,7 +365,7 @@ def _matrix_usage_lines(
                 amount=round_money(result.amount, currency),
                 breakdown={
                     "aggregation": quota.aggregation,
-                    "group": dict(group),
+                    "group": terms.group,
                     "matrix_entry": terms.number,
                     # NOTE: the entry that priced this group, not the whole matrix (the
                     # quota's terms name it all): the line's own price, as a document shows it.
@@ -368,10 +373,29 @@ def _matrix_usage_lines(
                     "items": result.breakdown_json(),
                     "unrounded_amount": str(result.amount),
                 },
-                group=dict(group),
+                group=terms.group,
             )
         )
     return lines
+
+
+def _group_terms(quota: QuotaTerms, matrix: Matrix, group: Mapping[str, str | None]) -> GroupTerms:
+    """A group's matrix entry and the fixed parts of its lines (see GroupTerms)."""
+    number, entry = matrix.entry_for(group)
+    label = ", ".join(f"{k}={v if v is not None else 'none'}" for k, v in group.items())
+    entry_text = "default" if number is None else f"price {number}"
+    return GroupTerms(
+        number=number,
+        entry=entry,
+        label=label,
+        entry_text=entry_text,
+        pricing_json=entry.pricing.to_json(),
+        group=dict(group),
+        sort_key=orjson.dumps(group, option=orjson.OPT_SORT_KEYS),
+        description_head=f"{quota.metric} [{label}]: ",
+        description_mid=f" ({quota.aggregation}), {entry.included!s} included, ",
+        description_tail=f" billable, matrix {entry_text}",
+    )
 
 
 # ---------------------------------------------------------------------------------------

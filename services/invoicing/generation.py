@@ -379,6 +379,10 @@ def _open_run_drafts(
     }
 
 
+# Drafts per COPY statement of their lines (see `_copy_lines`).
+COPY_TENANTS = 1000
+
+
 def _copy_lines(
     conn: sa.Connection,
     drafts: Iterable[DraftInvoice],
@@ -396,39 +400,63 @@ def _copy_lines(
     """
     heads: list[DraftInvoice] = []
     dumps = orjson.dumps
-    sort_keys = orjson.OPT_SORT_KEYS
+    # NOTE: the lines of one matrix group share one group dict (compute.GroupTerms), so its
+    # JSON is encoded once per group, not once per line. Keyed by identity; the cache holds
+    # each dict, so no other object can take its id while the COPY runs.
+    group_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+    def group_text(group: Mapping[str, Any]) -> str:
+        hit = group_texts.get(id(group))
+        if hit is None or hit[0] is not group:
+            hit = group_texts[id(group)] = (
+                group,
+                dumps(group, option=orjson.OPT_SORT_KEYS).decode(),
+            )
+        return hit[1]
+
     target = (
         f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
         if direct
         else f"invoice_line_stage (tenant_id, {_LINE_COLUMNS})"
     )
-    with driver_connection(conn).cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
-        for d in drafts:
-            key = invoice_ids[d.tenant_id] if direct else d.tenant_id
-            for li in d.lines:
-                copy.write_row(
-                    (
-                        key,
-                        li.line_no,
-                        li.kind,
-                        li.subscription_id,
-                        li.plan_code,
-                        li.metric,
-                        li.description,
-                        li.window_start,
-                        li.window_end,
-                        li.quantity,
-                        li.included,
-                        li.billable_quantity,
-                        li.pricing_model,
-                        li.amount,
-                        dumps(li.breakdown).decode(),
-                        # a matrix line's group (contract 4a), written with the line
-                        None if li.group is None else dumps(li.group, option=sort_keys).decode(),
-                    )
-                )
-            heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
-            crash_point("invoices.tenant_staged")
+    # NOTE: one COPY statement per COPY_TENANTS drafts, not one for the whole run: the
+    # lines' freeze trigger keeps every row of its statement in a transition table, which
+    # past work_mem spills to disk (about 1 KB a line: 3 GB for a 100,000-tenant run).
+    remaining = iter(drafts)
+    with driver_connection(conn).cursor() as cur:
+        more = True
+        while more:
+            more = False
+            with cur.copy(f"COPY {target} FROM STDIN") as copy:
+                for n, d in enumerate(remaining, start=1):
+                    key = invoice_ids[d.tenant_id] if direct else d.tenant_id
+                    for li in d.lines:
+                        copy.write_row(
+                            (
+                                key,
+                                li.line_no,
+                                li.kind,
+                                li.subscription_id,
+                                li.plan_code,
+                                li.metric,
+                                li.description,
+                                li.window_start,
+                                li.window_end,
+                                li.quantity,
+                                li.included,
+                                li.billable_quantity,
+                                li.pricing_model,
+                                li.amount,
+                                dumps(li.breakdown).decode(),
+                                # a matrix line's group (contract 4a), written with the line
+                                None if li.group is None else group_text(li.group),
+                            )
+                        )
+                    heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
+                    crash_point("invoices.tenant_staged")
+                    if n == COPY_TENANTS:
+                        more = True
+                        break
     return heads
 
 

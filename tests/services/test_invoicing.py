@@ -271,6 +271,26 @@ def test_rerun_gives_identical_drafts(engine: Engine) -> None:
     assert count == 3
 
 
+def test_lines_copied_in_several_statements_are_the_same(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One COPY statement per COPY_TENANTS drafts: with one draft per statement, the run
+    writes the same lines as with one statement for all (a rerun finds nothing to change)."""
+    from services.invoicing import generation
+
+    seed_basic(engine)
+    monkeypatch.setattr(generation, "COPY_TENANTS", 1)
+    first = _generate(engine)  # new drafts: lines COPYed into invoice_lines, 3 statements
+    totals = {t: _invoice_of(engine, t).total for t in ("acme", "beta", "nihon")}
+    assert totals == {"acme": D("55.01"), "beta": D("20.50"), "nihon": D("1050")}
+    again = _generate(engine)  # known drafts: lines COPYed to the stage, 3 statements
+    monkeypatch.setattr(generation, "COPY_TENANTS", 1000)
+    once = _generate(engine)  # one statement
+    assert (first.updated, again.updated, once.updated) == (3, 0, 0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM invoice_lines")).scalar_one() == 8
+
+
 def test_rerun_refreshes_a_draft_with_new_usage(engine: Engine) -> None:
     seed_basic(engine)
     _generate(engine)
