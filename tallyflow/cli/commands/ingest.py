@@ -58,7 +58,9 @@ def _require_default_landing() -> None:
     from tallyflow.core.settings import load_settings
 
     try:
-        landing = load_settings().landing_location.url
+        settings = load_settings()
+        settings.check_storage()  # NOTE: a bad lake or landing setting is told first
+        landing = settings.landing_location.url
     except storage.StorageConfigError as exc:
         usage_error(exc.message)
     if storage.is_local(landing) and not storage.exists(landing):
