@@ -103,7 +103,7 @@ class KeyIndex:
 
     def versions(self, keys: pl.DataFrame) -> pl.DataFrame:
         """KEY + CONTENT of those `keys` (unique) already in the lake: one COPY in, one
-        join, one COPY out; the scratch rows go with the commit."""
+        join, one COPY out, in one transaction; the scratch rows go with its commit."""
         if keys.height == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
         keys = keys.select(KEY).with_row_index("position")
@@ -113,13 +113,15 @@ class KeyIndex:
             inbound, include_header=False
         )
         outbound = io.BytesIO()
-        with raw.cursor() as cur:
+        # NOTE: a transaction SQLAlchemy knows of: its commit is the driver's, which empties
+        # the scratch table (`Connection.commit()` with none begun does nothing, and the
+        # next batch would join the rows of this one).
+        with self.conn.begin(), raw.cursor() as cur:
             with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
                 copy.write(inbound.getvalue())
             with cur.copy(copy_statement("ingest/copy_indexed_versions_of_batch_keys")) as copy:
                 for data in copy:
                     outbound.write(data)
-        self.conn.commit()
         if outbound.tell() == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
         found = pl.read_csv(

@@ -143,6 +143,23 @@ def test_dedupe_uses_the_key_index_not_the_lake_files(settings: Settings, engine
     assert (drained["accepted"], drained["duplicates"]) == (0, 1)
 
 
+def test_each_file_of_a_run_is_deduped_against_the_index_on_its_own(
+    settings: Settings, engine: Engine
+) -> None:
+    """A run's second file is looked up in the index after its first: the first file's hits
+    must not answer for the second file's keys (they once did: the lookup's scratch rows
+    outlived it, and new events at the same positions came back as repeats)."""
+    landing = settings.landing_path
+    write_jsonl(landing / "a.jsonl", [ev(f"e{i}", quantity="1") for i in range(3)])
+    assert ingest()["accepted"] == 3
+    write_jsonl(landing / "b.jsonl", [ev(f"e{i}", quantity="1") for i in (2, 1, 0)])
+    write_jsonl(landing / "c.jsonl", [ev(f"n{i}", quantity="2") for i in range(3)])
+    second = ingest()
+    assert (second["files"], second["accepted"], second["duplicates"]) == (2, 3, 3)
+    assert second["rejected_by_reason"] == {}
+    assert _indexed(engine) == 6
+
+
 def test_legacy_lake_files_are_indexed_before_dedupe(settings: Settings, engine: Engine) -> None:
     """Files listed before migration 0008 (keys_indexed false) are indexed by the next run."""
     write_jsonl(settings.landing_path / "a.jsonl", [ev("e1"), ev("e2")])
