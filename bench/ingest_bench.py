@@ -268,7 +268,9 @@ def _usage_daily_frame(url: str, month_start: str, month_end: str) -> Any:
     return pl.DataFrame(rows, schema=list(RESULT_COLUMNS), orient="row")
 
 
-def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, Any]:
+def phase_ingest(
+    files: list[str], warmup: list[str], out: Path, profile: str | None = None
+) -> dict[str, Any]:
     from tallyflow.core import migrate
     from tallyflow.core.db import database_url, get_engine, to_libpq_url
     from tallyflow.core.settings import load_settings
@@ -282,9 +284,18 @@ def phase_ingest(files: list[str], warmup: list[str], out: Path) -> dict[str, An
     ingest_usage(paths=warmup)
     warmup_seconds = time.perf_counter() - warm_began
 
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     began = time.perf_counter()
     summary = ingest_usage(paths=files)
     seconds = time.perf_counter() - began
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
     _normalised(
         _usage_daily_frame(to_libpq_url(database_url(settings)), f"{MONTH}-01", "2026-11-01")
@@ -399,7 +410,7 @@ def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "floor":
         result = phase_floor(args.format, files, out)
     elif args.phase == "ingest":
-        result = phase_ingest(files, json.loads(args.warmup), out)
+        result = phase_ingest(files, json.loads(args.warmup), out, args.profile)
     else:
         result = phase_pg(args.format, files, out)
     sys.stdout.write("\nRESULT " + json.dumps(result, default=str) + "\n")
@@ -531,6 +542,8 @@ def run_format(
             if phase in args.skip:
                 continue
             extra = {"warmup": json.dumps(list(warm.files))} if phase == "ingest" else {}
+            if phase == "ingest" and args.profile:
+                extra["profile"] = str(Path(args.profile).resolve())
             results[phase] = _spawn(
                 phase,
                 env,
@@ -640,6 +653,9 @@ def main() -> None:
     parser.add_argument("--workdir", help="Keep files here (default: a temp dir, removed)")
     parser.add_argument("--skip", action="append", default=[], choices=["ingest", "floor", "pg"])
     parser.add_argument("--json", action="store_true", help="Print one JSON object at the end")
+    parser.add_argument(
+        "--profile", help="write a cProfile of the timed flow call to this file (one format)"
+    )
     parser.add_argument("--phase", choices=["floor", "ingest", "pg"], help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", help=argparse.SUPPRESS)
