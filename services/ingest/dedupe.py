@@ -107,16 +107,14 @@ class KeyIndex:
         if keys.height == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
         keys = keys.select(KEY).with_row_index("position")
-        raw = driver_connection(self.conn)
         inbound = io.BytesIO()
         keys.select("position", "tenant_id", _hex_event_ids()).write_csv(
             inbound, include_header=False
         )
         outbound = io.BytesIO()
-        # NOTE: a transaction SQLAlchemy knows of: its commit is the driver's, which empties
-        # the scratch table (`Connection.commit()` with none begun does nothing, and the
-        # next batch would join the rows of this one).
-        with self.conn.begin(), raw.cursor() as cur:
+        # NOTE: in a transaction SQLAlchemy began (db.driver_connection): its commit empties
+        # the scratch table, so the next batch joins only its own rows.
+        with self.conn.begin(), driver_connection(self.conn).cursor() as cur:
             with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
                 copy.write(inbound.getvalue())
             with cur.copy(copy_statement("ingest/copy_indexed_versions_of_batch_keys")) as copy:

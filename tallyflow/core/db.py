@@ -88,7 +88,16 @@ def dispose_engines() -> None:
 
 
 def driver_connection(conn: sa.Connection) -> psycopg.Connection[Any]:
-    """The psycopg connection under a SQLAlchemy connection (for COPY)."""
+    """The psycopg connection under a SQLAlchemy connection (for COPY), inside a transaction
+    SQLAlchemy began (`conn.begin()`, or a `conn.execute` before): what is sent on it then
+    commits or rolls back with that transaction. Outside one, `Connection.commit()` would do
+    nothing and the driver's own transaction would stay open (the key-index lookup once
+    leaked its scratch rows into the next lookup that way), so that is refused."""
+    if not conn.in_transaction():
+        raise RuntimeError(
+            "driver_connection outside a SQLAlchemy transaction: begin one (conn.begin())"
+            " so that its commit is the driver's"
+        )
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     return raw

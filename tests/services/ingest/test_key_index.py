@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.ingest.dedupe import KEY, VERSION_SCHEMA, KeyIndex
+from tallyflow.core.db import driver_connection
 
 AT = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -59,3 +61,15 @@ def test_a_lookup_leaves_no_transaction_open(engine: Engine) -> None:
                 .all()
             )
     assert states == ["idle"]
+
+
+def test_the_driver_connection_is_refused_outside_a_transaction(engine: Engine) -> None:
+    """The mechanism behind the lookup's fix: COPY on the driver connection only where
+    SQLAlchemy's commit is the driver's."""
+    with engine.connect() as conn:
+        with pytest.raises(RuntimeError, match="outside a SQLAlchemy transaction"):
+            driver_connection(conn)
+        with conn.begin():
+            assert driver_connection(conn) is conn.connection.driver_connection
+        conn.execute(sa.text("SELECT 1"))  # autobegin: a transaction SQLAlchemy began
+        assert driver_connection(conn) is conn.connection.driver_connection
