@@ -437,7 +437,10 @@ class Invoice(Base):
     )
 
     lines: Mapped[list[InvoiceLine]] = relationship(
-        back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLine.line_no"
+        back_populates="invoice",
+        cascade="all, delete-orphan",
+        order_by="InvoiceLine.line_no",
+        primaryjoin="Invoice.id == foreign(InvoiceLine.invoice_id)",
     )
 
 
@@ -459,12 +462,14 @@ class InvoiceLine(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("invoices.id", ondelete="CASCADE"))
+    # NOTE (0012): invoice_id and subscription_id are references without declared foreign
+    # keys: the lines' statement-level trigger checks them once per statement (the run
+    # writes millions of lines; a key checks and locks per line), deleting invoices deletes
+    # their lines, an invoiced subscription cannot be deleted. The migration says how.
+    invoice_id: Mapped[int] = mapped_column(sa.BigInteger)
     line_no: Mapped[int] = mapped_column(sa.Integer)
     kind: Mapped[str] = mapped_column(sa.Text)
-    subscription_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("subscriptions.id", ondelete="RESTRICT")
-    )
+    subscription_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     plan_code: Mapped[str] = mapped_column(sa.Text)
     metric: Mapped[str | None] = mapped_column(sa.Text)
     description: Mapped[str] = mapped_column(sa.Text)
@@ -479,7 +484,9 @@ class InvoiceLine(Base):
     # NOTE (0004): the group a matrix usage line prices ({key: value}), null otherwise.
     group: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
 
-    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+    invoice: Mapped[Invoice] = relationship(
+        back_populates="lines", primaryjoin="Invoice.id == foreign(InvoiceLine.invoice_id)"
+    )
 
 
 class InvoiceNumberCounter(Base):

@@ -614,6 +614,192 @@ def test_drafts_stay_editable_by_the_run(engine: Engine) -> None:
         )
 
 
+# --- references of invoice lines (migration 0012: checked per statement, not declared) ----
+
+_LINE_INSERT = (
+    "INSERT INTO invoice_lines (invoice_id, line_no, kind, subscription_id, plan_code,"
+    " description, window_start, window_end, quantity, billable_quantity, amount)"
+    " VALUES (:invoice_id, :line_no, 'base_fee', :subscription_id, 'pro', 'x', '2026-11-01',"
+    " '2026-12-01', 1, 1, 1)"
+)
+
+
+def _refused(engine: Engine, statement: str, params: dict[str, Any]) -> str:
+    """The message of the foreign_key_violation the statement gets (nothing is written)."""
+    with pytest.raises(sa.exc.IntegrityError) as info, engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+    assert getattr(info.value.orig, "sqlstate", None) == "23503"
+    return str(info.value.orig)
+
+
+def _subscription_of(engine: Engine, tenant: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT id FROM subscriptions WHERE tenant_id = :t"), {"t": tenant}
+            ).scalar_one()
+        )
+
+
+def _line_count(engine: Engine, invoice_id: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM invoice_lines WHERE invoice_id = :i"),
+                {"i": invoice_id},
+            ).scalar_one()
+        )
+
+
+def test_a_line_of_a_missing_invoice_or_subscription_is_refused(engine: Engine) -> None:
+    seed_basic(engine)
+    _generate(engine)
+    acme = _invoice_of(engine, "acme")
+    message = _refused(
+        engine, _LINE_INSERT, {"invoice_id": 424242, "line_no": 1, "subscription_id": None}
+    )
+    assert "invoice 424242 does not exist" in message
+    message = _refused(
+        engine, _LINE_INSERT, {"invoice_id": acme.id, "line_no": 99, "subscription_id": 424243}
+    )
+    assert f"line 99 of invoice {acme.id}: subscription 424243 does not exist" in message
+    # one bad line among good ones fails the whole statement
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            sa.text(_LINE_INSERT),
+            [
+                {"invoice_id": acme.id, "line_no": 98, "subscription_id": None},
+                {"invoice_id": 424242, "line_no": 1, "subscription_id": None},
+            ],
+        )
+    moved = _refused(
+        engine,
+        "UPDATE invoice_lines SET invoice_id = 424242 WHERE invoice_id = :id",
+        {"id": acme.id},
+    )
+    assert "invoice 424242 does not exist" in moved
+    assert _invoice_of(engine, "acme").lines == acme.lines
+
+
+def test_a_line_cannot_bill_another_tenants_subscription(engine: Engine) -> None:
+    """Stronger than the foreign key it replaces: the subscription must be the invoice's
+    tenant's."""
+    seed_basic(engine)
+    _generate(engine)
+    acme = _invoice_of(engine, "acme")
+    beta_subscription = _subscription_of(engine, "beta")
+    message = _refused(
+        engine,
+        _LINE_INSERT,
+        {"invoice_id": acme.id, "line_no": 99, "subscription_id": beta_subscription},
+    )
+    assert (
+        f"line 99 of invoice {acme.id} (tenant acme): subscription {beta_subscription}"
+        " is tenant beta's" in message
+    )
+    with engine.begin() as conn:  # its own subscription is fine
+        conn.execute(
+            sa.text(_LINE_INSERT),
+            {
+                "invoice_id": acme.id,
+                "line_no": 99,
+                "subscription_id": _subscription_of(engine, "acme"),
+            },
+        )
+    assert _line_count(engine, acme.id) == len(acme.lines) + 1
+
+
+def test_deleting_a_draft_deletes_its_lines(engine: Engine) -> None:
+    seed_basic(engine)
+    _generate(engine)
+    beta, acme = _invoice_of(engine, "beta"), _invoice_of(engine, "acme")
+    assert _line_count(engine, beta.id) > 0
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM invoices WHERE id = :id"), {"id": beta.id})
+    assert _line_count(engine, beta.id) == 0
+    assert _line_count(engine, acme.id) == len(acme.lines)  # nobody else's
+
+
+def test_an_invoiced_subscription_cannot_be_deleted(engine: Engine) -> None:
+    seed_basic(engine)
+    _generate(engine)
+    acme = _invoice_of(engine, "acme")
+    subscription = _subscription_of(engine, "acme")
+    message = _refused(engine, "DELETE FROM subscriptions WHERE id = :id", {"id": subscription})
+    assert f"subscription {subscription} is invoiced (invoice {acme.id})" in message
+    with engine.begin() as conn:  # once its draft is gone, it can go
+        conn.execute(sa.text("DELETE FROM invoices WHERE id = :id"), {"id": acme.id})
+        conn.execute(sa.text("DELETE FROM subscriptions WHERE id = :id"), {"id": subscription})
+
+
+@pytest.mark.parametrize("table", ["invoices", "subscriptions"])
+def test_ids_never_change(engine: Engine, table: str) -> None:
+    seed_basic(engine)
+    _generate(engine)
+    with engine.connect() as conn:
+        row_id = int(
+            conn.execute(sa.text(f"SELECT id FROM {table} WHERE tenant_id = 'beta'")).scalar_one()
+        )
+    message = _refused(engine, f"UPDATE {table} SET id = id + 1000 WHERE id = :id", {"id": row_id})
+    assert f"{table} {row_id}: its id cannot change" in message
+
+
+def test_a_written_line_holds_its_invoice_until_commit(engine: Engine) -> None:
+    """The statement check locks the referred rows as a foreign key check does: while a
+    transaction that wrote a line is open, nobody can delete its invoice or subscription."""
+    seed_basic(engine)
+    _generate(engine)
+    acme = _invoice_of(engine, "acme")
+    subscription = _subscription_of(engine, "acme")
+    with engine.connect() as writer:
+        writer.execute(
+            sa.text(_LINE_INSERT),
+            {"invoice_id": acme.id, "line_no": 99, "subscription_id": subscription},
+        )
+        for statement, key in [
+            ("DELETE FROM invoices WHERE id = :id", acme.id),
+            ("DELETE FROM subscriptions WHERE id = :id", subscription),
+        ]:
+            with pytest.raises(sa.exc.OperationalError) as info, engine.begin() as other:
+                other.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                other.execute(sa.text(statement), {"id": key})
+            assert getattr(info.value.orig, "sqlstate", None) == "55P03"  # lock_not_available
+        writer.rollback()
+    assert _invoice_of(engine, "acme").lines == acme.lines
+
+
+def test_reference_migration_downgrades_to_declared_keys(engine: Engine) -> None:
+    """0012's downgrade puts the two foreign keys back (validated against the lines that
+    exist) and the upgrade takes them away again, with the same rules."""
+    from tallyflow.core import migrate
+
+    seed_basic(engine)
+    _generate(engine)
+    keys = sa.text(
+        "SELECT conname FROM pg_constraint"
+        " WHERE conrelid = 'invoice_lines'::regclass AND contype = 'f' ORDER BY conname"
+    )
+    with engine.connect() as conn:
+        assert conn.execute(keys).scalars().all() == []
+    migrate.downgrade(engine, "0011_lines_freeze_check")
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.execute(keys).scalars().all() == [
+            "fk_invoice_lines_invoice_id_invoices",
+            "fk_invoice_lines_subscription_id_subscriptions",
+        ]
+    assert "violates foreign key constraint" in _refused(
+        engine, _LINE_INSERT, {"invoice_id": 424242, "line_no": 1, "subscription_id": None}
+    )
+    migrate.upgrade(engine)
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.execute(keys).scalars().all() == []
+    assert "invoice 424242 does not exist" in _refused(
+        engine, _LINE_INSERT, {"invoice_id": 424242, "line_no": 1, "subscription_id": None}
+    )
+
+
 # --- concurrency ---------------------------------------------------------------------------
 
 
