@@ -83,6 +83,23 @@ def prefect_server(home: Path) -> Iterator[dict[str, str]]:
             os.environ.pop(name, None)
 
 
+@contextlib.contextmanager
+def profiled(path: str | None) -> Iterator[None]:
+    """A cProfile of the block written to `path` (one pstats file); nothing when None."""
+    if path is None:
+        yield
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
 def commit() -> str:
     """The short commit of the code under test (with `+dirty` when the tree has changes)."""
 

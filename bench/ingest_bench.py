@@ -284,18 +284,10 @@ def phase_ingest(
     ingest_usage(paths=warmup)
     warmup_seconds = time.perf_counter() - warm_began
 
-    profiler = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-    began = time.perf_counter()
-    summary = ingest_usage(paths=files)
-    seconds = time.perf_counter() - began
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(profile)
+    with _harness.profiled(profile or None):
+        began = time.perf_counter()
+        summary = ingest_usage(paths=files)
+        seconds = time.perf_counter() - began
 
     _normalised(
         _usage_daily_frame(to_libpq_url(database_url(settings)), f"{MONTH}-01", "2026-11-01")

@@ -49,7 +49,8 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from metrics_bench import FIVE_METRICS  # noqa: E402  (this folder is on sys.path)
+import _harness  # noqa: E402  (this folder is on sys.path)
+from metrics_bench import FIVE_METRICS  # noqa: E402
 
 from models.api import PlanIn  # noqa: E402
 from models.money import round_money  # noqa: E402
@@ -729,19 +730,11 @@ def main() -> None:
         for label in ("first run", "rerun (refresh)"):
             t0 = time.perf_counter()
             cpu0 = time.process_time()
-            profiler = None
-            if args.profile and label == "first run":
-                import cProfile
-
-                profiler = cProfile.Profile()
             with engine.begin() as conn:
                 backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
                 pg0 = _cpu_seconds(backend)
-                if profiler is not None:
-                    profiler.enable()
-                result = generate_invoices(conn, PERIOD)
-                if profiler is not None:
-                    profiler.disable()
+                with _harness.profiled(args.profile if label == "first run" else None):
+                    result = generate_invoices(conn, PERIOD)
                 pg_cpu = _cpu_seconds(backend) - pg0
             seconds = time.perf_counter() - t0
             py_cpu = time.process_time() - cpu0
@@ -752,8 +745,6 @@ def main() -> None:
                 f" CPU: Python {py_cpu:.1f} s, Postgres backend {pg_cpu:.1f} s"
                 f" (+ parallel workers); load average {os.getloadavg()[0]:.1f}"
             )
-            if profiler is not None:
-                profiler.dump_stats(args.profile)
             if args.digest:
                 print(f"  digest after the {label}: {lines_digest(engine)}", flush=True)
         first_ids = sorted(result.invoice_ids)
