@@ -188,6 +188,26 @@ TRIGGER_TABLES = [
 ]
 
 
+# NOTE: a declared key's checks and cascades run as the table's owner, whatever the writer
+# may do; so do these (SECURITY DEFINER): a role that may insert lines but not update
+# subscriptions (FOR KEY SHARE needs UPDATE rights) or delete invoices but not lines behaves
+# as before. The search path is pinned to the schema the tables are in, pg_temp last, so
+# a caller's temporary table cannot stand in for `invoices`.
+DEFINER_FUNCTIONS = (
+    "invoice_lines_refuse_frozen_change",
+    "invoices_delete_their_lines",
+    "subscriptions_refuse_invoiced_delete",
+)
+
+
+def _run_as_owner() -> None:
+    schema = op.get_bind().exec_driver_sql("SELECT current_schema()").scalar_one()
+    for function in DEFINER_FUNCTIONS:
+        op.execute(
+            f'ALTER FUNCTION {function}() SECURITY DEFINER SET search_path = "{schema}", pg_temp'
+        )
+
+
 def upgrade() -> None:
     op.drop_constraint(
         op.f("fk_invoice_lines_invoice_id_invoices"), "invoice_lines", type_="foreignkey"
@@ -203,6 +223,7 @@ def upgrade() -> None:
     op.execute(REFUSE_ID_CHANGE_FUNCTION)
     for statement in TRIGGERS:
         op.execute(statement)
+    _run_as_owner()
 
 
 def downgrade() -> None:

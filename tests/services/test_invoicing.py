@@ -768,6 +768,46 @@ def test_a_written_line_holds_its_invoice_until_commit(engine: Engine) -> None:
     assert _invoice_of(engine, "acme").lines == acme.lines
 
 
+def test_the_checks_run_with_the_owners_rights(engine: Engine) -> None:
+    """As a declared key's checks do: a role that may write lines and delete invoices, but
+    may not lock subscriptions (FOR KEY SHARE needs UPDATE rights) nor delete lines, still
+    writes a checked line and deletes a draft with its lines; a wrong line is still refused."""
+    import uuid
+
+    seed_basic(engine)
+    _generate(engine)
+    acme = _invoice_of(engine, "acme")
+    role = f"tf_writer_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(sa.text(f'GRANT SELECT ON invoices, subscriptions TO "{role}"'))
+        conn.execute(sa.text(f'GRANT SELECT, INSERT ON invoice_lines TO "{role}"'))
+        conn.execute(sa.text(f'GRANT DELETE ON invoices TO "{role}"'))
+        conn.execute(sa.text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+    limited = sa.create_engine(engine.url.set(username=role, password=None))
+    try:
+        with limited.begin() as conn:
+            conn.execute(
+                sa.text(_LINE_INSERT),
+                {
+                    "invoice_id": acme.id,
+                    "line_no": 99,
+                    "subscription_id": _subscription_of(engine, "acme"),
+                },
+            )
+        assert "invoice 424242 does not exist" in _refused(
+            limited, _LINE_INSERT, {"invoice_id": 424242, "line_no": 1, "subscription_id": None}
+        )
+        with limited.begin() as conn:
+            conn.execute(sa.text("DELETE FROM invoices WHERE id = :id"), {"id": acme.id})
+        assert _line_count(engine, acme.id) == 0
+    finally:
+        limited.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+
+
 def test_reference_migration_downgrades_to_declared_keys(engine: Engine) -> None:
     """0012's downgrade puts the two foreign keys back (validated against the lines that
     exist) and the upgrade takes them away again, with the same rules."""
