@@ -58,6 +58,7 @@ DECLARE
     wanted bigint;
     found bigint;
     missing record;
+    mismatched_id bigint;
 BEGIN
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         SELECT min(i.id) INTO frozen_id
@@ -108,19 +109,19 @@ BEGIN
             USING ERRCODE = 'foreign_key_violation';
     END IF;
     -- ... of the invoice's tenant
-    SELECT min(p.invoice_id) INTO frozen_id
+    SELECT min(p.invoice_id) INTO mismatched_id
     FROM (SELECT DISTINCT invoice_id, subscription_id FROM changed_lines
           WHERE subscription_id IS NOT NULL) AS p
     JOIN invoices i ON i.id = p.invoice_id
     JOIN subscriptions s ON s.id = p.subscription_id
     WHERE s.tenant_id <> i.tenant_id;
-    IF frozen_id IS NOT NULL THEN
+    IF mismatched_id IS NOT NULL THEN
         SELECT l.invoice_id, l.line_no, l.subscription_id, s.tenant_id AS owner,
                i.tenant_id AS tenant INTO missing
         FROM changed_lines l
         JOIN invoices i ON i.id = l.invoice_id
         JOIN subscriptions s ON s.id = l.subscription_id
-        WHERE l.invoice_id = frozen_id AND s.tenant_id <> i.tenant_id
+        WHERE l.invoice_id = mismatched_id AND s.tenant_id <> i.tenant_id
         ORDER BY l.line_no LIMIT 1;
         RAISE EXCEPTION 'invoice line % of invoice % (tenant %): subscription % is tenant %''s',
             missing.line_no, missing.invoice_id, missing.tenant, missing.subscription_id,
