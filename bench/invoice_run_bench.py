@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -68,7 +69,12 @@ from models.tables import (  # noqa: E402
     UsageDaily,
 )
 from services.catalog import create_plan  # noqa: E402
-from services.invoicing import close_period_invoices, generate_invoices  # noqa: E402
+from services.invoicing import (  # noqa: E402
+    Parallelism,
+    close_period_invoices,
+    generate_invoices,
+    invoice_run_transaction,
+)
 from services.metrics.catalog import create_metric  # noqa: E402
 from services.proration import (  # noqa: E402
     Window,
@@ -577,6 +583,31 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _server_cpu(backend: int) -> float:
+    """CPU of the whole local Postgres server so far: the postmaster, its live processes and
+    those it has reaped (the pricing workers' backends end with the run), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        own = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    total = sum(int(f) for f in own[11:15])  # utime, stime, cutime, cstime
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sample_totals(engine: sa.Engine, tenant_ids: list[str]) -> dict[str, Decimal]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -688,6 +719,12 @@ def main() -> None:
         help="print an md5 of every stored line after each run (to compare two commits)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pricing worker processes (TALLYFLOW_INVOICE_WORKERS: 0 one per core, 1 none)",
+    )
+    parser.add_argument(
         "--profile", default=None, help="write a cProfile of the first run to this file"
     )
     args = parser.parse_args()
@@ -726,24 +763,30 @@ def main() -> None:
             f" {args.tenants / orm_rate:,.0f} s"
         )
 
+        settings = Settings(database_url=url)
+        if args.workers is not None:
+            settings = settings.model_copy(update={"invoice_workers": args.workers})
+        parallel = Parallelism.of(settings)
         runs = []
         for label in ("first run", "rerun (refresh)"):
             t0 = time.perf_counter()
-            cpu0 = time.process_time()
-            with engine.begin() as conn:
+            cpu0, children0 = time.process_time(), _children_cpu()
+            with invoice_run_transaction(engine, [PERIOD]) as conn:
                 backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-                pg0 = _cpu_seconds(backend)
+                pg0, server0 = _cpu_seconds(backend), _server_cpu(backend)
                 with _harness.profiled(args.profile if label == "first run" else None):
-                    result = generate_invoices(conn, PERIOD)
-                pg_cpu = _cpu_seconds(backend) - pg0
+                    result = generate_invoices(conn, PERIOD, parallel=parallel)
+                pg_cpu, server_cpu = _cpu_seconds(backend) - pg0, _server_cpu(backend) - server0
             seconds = time.perf_counter() - t0
             py_cpu = time.process_time() - cpu0
+            workers_cpu = _children_cpu() - children0
             runs.append(seconds)
             print(
                 f"set-based {label}: {result.generated:,} invoices in {seconds:.1f} s"
                 f" = {result.generated / seconds:,.0f} invoices/s; phases {dict(result.timings)};"
-                f" CPU: Python {py_cpu:.1f} s, Postgres backend {pg_cpu:.1f} s"
-                f" (+ parallel workers); load average {os.getloadavg()[0]:.1f}"
+                f" pricing workers {result.workers}; CPU: Python {py_cpu:.1f} s"
+                f" (+ workers {workers_cpu:.1f} s), Postgres: run's backend {pg_cpu:.1f} s,"
+                f" whole server {server_cpu:.1f} s; load average {os.getloadavg()[0]:.1f}"
             )
             if args.digest:
                 print(f"  digest after the {label}: {lines_digest(engine)}", flush=True)

@@ -8,7 +8,7 @@ import uuid
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from services.invoicing import FinalizeResult, NumberingRule, finalize_invoices
+from services.invoicing import FinalizeResult, NumberingRule, Parallelism, finalize_invoices
 from tallyflow.core.resources import Resources
 
 
@@ -28,4 +28,5 @@ def finalize_due_invoices(
         now=now,
         numbering=NumberingRule.of(resources.settings),
         run_id=run_id,
+        parallel=Parallelism.of(resources.settings),
     )

@@ -13,6 +13,7 @@ from models.period import BillingPeriod
 from services.invoicing import (
     GenerationResult,
     NumberingRule,
+    Parallelism,
     generate_invoices,
     invoice_run_transaction,
 )
@@ -42,4 +43,5 @@ def generate_period_invoices(
             run_id=run_id,
             now=now or utc_now(),
             numbering=NumberingRule.of(resources.settings),
+            parallel=Parallelism.of(resources.settings),
         )

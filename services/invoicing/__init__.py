@@ -5,6 +5,8 @@ One package shared by the HTTP API, the CLI and the flows, split along its secti
 - `compute`      the pure core: `compute_invoice`, bounds (`check_fits`), `compute_correction`
 - `catalog`      reading what a run prices (plans, subscription windows, usage, overrides)
 - `generation`   the invoice run (`generate_invoices`) and its `invoice_run_transaction`
+- `batches`      the run's pricing, batch by batch: read, price, COPY text
+- `workers`      worker processes pricing a large run's batches on its snapshot
 - `corrections`  draft adjustments and credit notes of closed invoices
 - `numbering`    gapless numbers per (series, year)
 - `lifecycle`    close and void (`close_drafts` is where every close happens)
@@ -70,9 +72,11 @@ from services.invoicing.views import (
     list_invoices,
     total_after_credits,
 )
+from services.invoicing.workers import SERIAL, Parallelism
 
 __all__ = [
     "INVOICE_LOCK_CLASS",
+    "SERIAL",
     "UNPRICEABLE",
     "AmountOutOfRange",
     "BillableWindow",
@@ -89,6 +93,7 @@ __all__ = [
     "LateUsage",
     "MixedCurrencies",
     "NumberingRule",
+    "Parallelism",
     "PlanTerms",
     "QuotaTerms",
     "UnsubscribedUsage",

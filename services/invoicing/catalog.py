@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -62,10 +62,34 @@ def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
     }
 
 
+class WindowRow(NamedTuple):
+    """The part of one subscription inside the period (`invoicing/select_billing_windows`)."""
+
+    subscription_id: int
+    tenant_id: str
+    plan_id: int
+    window_start: dt.date
+    window_end: dt.date
+
+
+def select_windows(conn: sa.Connection, params: Mapping[str, Any]) -> list[WindowRow]:
+    """Every subscription window of the period (all tenants or `tenant_ids`)."""
+    return [
+        WindowRow(*r) for r in conn.execute(sql("invoicing/select_billing_windows"), params).all()
+    ]
+
+
 def load_billable_windows(
-    conn: sa.Connection, params: Mapping[str, Any], catalog: Mapping[int, PlanTerms]
+    conn: sa.Connection,
+    params: Mapping[str, Any],
+    catalog: Mapping[int, PlanTerms],
+    windows: Sequence[WindowRow] | None = None,
 ) -> dict[str, list[BillableWindow]]:
-    """Three set-based reads, joined in memory by subscription id."""
+    """Three set-based reads, joined in memory by subscription id.
+
+    windows: the subscription windows of `params`' tenants when the caller has read them
+    already (`select_windows`); read here otherwise.
+    """
     # NOTE: .all() fetches in one call; iterating a result fetches row by row (3x slower
     # for the hundreds of thousands of rows of a full run).
     usage: dict[int, dict[str, UsageTotals]] = defaultdict(dict)
@@ -80,19 +104,19 @@ def load_billable_windows(
     for r in conn.execute(sql("invoicing/select_billing_override_days"), params):
         overrides[r.subscription_id][r.metric].append((r.included, int(r.days)))
     by_tenant: dict[str, list[BillableWindow]] = defaultdict(list)
-    for r in conn.execute(sql("invoicing/select_billing_windows"), params).all():
-        by_tenant[r.tenant_id].append(
+    for w in select_windows(conn, params) if windows is None else windows:
+        by_tenant[w.tenant_id].append(
             BillableWindow(
-                subscription_id=r.subscription_id,
-                plan=catalog[r.plan_id],
-                window=Window(r.window_start, r.window_end),
-                usage=usage.get(r.subscription_id, {}),
+                subscription_id=w.subscription_id,
+                plan=catalog[w.plan_id],
+                window=Window(w.window_start, w.window_end),
+                usage=usage.get(w.subscription_id, {}),
                 override_days={
-                    metric: sorted(pairs) for metric, pairs in overrides[r.subscription_id].items()
+                    metric: sorted(pairs) for metric, pairs in overrides[w.subscription_id].items()
                 }
-                if r.subscription_id in overrides
+                if w.subscription_id in overrides
                 else {},
-                metrics=metric_values.window(r.tenant_id, r.window_start, r.window_end),
+                metrics=metric_values.window(w.tenant_id, w.window_start, w.window_end),
             )
         )
     return by_tenant

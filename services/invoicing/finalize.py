@@ -25,6 +25,7 @@ from services.invoicing.generation import (
 )
 from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
 from services.invoicing.numbering import NumberingRule
+from services.invoicing.workers import SERIAL, Parallelism
 from tallyflow.core.sqlfiles import sql
 
 
@@ -59,12 +60,17 @@ def finalize_periods(
     now: dt.datetime,
     numbering: NumberingRule = DEFAULT_NUMBERING,
     run_id: uuid.UUID | None = None,
+    parallel: Parallelism = SERIAL,
 ) -> FinalizeResult:
     """Refresh, then close, every draft of `periods`, in the caller's one transaction."""
     runs: list[GenerationResult] = []
     closed: list[int] = []
     for period in sorted(periods):
-        runs.append(generate_invoices(conn, period, run_id=run_id, now=now, numbering=numbering))
+        runs.append(
+            generate_invoices(
+                conn, period, run_id=run_id, now=now, numbering=numbering, parallel=parallel
+            )
+        )
         closed += close_period_invoices(conn, period, now=now, numbering=numbering)
     return FinalizeResult(
         as_of=as_of,
@@ -83,6 +89,7 @@ def finalize_invoices(
     now: dt.datetime,
     numbering: NumberingRule = DEFAULT_NUMBERING,
     run_id: uuid.UUID | None = None,
+    parallel: Parallelism = SERIAL,
 ) -> FinalizeResult:
     """Finalize every due period in one transaction (one snapshot, periods locked).
 
@@ -96,5 +103,11 @@ def finalize_invoices(
     with invoice_run_transaction(engine, candidates) as conn:
         due = set(due_periods(conn, as_of=as_of, grace_days=grace_days)) & set(candidates)
         return finalize_periods(
-            conn, sorted(due), as_of=as_of, now=now, numbering=numbering, run_id=run_id
+            conn,
+            sorted(due),
+            as_of=as_of,
+            now=now,
+            numbering=numbering,
+            run_id=run_id,
+            parallel=parallel,
         )

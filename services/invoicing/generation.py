@@ -18,34 +18,42 @@ Every function takes a Connection and runs inside the caller's transaction;
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
+import queue
+import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from models.period import BillingPeriod
-from services.invoicing.catalog import load_billable_windows, load_catalog
-from services.invoicing.compute import (
-    BillableWindow,
-    DraftInvoice,
-    MixedCurrencies,
-    check_fits,
-    compute_invoice,
+from services.invoicing.batches import (
+    Batch,
+    PricedBatch,
+    Pricer,
+    make_batches,
+    price_batch,
+    window_rows,
 )
+from services.invoicing.catalog import (
+    WindowRow,
+    load_billable_windows,
+    load_catalog,
+    select_windows,
+)
+from services.invoicing.compute import DraftInvoice, MixedCurrencies
 from services.invoicing.corrections import CorrectionSummary, write_corrections
 from services.invoicing.lifecycle import DEFAULT_NUMBERING, close_period_invoices
 from services.invoicing.numbering import NumberingRule
+from services.invoicing.workers import SERIAL, Parallelism, PricingWorkers, export_snapshot
 from tallyflow.core.db import driver_connection
-from tallyflow.core.errors import TallyflowError
 from tallyflow.core.faults import crash_point
 from tallyflow.core.sqlfiles import sql
 
@@ -68,7 +76,7 @@ def period_lock_key(period: BillingPeriod) -> int:
     return period.start.year * 100 + period.start.month
 
 
-@contextmanager
+@contextlib.contextmanager
 def invoice_run_transaction(
     engine: sa.Engine, periods: Sequence[BillingPeriod]
 ) -> Iterator[sa.Connection]:
@@ -147,6 +155,7 @@ class GenerationResult:
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds per phase
     corrections: tuple[CorrectionSummary, ...] = ()
     skip_messages: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 0  # processes that priced the run's batches (0: the run's own)
 
     @property
     def invoice_ids(self) -> list[int]:
@@ -168,35 +177,6 @@ class GenerationResult:
         return dict(sorted(totals.items()))
 
 
-class _Pricer:
-    """Prices tenants one by one; a tenant that cannot be priced is recorded, not raised.
-
-    NOTE: one tenant cannot fail the month for all: a pricing error or an amount beyond
-    what the columns hold (checked before anything is written) skips that tenant with
-    its reason; the others are invoiced.
-    """
-
-    def __init__(self, period: BillingPeriod, windows: Mapping[str, list[BillableWindow]]):
-        self.period = period
-        self.windows = windows
-        self.failed: dict[str, tuple[str, str]] = {}  # tenant -> (reason, message)
-
-    def one(self, tenant_id: str) -> DraftInvoice | None:
-        try:
-            return check_fits(compute_invoice(tenant_id, self.period, self.windows[tenant_id]))
-        except TallyflowError as exc:
-            self.failed[tenant_id] = (exc.code, exc.message)
-        except (ArithmeticError, ValueError) as exc:
-            self.failed[tenant_id] = ("pricing_failed", f"tenant {tenant_id}: {exc!r}")
-        return None
-
-    def many(self, tenants: Iterable[str]) -> Iterator[DraftInvoice]:
-        for tenant_id in tenants:
-            draft = self.one(tenant_id)
-            if draft is not None:
-                yield draft
-
-
 def generate_invoices(
     conn: sa.Connection,
     period: BillingPeriod,
@@ -206,6 +186,7 @@ def generate_invoices(
     run_id: uuid.UUID | None = None,
     now: dt.datetime | None = None,
     numbering: NumberingRule = DEFAULT_NUMBERING,
+    parallel: Parallelism = SERIAL,
 ) -> GenerationResult:
     """Create or refresh the period's drafts and corrections (all tenants or `tenant_ids`).
 
@@ -231,11 +212,25 @@ def generate_invoices(
     # NOTE: the usage aggregation hashes one group per subscription and metric; the
     # default 4MB work_mem makes it sort on disk. Local to this transaction.
     conn.execute(sql("invoicing/set_invoice_run_work_mem"))
+    conn.execute(sql("invoicing/set_invoice_run_custom_plans"))
     catalog = load_catalog(conn)
     live = {
         r.tenant_id: r for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)
     }
-    windows = load_billable_windows(conn, params, catalog)
+    windows: dict[str, list[WindowRow]] = defaultdict(list)
+    for row in select_windows(conn, params):
+        windows[row.tenant_id].append(row)
+    # NOTE: workers read the exported snapshot, which is what the run itself read only in
+    # a REPEATABLE READ (or SERIALIZABLE) transaction (`invoice_run_transaction`).
+    workers = parallel.workers_for(len(windows)) if _one_snapshot(conn) else 0
+    snapshot = export_snapshot(conn) if workers else None
+    # NOTE: in this process, every tenant's usage is read at once (three reads for the run);
+    # the workers read theirs a batch at a time.
+    pricer = (
+        None
+        if workers
+        else Pricer(period, load_billable_windows(conn, params, catalog, window_rows(windows)))
+    )
     clock.lap("read")
     crash_point("invoices.read")
 
@@ -244,7 +239,7 @@ def generate_invoices(
     candidates: list[tuple[str, str]] = []  # (tenant, currency) to price into drafts
     closed_invoices: dict[str, tuple[int, str]] = {}  # tenant -> (closed invoice, currency)
     for tenant_id in sorted(windows):
-        currencies = {w.plan.currency for w in windows[tenant_id]}
+        currencies = {catalog[w.plan_id].currency for w in windows[tenant_id]}
         invoice = live.get(tenant_id)
         if len(currencies) > 1:
             skipped[tenant_id] = MixedCurrencies.code
@@ -257,23 +252,36 @@ def generate_invoices(
         else:
             candidates.append((tenant_id, currencies.pop()))
 
-    drafts = _open_run_drafts(conn, params, run_id, candidates)
-    for tenant_id, _ in candidates:
-        if tenant_id not in drafts:  # closed by someone else since it was read
-            skipped[tenant_id] = "invoice_closed"
-
-    pricer = _Pricer(period, windows)
-    new = [t for t, _ in candidates if t in drafts and drafts[t][1]]
-    known = [t for t, _ in candidates if t in drafts and not drafts[t][1]]
-    # NOTE: the loaded windows are a few hundred thousand long-lived objects; freezing them
-    # keeps Python's cyclic GC from rescanning them on every collection while pricing
-    # allocates (and frees, by refcount) millions of short-lived ones.
-    gc.freeze()
-    try:
-        heads = _copy_lines(conn, pricer.many(new), {t: drafts[t][0] for t in new}, direct=True)
-        heads += _copy_lines(conn, pricer.many(known), {}, direct=False)
-    finally:
-        gc.unfreeze()
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if snapshot is not None:
+            # NOTE: started before the drafts are opened, so the workers' start-up
+            # (imports, connection, snapshot, catalog) overlaps the run's own writes.
+            url = conn.engine.url.render_as_string(hide_password=False)
+            pool = stack.enter_context(PricingWorkers(workers, url, snapshot, period))
+        drafts = _open_run_drafts(conn, params, run_id, candidates)
+        for tenant_id, _ in candidates:
+            if tenant_id not in drafts:  # closed by someone else since it was read
+                skipped[tenant_id] = "invoice_closed"
+        batches = make_batches(
+            [(t, drafts[t][0]) for t, _ in candidates if t in drafts and drafts[t][1]],
+            [t for t, _ in candidates if t in drafts and not drafts[t][1]],
+        )
+        priced: Iterable[PricedBatch]
+        if pool is not None:
+            priced = pool.price(batches, windows)
+        else:
+            assert pricer is not None
+            serial = pricer
+            priced = (price_batch(serial, b) for b in batches)
+        # NOTE: the loaded windows are a few hundred thousand long-lived objects; freezing
+        # them keeps Python's cyclic GC from rescanning them on every collection while
+        # pricing allocates (and frees, by refcount) millions of short-lived ones.
+        gc.freeze()
+        try:
+            heads, failed = _copy_batches(conn, batches, priced)
+        finally:
+            gc.unfreeze()
     clock.lap("price_and_stage")
     crash_point("invoices.staged")
     # NOTE: a tenant that could not be priced is absent from the staged heads, so its
@@ -285,14 +293,25 @@ def generate_invoices(
     ]
     clock.lap("write")
     crash_point("invoices.written")
-    rerated = {t: d for t in closed_invoices if (d := pricer.one(t)) is not None}
+    rerate = sorted(closed_invoices)
+    if pricer is None:
+        pricer = Pricer(
+            period,
+            load_billable_windows(
+                conn, {**params, "tenant_ids": rerate}, catalog, window_rows(windows, rerate)
+            )
+            if rerate
+            else {},
+        )
+    rerated = {t: d for t in rerate if (d := pricer.one(t)) is not None}
+    failed.update({t: pricer.failed[t] for t in rerate if t in pricer.failed})
     corrections, currency_changed = write_corrections(
         conn, period, closed_invoices, rerated, run_id=run_id
     )
     for tenant_id, message in currency_changed.items():
         skipped[tenant_id] = "currency_changed"
         messages[tenant_id] = message
-    for tenant_id, (reason, message) in pricer.failed.items():
+    for tenant_id, (reason, message) in failed.items():
         skipped[tenant_id] = reason
         messages[tenant_id] = message
     clock.lap("corrections")
@@ -316,7 +335,13 @@ def generate_invoices(
         timings=clock.laps,
         corrections=tuple(corrections),
         skip_messages=dict(sorted(messages.items())),
+        workers=workers,
     )
+
+
+def _one_snapshot(conn: sa.Connection) -> bool:
+    """Whether every read of this transaction sees one snapshot (its first statement's)."""
+    return conn.get_isolation_level() in ("REPEATABLE READ", "SERIALIZABLE")
 
 
 class _Clock:
@@ -330,13 +355,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
-
-
-_LINE_COLUMNS = (
-    "line_no, kind, subscription_id, plan_code, metric, description, window_start,"
-    " window_end, quantity, included, billable_quantity, pricing_model, amount, breakdown,"
-    ' "group"'
-)
 
 
 def _open_run_drafts(
@@ -379,85 +397,53 @@ def _open_run_drafts(
     }
 
 
-# Drafts per COPY statement of their lines (see `_copy_lines`).
-COPY_TENANTS = 1000
+def _copy_batches(
+    conn: sa.Connection, batches: Sequence[Batch], priced: Iterable[PricedBatch]
+) -> tuple[list[DraftInvoice], dict[str, tuple[str, str]]]:
+    """COPY each priced batch's lines, one statement a batch; returns the heads and failures.
 
-
-def _copy_lines(
-    conn: sa.Connection,
-    drafts: Iterable[DraftInvoice],
-    invoice_ids: Mapping[str, int],
-    *,
-    direct: bool,
-) -> list[DraftInvoice]:
-    """COPY the lines of the drafts as they are priced; returns the heads (no lines).
-
-    direct: the drafts were created by this run and hold no lines yet, so their lines go
-    straight into invoice_lines; otherwise into the staging table, to be compared with
-    the lines the draft holds (`_finish_drafts`).
-    NOTE: the lines stream to Postgres while the next tenants are priced, so Python's
-    pricing and the server's inserts run side by side; only the heads stay in memory.
+    A new draft's lines go straight into invoice_lines; a refreshed draft's into the
+    staging table, to be compared with the lines it holds (`_finish_drafts`).
+    NOTE: a thread writes each batch while the next one is priced (here, or received from
+    the workers), so pricing and the server's inserts run side by side (the connection
+    waits on the server with the GIL released). Nothing else uses the connection
+    meanwhile: pricing in this process reads nothing.
     """
     heads: list[DraftInvoice] = []
-    dumps = orjson.dumps
-    # NOTE: the lines of one matrix group share one group dict (compute.GroupTerms), so its
-    # JSON is encoded once per group, not once per line. Keyed by identity; the cache holds
-    # each dict, so no other object can take its id while the COPY runs.
-    group_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
+    failed: dict[str, tuple[str, str]] = {}
+    todo: queue.Queue[tuple[Batch, PricedBatch] | None] = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
 
-    def group_text(group: Mapping[str, Any]) -> str:
-        hit = group_texts.get(id(group))
-        if hit is None or hit[0] is not group:
-            hit = group_texts[id(group)] = (
-                group,
-                dumps(group, option=orjson.OPT_SORT_KEYS).decode(),
-            )
-        return hit[1]
+    def write() -> None:
+        try:
+            with driver_connection(conn).cursor() as cur:
+                while (item := todo.get()) is not None:
+                    batch, done = item
+                    with cur.copy(f"COPY {batch.copy_target} FROM STDIN") as copy:
+                        copy.write(done.text)
+                        for head in done.heads:
+                            heads.append(head)
+                            crash_point("invoices.tenant_staged")
+        except BaseException as exc:  # NOTE: raised by the run below
+            errors.append(exc)
+            while todo.get() is not None:  # the producer never blocks on a dead writer
+                pass
 
-    target = (
-        f"invoice_lines (invoice_id, {_LINE_COLUMNS})"
-        if direct
-        else f"invoice_line_stage (tenant_id, {_LINE_COLUMNS})"
-    )
-    # NOTE: one COPY statement per COPY_TENANTS drafts, not one for the whole run: the
-    # lines' freeze trigger keeps every row of its statement in a transition table, which
-    # past work_mem spills to disk (about 1 KB a line: 3 GB for a 100,000-tenant run).
-    remaining = iter(drafts)
-    with driver_connection(conn).cursor() as cur:
-        more = True
-        while more:
-            more = False
-            with cur.copy(f"COPY {target} FROM STDIN") as copy:
-                for n, d in enumerate(remaining, start=1):
-                    key = invoice_ids[d.tenant_id] if direct else d.tenant_id
-                    for li in d.lines:
-                        copy.write_row(
-                            (
-                                key,
-                                li.line_no,
-                                li.kind,
-                                li.subscription_id,
-                                li.plan_code,
-                                li.metric,
-                                li.description,
-                                li.window_start,
-                                li.window_end,
-                                li.quantity,
-                                li.included,
-                                li.billable_quantity,
-                                li.pricing_model,
-                                li.amount,
-                                dumps(li.breakdown).decode(),
-                                # a matrix line's group (contract 4a), written with the line
-                                None if li.group is None else group_text(li.group),
-                            )
-                        )
-                    heads.append(DraftInvoice(d.tenant_id, d.currency, d.total, ()))
-                    crash_point("invoices.tenant_staged")
-                    if n == COPY_TENANTS:
-                        more = True
-                        break
-    return heads
+    writer = threading.Thread(target=write, name="tallyflow-invoice-copy", daemon=True)
+    writer.start()
+    try:
+        for batch, done in zip(batches, priced, strict=True):
+            failed.update(done.failed)
+            if errors:
+                break
+            if done.heads:
+                todo.put((batch, done))
+    finally:
+        todo.put(None)
+        writer.join()
+    if errors:
+        raise errors[0]
+    return heads, failed
 
 
 def _finish_drafts(

@@ -118,6 +118,20 @@ class Settings(BaseSettings):
     credit_note_prefix: str = Field(
         default="CN", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Series of credit notes"
     )
+    invoice_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Processes that price a large invoice run in parallel (0: one per CPU core;"
+            " 1: the run's own process only)"
+        ),
+    )
+    invoice_parallel_min_tenants: int = Field(
+        default=20_000,
+        ge=1,
+        description="Tenants from which an invoice run starts its pricing workers",
+    )
     invoice_locale: str = Field(default="en_US", description="Locale of invoice documents")
     seller_name: str = Field(default="tallyflow", description="Seller on invoice documents")
     seller_address: str = Field(default="", description="Seller address (lines split by '\\n')")

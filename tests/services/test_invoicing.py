@@ -276,15 +276,15 @@ def test_lines_copied_in_several_statements_are_the_same(
 ) -> None:
     """One COPY statement per COPY_TENANTS drafts: with one draft per statement, the run
     writes the same lines as with one statement for all (a rerun finds nothing to change)."""
-    from services.invoicing import generation
+    from services.invoicing import batches
 
     seed_basic(engine)
-    monkeypatch.setattr(generation, "COPY_TENANTS", 1)
+    monkeypatch.setattr(batches, "COPY_TENANTS", 1)
     first = _generate(engine)  # new drafts: lines COPYed into invoice_lines, 3 statements
     totals = {t: _invoice_of(engine, t).total for t in ("acme", "beta", "nihon")}
     assert totals == {"acme": D("55.01"), "beta": D("20.50"), "nihon": D("1050")}
     again = _generate(engine)  # known drafts: lines COPYed to the stage, 3 statements
-    monkeypatch.setattr(generation, "COPY_TENANTS", 1000)
+    monkeypatch.setattr(batches, "COPY_TENANTS", 1000)
     once = _generate(engine)  # one statement
     assert (first.updated, again.updated, once.updated) == (3, 0, 0)
     with engine.connect() as conn:
