@@ -5,48 +5,51 @@ windows and pricing millions of lines on one core (bench/README.md, "Invoice run
 run's transaction stays the one writer: it exports its snapshot (`pg_export_snapshot()`),
 each worker opens its own READ ONLY transaction on that snapshot (so it reads exactly
 what the run reads, whatever commits meanwhile), prices its share of the batches
-(`batches.price_batch`, the function the serial run calls) and sends back the COPY text of
-the lines, the heads and the tenants it could not price. The run's connection COPYs the
-text in batch order: the rows, their order and so their ids are those of a serial run.
+(`batches.read_and_price_batch`) and sends back the COPY text of the lines, the heads and
+the tenants it could not price. The run's connection COPYs the text in batch order: the
+rows, their order and so their ids are those of a serial run.
 
 NOTE: the decisions.
-- Processes are started with `spawn`: the run may be inside a Prefect flow with threads of
-  its own, and forking a threaded process can deadlock the child on a lock another
-  thread held (Python 3.12 warns about it).
+- A worker is a fresh interpreter (`python -m services.invoicing.pricing_worker`, one
+  socket to it), not a fork and not multiprocessing's spawn: the run may be inside a
+  Prefect flow with threads of its own (forking a threaded process can deadlock the child
+  on a lock another thread held), and spawn would re-import the caller's main module (a
+  script without a main guard would run again). The database URL goes over the socket,
+  never on a command line another user could read.
 - Batch i goes to worker i mod n, and the parent reads results in batch order, so the
   order is deterministic; a reader thread keeps at most `_AHEAD` priced batches in
   memory while the run's connection writes, so the workers and the server work together.
 - A worker that fails sends its error and stops; a worker that dies (killed, out of
-  memory) is seen as its pipe closing; either fails the run, which rolls back. If the run's
-  process dies, the workers see their pipe close and exit; their read-only transactions
-  end with their connections.
+  memory) is seen as its socket closing; either fails the run, which rolls back. If the
+  run's process dies, the workers see their socket close and exit; their read-only
+  transactions end with their connections.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 import queue
 import re
+import socket
+import subprocess
+import sys
 import threading
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection as Pipe
-from typing import Any
+from multiprocessing.connection import Connection
 
 import sqlalchemy as sa
 
 from models.period import BillingPeriod
 from services.invoicing import batches
-from services.invoicing.batches import Batch, PricedBatch, read_and_price_batch, window_rows
-from services.invoicing.catalog import WindowRow, load_catalog
+from services.invoicing.batches import Batch, PricedBatch, window_rows
+from services.invoicing.catalog import WindowRow
 from tallyflow.core.settings import Settings
 from tallyflow.core.sqlfiles import sql
 
 # Priced batches the reader thread may hold while the run writes (about 10 MB each).
 _AHEAD = 4
+_WORKER = "services.invoicing.pricing_worker"
 # A snapshot id as pg_export_snapshot() returns it (it is inlined into SET TRANSACTION).
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
@@ -67,15 +70,8 @@ class Parallelism:
         )
 
     def workers_for(self, tenants: int) -> int:
-        """Worker processes for a run of `tenants` tenants (0: price in the run's process).
-
-        NOTE: a daemonic process (a Dask or multiprocessing worker) may not start any.
-        """
-        if (
-            self.processes < 2
-            or tenants < max(1, self.min_tenants)
-            or multiprocessing.current_process().daemon
-        ):
+        """Worker processes for a run of `tenants` tenants (0: price in the run's process)."""
+        if self.processes < 2 or tenants < max(1, self.min_tenants):
             return 0
         return min(self.processes, -(-tenants // batches.COPY_TENANTS))  # a batch or more each
 
@@ -88,28 +84,31 @@ class WorkerFailed(RuntimeError):
 
 
 class PricingWorkers:
-    """`count` spawned workers on the snapshot `snapshot` of the database at `url`."""
+    """`count` worker processes on the snapshot `snapshot` of the database at `url`."""
 
     def __init__(self, count: int, url: str, snapshot: str, period: BillingPeriod) -> None:
         if not _SNAPSHOT_ID.match(snapshot):
             raise ValueError(f"not a snapshot id: {snapshot!r}")
-        context = multiprocessing.get_context("spawn")
         self._stop = threading.Event()
-        self._pipes: list[Pipe] = []
-        self._processes: list[Any] = []
+        self._pipes: list[Connection] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        # NOTE: the workers find our packages where this process found them
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            for n in range(count):
-                parent_end, child_end = context.Pipe()
-                process = context.Process(
-                    target=_worker_main,
-                    args=(child_end, url, snapshot, period),
-                    name=f"tallyflow-invoice-worker-{n}",
-                    daemon=True,
-                )
-                process.start()
-                child_end.close()
-                self._pipes.append(parent_end)
-                self._processes.append(process)
+            for _ in range(count):
+                mine, theirs = socket.socketpair()
+                with theirs:
+                    self._processes.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", _WORKER, str(theirs.fileno())],
+                            pass_fds=(theirs.fileno(),),
+                            stdin=subprocess.DEVNULL,
+                            env=env,
+                        )
+                    )
+                pipe = Connection(mine.detach())
+                self._pipes.append(pipe)
+                pipe.send((url, snapshot, period))
         except BaseException:
             self.close()
             raise
@@ -164,26 +163,27 @@ class PricingWorkers:
         try:
             kind, payload = self._pipes[n].recv()
         except (EOFError, OSError) as exc:
-            process = self._processes[n]
-            process.join(timeout=5)
-            raise WorkerFailed(
-                f"invoice pricing worker {n} exited (exit code {process.exitcode})"
-            ) from exc
+            try:
+                code: int | None = self._processes[n].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise WorkerFailed(f"invoice pricing worker {n} exited (exit code {code})") from exc
         if kind == "error":
             raise WorkerFailed(f"invoice pricing worker {n} failed: {payload}")
         assert isinstance(payload, PricedBatch)
         return payload
 
     def close(self) -> None:
-        """Stop the workers (closing a pipe ends its worker; stragglers are terminated)."""
+        """Stop the workers (closing a socket ends its worker; stragglers are killed)."""
         self._stop.set()
         for pipe in self._pipes:
             pipe.close()
         for process in self._processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self._pipes.clear()
         self._processes.clear()
 
@@ -191,35 +191,3 @@ class PricingWorkers:
 def export_snapshot(conn: sa.Connection) -> str:
     """The run's snapshot id, for the workers (valid while the run's transaction lasts)."""
     return str(conn.execute(sql("invoicing/export_snapshot")).scalar_one())
-
-
-def _worker_main(pipe: Pipe, url: str, snapshot: str, period: BillingPeriod) -> None:
-    """One worker: import the run's snapshot, then price the batches it is sent."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                # NOTE: SET TRANSACTION takes no bind parameter; the id was matched
-                # against _SNAPSHOT_ID by the parent.
-                statement = sql("invoicing/set_transaction_snapshot").text
-                conn.exec_driver_sql(statement.replace("{snapshot}", snapshot))
-                conn.execute(sql("invoicing/set_invoice_run_work_mem"))
-                conn.execute(sql("invoicing/set_invoice_run_custom_plans"))
-                catalog = load_catalog(conn)
-                try:
-                    work = pipe.recv()
-                except EOFError:
-                    return
-                for batch, windows in work:
-                    pipe.send(
-                        ("batch", read_and_price_batch(conn, period, catalog, windows, batch))
-                    )
-    except (BrokenPipeError, EOFError):
-        return  # the run is gone: nothing to report to
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            pipe.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-    finally:
-        engine.dispose()
-        pipe.close()
