@@ -70,6 +70,7 @@ def close_billing_period(
             "unsubscribed_tenants": len(exceptions.unsubscribed),
             "late_usage_rows": len(exceptions.late),
             "timings_s": dict(result.timings),
+            "pricing_workers": result.workers,
         }
         run.succeed(summary)
     create_markdown_artifact(

@@ -9,6 +9,7 @@ it is killed, then rerun to completion, while a reader polls per-day totals.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
@@ -460,6 +461,44 @@ def test_invoice_run_killed_at_a_random_time_then_rerun(
     assert child.points()[-1].startswith("invoices.")
     assert harness.current_invoice_content(engine) == (before, ids)
     harness.run_ok("invoices", settings, work, {"period": PERIOD})
+    assert harness.current_invoice_content(engine) == (after, ids)
+
+
+PARALLEL = {"TALLYFLOW_INVOICE_PARALLEL_MIN_TENANTS": "1", "TALLYFLOW_INVOICE_WORKERS": "2"}
+
+
+def _processes_with(variable: str) -> list[int]:
+    """Live processes whose environment holds `variable` (this test's own trace file)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if variable.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def test_invoice_run_priced_by_a_worker_killed_then_rerun(
+    settings: Settings, engine: Engine, drafted: Any
+) -> None:
+    """The run's batch priced by a worker process (services.invoicing.workers), the run
+    killed half-way through writing it: nothing changed, the orphaned worker exits, and
+    the rerun (a worker again) bills what an uninterrupted run bills."""
+    work, (before, ids), after = drafted
+    faults = {"TALLYFLOW_CRASH_AT": "invoices.tenant_staged@17", **PARALLEL}
+    code, child = harness.run("invoices", settings, work, {"period": PERIOD}, faults)
+    assert code == -signal.SIGKILL
+    points = child.points()
+    assert points[-1] == "invoices.tenant_staged"
+    assert "invoices.price_batch" in points  # traced by the worker, whose env it inherits
+    assert harness.current_invoice_content(engine) == (before, ids)
+    trace = f"TALLYFLOW_FAULT_TRACE={child.trace}"
+    deadline = time.monotonic() + 30
+    while _processes_with(trace) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(trace) == []  # the worker saw its socket close and exited
+    code, rerun = harness.run("invoices", settings, work, {"period": PERIOD}, PARALLEL)
+    assert code == 0
+    assert rerun.result()["pricing_workers"] == 1  # 30 tenants: one batch, one worker
     assert harness.current_invoice_content(engine) == (after, ids)
 
 
