@@ -139,7 +139,11 @@ class PricingWorkers:
         def read() -> None:
             try:
                 for n, pipe in enumerate(self._pipes):
-                    pipe.send([(b, window_rows(windows, b.tenants)) for b in batches[n::count]])
+                    try:
+                        pipe.send([(b, window_rows(windows, b.tenants)) for b in batches[n::count]])
+                    except OSError:  # it stopped: what it said (its error) or how it ended
+                        self._receive(n)
+                        raise
                 for i in range(len(batches)):
                     if not put(self._receive(i % count)):
                         return
@@ -177,6 +181,7 @@ class PricingWorkers:
         """Stop the workers (closing a socket ends its worker; stragglers are killed)."""
         self._stop.set()
         for pipe in self._pipes:
+            _shut_down(pipe)
             pipe.close()
         for process in self._processes:
             try:
@@ -186,6 +191,20 @@ class PricingWorkers:
                 process.wait()
         self._pipes.clear()
         self._processes.clear()
+
+
+def _shut_down(pipe: Connection) -> None:
+    """Shut the socket down: a thread blocked reading it returns at once (EOF), and the
+    worker sees it closed (a plain close would leave the reader blocked)."""
+    if pipe.closed:
+        return
+    sock = socket.socket(fileno=pipe.fileno())
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the worker
+    finally:
+        sock.detach()  # the Connection closes the descriptor
 
 
 def export_snapshot(conn: sa.Connection) -> str:
