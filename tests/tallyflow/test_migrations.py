@@ -28,6 +28,33 @@ def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
     assert _tables(engine) == expected
 
 
+def test_head_revision_names_alembics_head(engine: Engine) -> None:
+    """A new migration fails here until migrate.HEAD_REVISION names it (the schema check
+    of every command reads the constant, not Alembic's script directory)."""
+    assert migrate.head_revision(engine) == migrate.HEAD_REVISION
+    assert migrate.current_revision(engine) == migrate.HEAD_REVISION
+
+
+def test_current_revision_reads_what_alembic_reads(engine: Engine) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    def alembics() -> str | None:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    for target in ("0006_billable_metrics", "0001", "base"):
+        migrate.downgrade(engine, target)
+        engine.dispose()
+        assert migrate.current_revision(engine) == alembics()
+    assert migrate.current_revision(engine) is None  # at base the version table is empty
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    assert migrate.current_revision(engine) is None  # and before Alembic ever ran
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert migrate.current_revision(engine) == alembics() == migrate.HEAD_REVISION
+
+
 def test_subscription_overlap_refused(engine: Engine) -> None:
     with engine.begin() as conn:
         plan_id = conn.execute(

@@ -67,8 +67,8 @@ def test_the_no_op_path_imports_no_reader_library() -> None:
     code = (
         "import sys\n"
         "import flows.ingest_usage, tasks.ingest, services.ingest.commit\n"
-        "import services.ingest.discovery, tallyflow.cli.app\n"
-        "heavy = ('polars', 'duckdb', 'pandera', 'pyarrow', 'numpy')\n"
+        "import services.ingest.discovery, tallyflow.cli.app, tallyflow.core.migrate\n"
+        "heavy = ('polars', 'duckdb', 'pandera', 'pyarrow', 'numpy', 'alembic', 'mako')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
