@@ -4,7 +4,9 @@ the warm Prefect server, and the run's header (commit, load average).
     from bench import _harness   (or `import _harness` from a script in bench/)
 
 Used by ingest_bench.py, history_bench.py and startup_bench.py, so each starts and stops
-the same servers the same way and no timed phase pays their start-up.
+the same servers the same way and no timed phase pays their start-up; the database benches
+(invoice_run_bench.py, invoice_lines_floor.py, preview_bench.py, quota_check_bench.py) take
+their throwaway Postgres from `throwaway_postgres`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,33 @@ def start_embedded_postgres(home: Path) -> str:
     from tallyflow.core.settings import Settings
 
     return database_url(Settings(home=home, database_url=None))
+
+
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A fresh embedded Postgres in a new temporary folder, for one bench; its libpq URL.
+
+    Deleted at the end; with `keep`, left running with its data (its folder is printed:
+    stop its postmaster, then delete it)."""
+    import shutil
+    import tempfile
+    import warnings
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # the embedded server runs as its own user when we are root
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(root / "pg", cleanup_mode=None if keep else "delete")
+    try:
+        yield str(server.get_uri())
+    finally:
+        if keep:
+            print(f"kept the database in {root / 'pg'} (still running)", flush=True)
+        else:
+            server.cleanup()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def stop_embedded_postgres(home: Path) -> None:

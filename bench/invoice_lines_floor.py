@@ -19,15 +19,15 @@ says which part of a line's server cost each constraint is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+import _harness
 import psycopg
 
 PER_INVOICE = 30
@@ -139,13 +139,8 @@ def main() -> None:
         for first in range(1, invoices + 1, INVOICES_PER_COPY)
     ]
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        server = pgserver.get_server(
-            Path(tempfile.mkdtemp(prefix="tallyflow-lines-floor-")) / "pg", cleanup_mode="delete"
-        )
+    database = contextlib.ExitStack()
+    uri = database.enter_context(_harness.throwaway_postgres("tallyflow-lines-floor-"))
     try:
         statement = (
             "COPY lines (invoice_id, line_no, kind, subscription_id, plan_code, metric,"
@@ -155,7 +150,7 @@ def main() -> None:
         print(f"{lines:,} lines, {PER_INVOICE} per invoice, {len(chunks)} COPY statements")
         print(f"{'variant':26s} {'wall':>8s} {'backend CPU':>12s} {'per line':>10s}")
         for variant in variants:
-            with psycopg.connect(server.get_uri()) as conn:
+            with psycopg.connect(uri) as conn:
                 _create(conn, variant, invoices)
                 pid = conn.info.backend_pid
                 started, cpu = time.perf_counter(), _cpu_seconds(pid)
@@ -170,7 +165,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        server.cleanup()
+        database.close()
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -33,13 +33,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
-import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -732,17 +730,13 @@ def main() -> None:
         parser.error(f"--groups must be between 1 and {len(MODELS)}")
     print(f"load average at start: {_load()}", flush=True)
 
-    tmp = Path(tempfile.mkdtemp(prefix="tallyflow-invoice-bench-"))
-    server = None
-    if args.database_url:
-        url = to_sqlalchemy_url(args.database_url)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-
-            server = pgserver.get_server(tmp / "pg", cleanup_mode=None if args.keep else "delete")
-            url = to_sqlalchemy_url(server.get_uri())
+    database = contextlib.ExitStack()
+    url = to_sqlalchemy_url(
+        args.database_url
+        or database.enter_context(
+            _harness.throwaway_postgres("tallyflow-invoice-bench-", keep=args.keep)
+        )
+    )
     try:
         engine = get_engine(Settings(database_url=url))
         migrate.upgrade(engine)
@@ -836,9 +830,7 @@ def main() -> None:
             )
     finally:
         dispose_engines()
-        if server is not None and not args.keep:
-            server.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
+        database.close()
 
 
 if __name__ == "__main__":

@@ -15,20 +15,20 @@ load average.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _harness
 import sqlalchemy as sa
 
 from models.period import BillingPeriod
@@ -46,15 +46,10 @@ def main() -> None:
     parser.add_argument("--previews", type=int, default=300)
     parser.add_argument("--tenants", type=int, default=2000)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        root = Path(tempfile.mkdtemp(prefix="tallyflow-bench-preview-"))
-        root.chmod(0o755)
-        server = pgserver.get_server(root / "pg", cleanup_mode="delete")
+    database = contextlib.ExitStack()
+    uri = database.enter_context(_harness.throwaway_postgres("tallyflow-bench-preview-"))
     try:
-        engine = get_engine(Settings(database_url=to_sqlalchemy_url(server.get_uri())))
+        engine = get_engine(Settings(database_url=to_sqlalchemy_url(uri)))
         migrate.upgrade(engine)
         metrics = [f"metric_{i}" for i in range(10)]
         groups = [f"g{j}" for j in range(10)]
@@ -151,7 +146,7 @@ def main() -> None:
         assert Decimal(preview.total) > 0
         engine.dispose()
     finally:
-        server.cleanup()
+        database.close()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -41,6 +42,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import _harness  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 from models.period import BillingPeriod  # noqa: E402
 from services.api_keys import create_api_key  # noqa: E402
@@ -330,15 +333,12 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="tallyflow-bench-"))
     home.chmod(0o755)  # the embedded server runs as its own user when we are root
-    server = None
-    if args.database_url is None:
-        import pgserver
-
-        # NOTE: a throwaway server (deleted at the end), not TALLYFLOW_HOME's embedded one.
-        server = pgserver.get_server(home / "pg", cleanup_mode="delete")
-        url = to_sqlalchemy_url(server.get_uri())
-    else:
-        url = to_sqlalchemy_url(args.database_url)
+    # NOTE: a throwaway server (deleted at the end), not TALLYFLOW_HOME's embedded one.
+    database = contextlib.ExitStack()
+    url = to_sqlalchemy_url(
+        args.database_url
+        or database.enter_context(_harness.throwaway_postgres("tallyflow-bench-quota-"))
+    )
     settings = Settings(home=home, database_url=url)
     print(f"seeding {args.tenants} tenants x {len(METRICS)} metrics ...", file=sys.stderr)
     seeded = seed(settings, args.tenants)
@@ -375,8 +375,7 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     dispose_engines()
-    if server is not None:
-        server.cleanup()
+    database.close()
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@ harness per session."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -30,6 +31,16 @@ os.environ["TALLYFLOW_ENV_FILE"] = ""
 # NOTE: Prefect reads PREFECT_HOME when first imported; point it at a throwaway folder
 # before any test module imports Prefect, so tests never touch a user's Prefect state.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="tallyflow-prefect-")
+_PREFECT_HOME_OWNER = os.getpid()
+
+
+@atexit.register
+def _remove_prefect_home() -> None:
+    """The folder goes with the process that made it (not with a forked child)."""
+    if os.getpid() == _PREFECT_HOME_OWNER:
+        shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"

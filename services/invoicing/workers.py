@@ -54,6 +54,12 @@ _WORKER = "services.invoicing.pricing_worker"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
+# NOTE: each worker holds a database connection for the run; past 8 cores the writer (one
+# connection, one COPY at a time) is the bound, and a default should not take a small
+# server's connections. More is a setting away.
+DEFAULT_MAX = 8
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """How an invoice run prices: `processes` workers once it has `min_tenants` tenants."""
@@ -63,9 +69,9 @@ class Parallelism:
 
     @classmethod
     def of(cls, settings: Settings) -> Parallelism:
-        """From the settings (`invoice_workers` 0: one per CPU core)."""
+        """From the settings (`invoice_workers` 0: one per CPU core, at most `DEFAULT_MAX`)."""
         return cls(
-            settings.invoice_workers or (os.cpu_count() or 1),
+            settings.invoice_workers or min(os.cpu_count() or 1, DEFAULT_MAX),
             settings.invoice_parallel_min_tenants,
         )
 

@@ -123,8 +123,8 @@ class Settings(BaseSettings):
         ge=0,
         le=64,
         description=(
-            "Processes that price a large invoice run in parallel (0: one per CPU core;"
-            " 1: the run's own process only)"
+            "Processes that price a large invoice run in parallel (0: one per CPU core, at"
+            " most 8; 1: the run's own process only)"
         ),
     )
     invoice_parallel_min_tenants: int = Field(

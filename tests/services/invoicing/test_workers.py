@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import threading
 from decimal import Decimal as D
@@ -28,6 +29,7 @@ from services.invoicing import batches as batches_module
 from services.invoicing.workers import WorkerFailed
 from services.metrics.catalog import create_metric
 from tallyflow.core import faults
+from tallyflow.core.settings import Settings
 from tests.services.invoicing.test_preview import seed_generated
 from tests.services.test_invoicing import add_usage, seed_plan, subscribe
 
@@ -239,6 +241,10 @@ def test_small_runs_and_single_snapshot_rules_stay_in_process(engine: Engine) ->
     assert Parallelism(processes=2, min_tenants=20_000).workers_for(20_000) == 2
     assert Parallelism(processes=8, min_tenants=1).workers_for(2_500) == 3  # a batch each
     assert Parallelism(processes=1, min_tenants=1).workers_for(10**6) == 0
+    defaults = Parallelism.of(Settings(database_url="postgresql://x/y"))
+    assert (defaults.processes, defaults.min_tenants) == (min(os.cpu_count() or 1, 8), 20_000)
+    chosen = Parallelism.of(Settings(database_url="postgresql://x/y", invoice_workers=3))
+    assert chosen.processes == 3
     seed(engine)
     with engine.begin() as conn:  # READ COMMITTED: each read its own snapshot
         assert generate_invoices(conn, NOV, now=AT, parallel=TWO).workers == 0
