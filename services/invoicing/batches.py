@@ -175,31 +175,23 @@ class LineText:
         # NOTE: the amounts and quantities are finite Decimals (check_fits compared each
         # with its bound), so str() is their COPY form; kind, plan code, metric and
         # pricing model come from a handful of values, escaped once each.
-        known = self._known
+        short = self._short
         return (
             "\t".join(
                 (
                     head,
                     str(li.line_no),
-                    known[li.kind] if li.kind in known else self._escape(li.kind),
+                    short(li.kind),
                     COPY_NULL if li.subscription_id is None else str(li.subscription_id),
-                    known[li.plan_code] if li.plan_code in known else self._escape(li.plan_code),
-                    COPY_NULL
-                    if li.metric is None
-                    else known[li.metric]
-                    if li.metric in known
-                    else self._escape(li.metric),
+                    short(li.plan_code),
+                    short(li.metric),
                     copy_text(li.description),
                     li.window_start.isoformat(),
                     li.window_end.isoformat(),
                     str(li.quantity),
                     str(li.included),
                     str(li.billable_quantity),
-                    COPY_NULL
-                    if li.pricing_model is None
-                    else known[li.pricing_model]
-                    if li.pricing_model in known
-                    else self._escape(li.pricing_model),
+                    short(li.pricing_model),
                     str(li.amount),
                     copy_text(orjson.dumps(li.breakdown).decode()),
                     COPY_NULL if li.group is None else self._group(li.group),
@@ -208,8 +200,13 @@ class LineText:
             + "\n"
         )
 
-    def _escape(self, value: str) -> str:
-        text = self._known[value] = copy_text(value)
+    def _short(self, value: str | None) -> str:
+        """A value of a handful (kind, plan code, metric, pricing model), escaped once."""
+        if value is None:
+            return COPY_NULL
+        text = self._known.get(value)
+        if text is None:
+            text = self._known[value] = copy_text(value)
         return text
 
     def _group(self, group: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,9 +27,12 @@ from services.invoicing import (
     invoice_run_transaction,
 )
 from services.invoicing import batches as batches_module
+from services.invoicing.batches import LineText
+from services.invoicing.compute import DraftInvoice, DraftLine
 from services.invoicing.workers import WorkerFailed
 from services.metrics.catalog import create_metric
 from tallyflow.core import faults
+from tallyflow.core.copytext import copy_row
 from tallyflow.core.settings import Settings
 from tests.services.invoicing.test_preview import seed_generated
 from tests.services.test_invoicing import add_usage, seed_plan, subscribe
@@ -248,3 +252,35 @@ def test_small_runs_and_single_snapshot_rules_stay_in_process(engine: Engine) ->
     seed(engine)
     with engine.begin() as conn:  # READ COMMITTED: each read its own snapshot
         assert generate_invoices(conn, NOV, now=AT, parallel=TWO).workers == 0
+
+
+def test_a_lines_copy_text_is_the_generic_row_of_its_values() -> None:
+    """batches.LineText (the run's fast path) writes what copy_row writes for the same values,
+    hostile text included; copy_row is held byte-equal to psycopg in tests/tallyflow."""
+    line = DraftLine(
+        line_no=3,
+        kind="usage",
+        subscription_id=None,
+        plan_code="p\tro",
+        metric="m\\1",
+        description="a\nb\r\\c ✓",
+        window_start=dt.date(2026, 11, 1),
+        window_end=dt.date(2026, 12, 1),
+        quantity=D("1E+3"),
+        included=D("0.500"),
+        billable_quantity=D(0),
+        pricing_model=None,
+        amount=D("-1.20"),
+        breakdown={"note": 'say "hi"\n', "n": "1"},
+        group={"model": None, "b": "x\ty\\"},
+    )
+    plain = line._replace(line_no=4, metric=None, pricing_model="per_unit", group=None)
+    text = LineText()
+    text.draft(42, DraftInvoice("t", "USD", D(0), (line, plain)))
+    text.draft("t2", DraftInvoice("t2", "USD", D(0), (line,)))
+
+    def row(key: object, li: DraftLine) -> str:
+        group = li.group and orjson.dumps(li.group, option=orjson.OPT_SORT_KEYS).decode()
+        return copy_row((key, *li[:-2], orjson.dumps(li.breakdown).decode(), group))
+
+    assert text.text() == (row(42, line) + row(42, plain) + row("t2", line)).encode()
