@@ -840,6 +840,30 @@ def test_reference_migration_downgrades_to_declared_keys(engine: Engine) -> None
     )
 
 
+def test_the_lines_statement_check_is_named_for_what_it_checks(engine: Engine) -> None:
+    """0013 renames the function; the triggers keep calling it, with the owner's rights."""
+    from tallyflow.core import migrate
+
+    called = sa.text(
+        "SELECT DISTINCT p.proname, p.prosecdef FROM pg_trigger AS t"
+        " JOIN pg_proc AS p ON p.oid = t.tgfoid"
+        " WHERE t.tgrelid = 'invoice_lines'::regclass AND NOT t.tgisinternal"
+    )
+    with engine.connect() as conn:
+        assert conn.execute(called).all() == [("invoice_lines_check_statement", True)]
+    migrate.downgrade(engine, "0012_lines_reference_check")
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.execute(called).all() == [("invoice_lines_refuse_frozen_change", True)]
+    migrate.upgrade(engine)
+    engine.dispose()
+    seed_basic(engine)
+    _generate(engine)  # the renamed check still lets the run's COPY through ...
+    assert "invoice 424242 does not exist" in _refused(  # ... and still refuses
+        engine, _LINE_INSERT, {"invoice_id": 424242, "line_no": 1, "subscription_id": None}
+    )
+
+
 # --- concurrency ---------------------------------------------------------------------------
 
 
