@@ -14,7 +14,7 @@ It is a pure function of the snapshot it reads, so the run calls it in its own p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,12 +114,6 @@ class Pricer:
         except (ArithmeticError, ValueError) as exc:
             self.failed[tenant_id] = ("pricing_failed", f"tenant {tenant_id}: {exc!r}")
         return None
-
-    def many(self, tenants: Iterable[str]) -> Iterator[DraftInvoice]:
-        for tenant_id in tenants:
-            draft = self.one(tenant_id)
-            if draft is not None:
-                yield draft
 
 
 def read_and_price_batch(
