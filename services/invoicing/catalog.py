@@ -29,6 +29,17 @@ from tallyflow.core.sqlfiles import sql
 ZERO = Decimal(0)
 
 
+def prepare_run_reads(conn: sa.Connection) -> None:
+    """Settings of this transaction for an invoice run's reads (the run's and its workers').
+
+    NOTE: the usage aggregation hashes one group per subscription and metric; the default
+    4MB work_mem makes it sort on disk. The batch reads pass their tenants as an array,
+    which a generic plan cannot size (see the statement file). Both local to the transaction.
+    """
+    conn.execute(sql("invoicing/set_invoice_run_work_mem"))
+    conn.execute(sql("invoicing/set_invoice_run_custom_plans"))
+
+
 def load_catalog(conn: sa.Connection) -> dict[int, PlanTerms]:
     """Every plan with its parsed pricing (a stored pricing that does not parse is an error)."""
     plans: dict[int, dict[str, Any]] = {}

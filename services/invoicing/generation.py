@@ -46,6 +46,7 @@ from services.invoicing.catalog import (
     WindowRow,
     load_billable_windows,
     load_catalog,
+    prepare_run_reads,
     select_windows,
 )
 from services.invoicing.compute import DraftInvoice, MixedCurrencies
@@ -209,10 +210,7 @@ def generate_invoices(
         sql("invoicing/lock_billing_period"),
         {"lock_class": INVOICE_LOCK_CLASS, "period_key": period_lock_key(period)},
     )
-    # NOTE: the usage aggregation hashes one group per subscription and metric; the
-    # default 4MB work_mem makes it sort on disk. Local to this transaction.
-    conn.execute(sql("invoicing/set_invoice_run_work_mem"))
-    conn.execute(sql("invoicing/set_invoice_run_custom_plans"))
+    prepare_run_reads(conn)
     catalog = load_catalog(conn)
     live = {
         r.tenant_id: r for r in conn.execute(sql("invoicing/select_live_invoice_status"), params)

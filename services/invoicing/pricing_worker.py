@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from models.period import BillingPeriod
 from services.invoicing.batches import read_and_price_batch
-from services.invoicing.catalog import load_catalog
+from services.invoicing.catalog import load_catalog, prepare_run_reads
 from tallyflow.core.sqlfiles import sql
 
 
@@ -38,8 +38,7 @@ def serve(pipe: Connection, url: str, snapshot: str, period: BillingPeriod) -> N
                 # form (workers._SNAPSHOT_ID) before sending it.
                 statement = sql("invoicing/set_transaction_snapshot").text
                 conn.exec_driver_sql(statement.replace("{snapshot}", snapshot))
-                conn.execute(sql("invoicing/set_invoice_run_work_mem"))
-                conn.execute(sql("invoicing/set_invoice_run_custom_plans"))
+                prepare_run_reads(conn)
                 catalog = load_catalog(conn)
                 work = pipe.recv()
                 for batch, windows in work:
