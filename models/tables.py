@@ -323,17 +323,17 @@ class LandingFileStat(Base):
     sha256: Mapped[str] = mapped_column(sa.Text, sa.ForeignKey("ingest_files.sha256"))
 
 
-class EventKey(Base):
-    """The dedupe index: the standing content of every (tenant_id, event_id) in the lake,
-    written in the run's transaction with the manifest."""
-
-    __tablename__ = "event_keys"
-
-    tenant_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
-    event_id: Mapped[bytes] = mapped_column(sa.LargeBinary, primary_key=True)  # UTF-8 (NUL ok)
-    metric: Mapped[str] = mapped_column(sa.Text)
-    quantity_micros: Mapped[int] = mapped_column(sa.BigInteger)
-    occurred_at: Mapped[dt.datetime] = mapped_column(UtcTimestamp)
+# The dedupe index: the hash of every (tenant_id, event_id) in the lake and the day of its
+# lake files, written in the run's transaction with the manifest. NOTE: a Core table, with
+# no primary key: two keys may share a hash (a match is a candidate, checked against the
+# day's lake files: services/ingest/dedupe.py `KeyIndex`).
+event_keys = sa.Table(
+    "event_keys",
+    Base.metadata,
+    sa.Column("key_hash", sa.BigInteger, nullable=False),  # ingest/create_event_key_hash.sql
+    sa.Column("usage_date", sa.Date, nullable=False),
+    sa.Index("ix_event_keys_key_hash", "key_hash"),
+)
 
 
 class RetiredLakeFile(Base):

@@ -20,7 +20,6 @@ from sqlalchemy.engine import Engine
 from models.period import BillingPeriod
 from services import lake_guard
 from services.alerts import evaluate_alerts
-from services.ingest import lake
 from services.ingest.discovery import StatFile, record_landing_stats
 from services.ingest.reports import IngestSummary
 from services.ingest.usage_daily import replace_usage_days
@@ -148,7 +147,7 @@ def commit_ingest(
                 sql("ingest/insert_retired_lake_files"), {"paths": retired, "run_id": run_id}
             )
         crash_point("commit.manifest_written")
-        index_new_events(conn, lake.absolute(lake_root, staged.written))
+        index_new_events(conn, staged.new_keys)
         crash_point("commit.keys_indexed")
         _mark_drained(conn, run_id, staged.inbox_ids)
         replace_usage_days(conn, daily, days)

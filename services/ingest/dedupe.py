@@ -7,25 +7,34 @@ in arrival order). A repeat with the same metric, quantity and occurred_at is a 
 (dropped, counted); with other content it is a conflicting_duplicate (rejected, the
 standing version stays). The file ingest and the HTTP push both call it.
 
-The lake's versions come from `event_keys` (Postgres), not from the lake files: a batch's
-keys are copied into a scratch table and joined with the index, so the cost of a batch is
-its own keys, whatever the size of the lake. The index rows of a run's new events are
-written in the run's transaction, with the manifest (`index_new_events`).
+The lake's versions are found through the key index `event_keys` (Postgres): the stable
+64-bit hash of each key (`key_hashes`; the rule: sql/duckdb/ingest/create_event_key_hash.sql)
+and the day of its lake files. A batch's hashes are copied into a scratch table and joined
+with the index; a match is a candidate, whose standing version is read exactly from the
+committed lake files of its day (a hash shared by two keys finds no version there). So the
+cost of a batch is its own keys plus the days of its repeats, whatever the size of the
+lake. The index rows of a run's new events are written in the run's transaction, with the
+manifest (`index_new_events`).
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 import sqlalchemy as sa
 
+from services.ingest import lake
 from tallyflow.core import storage
 from tallyflow.core.db import driver_connection
 from tallyflow.core.sqlfiles import copy_statement, duckdb_sql, sql
+
+if TYPE_CHECKING:
+    import duckdb
 
 KEY: Final = ("tenant_id", "event_id")
 CONTENT: Final = ("metric", "quantity_micros", "occurred_at")
@@ -88,99 +97,118 @@ def split_repeats(batch: pl.DataFrame, standing: pl.DataFrame | None = None) -> 
     )
 
 
-def _hex_event_ids() -> pl.Expr:
-    """event_id as Postgres bytea input (`\\x` + hex of its UTF-8 bytes)."""
-    return (pl.lit("\\x") + pl.col("event_id").str.encode("hex")).alias("event_id")
+KEY_HASH: Final = "key_hash"
+INDEX_SCHEMA: Final = pl.Schema({KEY_HASH: pl.Int64(), "usage_date": pl.Date()})
+
+
+def _hash_connection(files: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+    con = storage.connect_duckdb(files or [])
+    con.execute(duckdb_sql("ingest/create_event_key_hash"))
+    return con
+
+
+def key_hashes(frame: pl.DataFrame) -> pl.Series:
+    """The key index's hash of each row's (tenant_id, event_id), in row order: stable across
+    versions (md5), so the stored index stays valid. Also the run's first screen for repeats
+    across its parts. A match is only a candidate: `versions_of_keys` checks it exactly."""
+    con = _hash_connection()
+    try:
+        con.register("keys", frame.select(KEY).to_arrow())
+        hashes: pl.DataFrame = con.sql(duckdb_sql("ingest/select_event_key_hashes")).pl()
+    finally:
+        con.close()
+    return hashes.get_column(KEY_HASH).cast(pl.Int64)
 
 
 class KeyIndex:
     """The lake's key index (`event_keys`), read through one connection of the run."""
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: sa.Connection, lake_root: str) -> None:
+        self.conn, self.lake_root = conn, lake_root
         conn.execute(sql("ingest/create_batch_keys"))
         conn.commit()
 
     def versions(self, keys: pl.DataFrame) -> pl.DataFrame:
-        """KEY + CONTENT of those `keys` (unique) already in the lake: one COPY in, one
-        join, one COPY out, in one transaction; the scratch rows go with its commit."""
+        """KEY + CONTENT of those `keys` (unique; KEY and KEY_HASH) already in the lake: the
+        hashes COPYed in and joined with the index, the days of the matches COPYed out and
+        the manifest's files of those days read, in one transaction (the scratch rows go
+        with its commit); then the candidates looked up exactly in those files."""
         if keys.height == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
-        keys = keys.select(KEY).with_row_index("position")
+        keys = keys.select(*KEY, KEY_HASH).with_row_index("position")
         inbound = io.BytesIO()
-        keys.select("position", "tenant_id", _hex_event_ids()).write_csv(
-            inbound, include_header=False
-        )
+        keys.select("position", KEY_HASH).write_csv(inbound, include_header=False)
         outbound = io.BytesIO()
         # NOTE: in a transaction SQLAlchemy began (db.driver_connection): its commit empties
         # the scratch table, so the next batch joins only its own rows.
-        with self.conn.begin(), driver_connection(self.conn).cursor() as cur:
-            with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
-                copy.write(inbound.getvalue())
-            with cur.copy(copy_statement("ingest/copy_indexed_versions_of_batch_keys")) as copy:
-                for data in copy:
-                    outbound.write(data)
-        if outbound.tell() == 0:
-            return pl.DataFrame(schema=VERSION_SCHEMA)
-        found = pl.read_csv(
-            outbound.getvalue(),
-            has_header=False,
-            new_columns=["position", "metric", "quantity_micros", "occurred_us"],
-            schema_overrides={
-                "position": pl.UInt32,
-                "metric": pl.String,
-                "quantity_micros": pl.Int64,
-                "occurred_us": pl.Int64,
-            },
-        )
-        return (
-            keys.join(found, on="position", how="inner")
-            .with_columns(pl.from_epoch("occurred_us", time_unit="us").dt.replace_time_zone("UTC"))
-            .rename({"occurred_us": "occurred_at"})
-            .select(VERSION_SCHEMA.names())
-            .cast(VERSION_SCHEMA)
+        with self.conn.begin():
+            with driver_connection(self.conn).cursor() as cur:
+                with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
+                    copy.write(inbound.getvalue())
+                with cur.copy(copy_statement("ingest/copy_indexed_days_of_batch_keys")) as copy:
+                    for data in copy:
+                        outbound.write(data)
+            if outbound.tell() == 0:
+                return pl.DataFrame(schema=VERSION_SCHEMA)
+            matches = pl.read_csv(
+                outbound.getvalue(),
+                has_header=False,
+                new_columns=["position", "usage_date"],
+                schema_overrides={"position": pl.UInt32, "usage_date": pl.Date},
+            )
+            days = sorted(set(matches.get_column("usage_date").to_list()))
+            files = lake.committed_lake_files(self.conn, days)
+        candidates = keys.join(matches.select("position").unique(), on="position", how="semi")
+        return versions_of_keys(
+            candidates.select(KEY), lake.absolute(self.lake_root, files), frames=[]
         )
 
 
-def index_new_events(conn: sa.Connection, lake_files: list[str]) -> int:
-    """Add the events of these lake files (new to the lake: written by this run, or listed
-    before the index existed) to `event_keys`, in the caller's transaction, in key order
-    (DuckDB sorts them, spilling to disk past `_KEY_SORT_MEMORY`; streamed to COPY in
-    batches: memory is bounded whatever the run's size)."""
+def index_new_events(conn: sa.Connection, keys: pl.DataFrame) -> int:
+    """Add the run's new events (`keys`: KEY_HASH and usage_date of each) to `event_keys`,
+    in the caller's transaction, in hash order (the index's btree takes them page by page)."""
+    ordered = keys.select(INDEX_SCHEMA.names()).sort(KEY_HASH)
+    return _copy_index_rows(
+        conn, (ordered.slice(i, _KEY_BATCH_ROWS) for i in range(0, ordered.height, _KEY_BATCH_ROWS))
+    )
+
+
+def index_lake_files(conn: sa.Connection, lake_files: list[str]) -> int:
+    """Add the events of these committed lake files (listed before the index held them) to
+    `event_keys`, in the caller's transaction, in hash order (DuckDB reads and sorts them,
+    spilling to disk past `_KEY_SORT_MEMORY`; streamed to COPY in batches: memory is bounded
+    whatever the lake's size)."""
     if not lake_files:
         return 0
-    raw = driver_connection(conn)
-    rows = 0
     with tempfile.TemporaryDirectory(prefix="tallyflow-keys-") as spill:
-        con = storage.connect_duckdb(lake_files)
+        con = _hash_connection(lake_files)
         try:
             con.execute(f"SET memory_limit = '{_KEY_SORT_MEMORY}'")
             con.execute("SET temp_directory = ?", [spill])
             batches = con.sql(
                 duckdb_sql("ingest/select_new_event_keys"), params={"files": lake_files}
             ).to_arrow_reader(_KEY_BATCH_ROWS)
-            with raw.cursor().copy(copy_statement("ingest/copy_event_keys")) as copy:
-                for batch in batches:
-                    buffer = io.BytesIO()
-                    pl.DataFrame(batch).write_csv(buffer, include_header=False)
-                    copy.write(buffer.getvalue())
-                    rows += batch.num_rows
+            return _copy_index_rows(conn, (pl.DataFrame(b) for b in batches))
         finally:
             con.close()
+
+
+def _copy_index_rows(conn: sa.Connection, batches: Iterable[pl.DataFrame]) -> int:
+    rows = 0
+    with driver_connection(conn).cursor().copy(copy_statement("ingest/copy_event_keys")) as copy:
+        for batch in batches:
+            buffer = io.BytesIO()
+            batch.write_csv(buffer, include_header=False)
+            copy.write(buffer.getvalue())
+            rows += batch.height
     return rows
-
-
-def key_hashes(frame: pl.DataFrame) -> pl.Series:
-    """A 64-bit hash of each row's (tenant_id, event_id): a cheap first screen for repeats
-    across a run's parts. A match is only a candidate: `versions_of_keys` checks it exactly."""
-    return frame.select(pl.struct(*KEY).hash(seed=0x7A11F10)).to_series()
 
 
 def versions_of_keys(
     keys: pl.DataFrame, lake_files: list[str], frames: list[pl.DataFrame]
 ) -> pl.DataFrame:
-    """KEY + CONTENT of the events with these keys in `lake_files` (the run's own, not yet
-    committed) and in `frames`."""
+    """KEY + CONTENT of the events with these keys in `lake_files` (committed files of the
+    candidates' days, or the run's own, not yet committed) and in `frames`."""
     parts = [f.join(keys, on=list(KEY), how="semi").select(*KEY, *CONTENT) for f in frames]
     if lake_files and keys.height:
         batch_keys = keys.with_row_index("position")

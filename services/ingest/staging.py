@@ -20,10 +20,12 @@ from sqlalchemy.engine import Engine
 from models.events import ACCEPTED_SCHEMA, RejectReason
 from services.ingest import lake
 from services.ingest.dedupe import (
+    INDEX_SCHEMA,
     KEY,
+    KEY_HASH,
     DedupeResult,
     KeyIndex,
-    index_new_events,
+    index_lake_files,
     key_hashes,
     split_repeats,
     versions_of_keys,
@@ -93,8 +95,9 @@ class FileOutcome:
 class Staged:
     """What a run staged: per-file outcomes, rejected rows (validation and conflicting
     duplicates, raw text kept), counts, the drained inbox ids, the lake files to list (written,
-    not yet committed), every file the run wrote with its new events (`written`: their keys go
-    to the index) and the committed or written files a compaction replaced (`retired`)."""
+    not yet committed), every file the run wrote with its new events (`written`), the key
+    index rows of those events (`new_keys`: key hash and day) and the committed or written
+    files a compaction replaced (`retired`)."""
 
     files: list[FileOutcome]
     rejected: pl.DataFrame
@@ -104,6 +107,7 @@ class Staged:
     new_files: list[lake.LakeFile] = field(default_factory=list)
     written: list[lake.LakeFile] = field(default_factory=list)
     retired: list[lake.LakeFile] = field(default_factory=list)
+    new_keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=INDEX_SCHEMA))
 
     @property
     def rows(self) -> int:
@@ -138,29 +142,35 @@ class LakeStager:
     """Dedupes each part (a file, then chunks of pushed events) against the committed lake and
     the parts before it, and writes new events to the lake in slices of LAKE_SLICE_ROWS.
 
-    NOTE: memory is bounded by one part, one slice and a 64-bit hash per new event of the
-    run, not by the run (nor by the lake: the committed lake is asked through its key
-    index). A part's keys whose hash the run has seen are looked up exactly in the slice
-    in memory and the run's lake files written so far (rare: a repeat across
-    files, or a hash collision, which the exact lookup tells apart).
+    NOTE: memory is bounded by one part, one slice and the key index row (a 64-bit hash and
+    a day) of each new event of the run, not by the run (nor by the lake: the committed
+    lake is asked through its key index). A part's keys whose hash the run has seen are
+    looked up exactly in the slice in memory and the run's lake files written so far
+    (rare: a repeat across files, or a hash collision, which the exact lookup tells apart).
     """
 
     LAKE_SLICE_ROWS = 500_000
 
     def __init__(self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex) -> None:
         self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index
-        self.seen: list[pl.Series] = []
+        self.seen: list[pl.DataFrame] = []
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.slices = 0
         self.new_files: list[lake.LakeFile] = []
 
+    def new_keys(self) -> pl.DataFrame:
+        """The key index rows of the run's new events (key hash, day)."""
+        if not self.seen:
+            return pl.DataFrame(schema=INDEX_SCHEMA)
+        self.seen = [pl.concat(self.seen)]
+        return self.seen[0]
+
     def _prior(self, events: pl.DataFrame) -> pl.DataFrame | None:
         if not self.seen:
             return None
-        seen = pl.concat(self.seen)
-        self.seen = [seen]
-        candidates = events.filter(key_hashes(events).is_in(seen.implode()))
+        seen = self.new_keys().get_column(KEY_HASH)
+        candidates = events.filter(pl.col(KEY_HASH).is_in(seen.implode()))
         if candidates.height == 0:
             return None
         written = lake.absolute(self.lake_root, self.new_files)
@@ -169,7 +179,8 @@ class LakeStager:
     def add(self, events: pl.DataFrame) -> DedupeResult:
         """Dedupe a part against the key index (the committed lake), the run's earlier
         parts and itself (dedupe.split_repeats)."""
-        keys = events.select(KEY).unique(maintain_order=True)
+        events = events.with_columns(key_hashes(events))
+        keys = events.select(*KEY, KEY_HASH).unique(KEY, maintain_order=True)
         known = [self.index.versions(keys)]
         prior = self._prior(events)
         if prior is not None:
@@ -179,7 +190,7 @@ class LakeStager:
         result = split_repeats(events, pl.concat(known, how="vertical_relaxed"))
         crash_point("ingest.deduped")
         if result.new.height:
-            self.seen.append(key_hashes(result.new))
+            self.seen.append(result.new.select(INDEX_SCHEMA.names()))
             self.pending.append(result.new)
             self.pending_rows += result.new.height
             if self.pending_rows >= self.LAKE_SLICE_ROWS:
@@ -250,9 +261,10 @@ def stage_events(
         # run's lake guard, services/lake_guard.py `sweep_failed_run_files`, moved them.)
         index_unindexed_lake_files(conn, lake_root)
     with engine.connect() as index_conn:
-        stager = LakeStager(lake_root, run_id, KeyIndex(index_conn))
+        stager = LakeStager(lake_root, run_id, KeyIndex(index_conn, lake_root))
         staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
     staged.written = stager.flush()
+    staged.new_keys = stager.new_keys()
     with engine.connect() as conn:
         staged.new_files, staged.retired = compact_days(
             conn, lake_root, run_id, staged.written, limits.compact_day_files
@@ -316,14 +328,15 @@ def _stage_parts(
 
 
 def index_unindexed_lake_files(conn: sa.Connection, lake_root: str) -> int:
-    """Put the keys of manifest files listed before the key index existed (migration 0008)
-    into it, in one transaction (a crash leaves them all unindexed). Returns the events."""
+    """Put the keys of manifest files listed before the key index held them (migrations 0008
+    and 0014) into it, in one transaction (a crash leaves them all unindexed). Returns the
+    events."""
     paths = list(conn.execute(sql("ingest/select_unindexed_lake_files")).scalars())
     conn.commit()
     if not paths:
         return 0
     with conn.begin():
-        rows = index_new_events(conn, [storage.join(lake_root, p) for p in paths])
+        rows = index_lake_files(conn, [storage.join(lake_root, p) for p in paths])
         conn.execute(sql("ingest/mark_lake_files_indexed"), {"paths": paths})
     return rows
 

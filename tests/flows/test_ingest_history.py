@@ -12,12 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from flows.backfill_usage import backfill_usage
 from flows.ingest_usage import ingest_usage
+from services.ingest.dedupe import key_hashes
 from services.ingest.inbox import EVENT_TOO_OLD, push_events
 from services.ingest.staging import pushed_event_chunks
 from tallyflow.core import storage
@@ -95,23 +97,29 @@ def test_a_known_file_is_skipped_by_its_stat_without_reading_it(
 # --- 2. dedupe against the key index ----------------------------------------------------------
 
 
-def test_dedupe_uses_the_key_index_not_the_lake_files(settings: Settings, engine: Engine) -> None:
-    day1, day2 = "2026-10-05T10:00:00Z", "2026-10-06T10:00:00Z"
+def test_dedupe_reads_the_index_and_only_its_repeats_days(
+    settings: Settings, engine: Engine
+) -> None:
+    """The committed lake is asked through the key index: a repeat's standing version is
+    read from its own day's files; the other days' files are not read."""
+    day1, day2, day3 = "2026-10-05T10:00:00Z", "2026-10-06T10:00:00Z", "2026-10-07T10:00:00Z"
     landing = settings.landing_path
-    write_jsonl(landing / "run1.jsonl", [ev("e1", occurred_at=day1), ev("e2", occurred_at=day1)])
-    assert ingest()["accepted"] == 2
-    assert _indexed(engine) == 2
-    # the committed day-1 lake files are taken away: a dedupe that read the lake would fail
-    # or miss e1/e2; the index alone knows them
-    lake = settings.lake_path
-    hidden = lake.parent / "hidden"
-    (lake / "events").rename(hidden)
+    write_jsonl(
+        landing / "run1.jsonl",
+        [ev("e1", occurred_at=day1), ev("e2", occurred_at=day1), ev("e5", occurred_at=day3)],
+    )
+    assert ingest()["accepted"] == 3
+    assert _indexed(engine) == 3
+    # day 3's committed lake files are taken away: a dedupe that read every day would fail
+    day3_folder = settings.lake_path / "events" / "usage_date=2026-10-07"
+    hidden = settings.lake_path.parent / "hidden-day3"
+    day3_folder.rename(hidden)
     try:
         write_jsonl(
             landing / "run2.jsonl",
             [
                 ev("e1", occurred_at=day1),  # duplicate of run 1 (dropped)
-                ev("e2", quantity="9", occurred_at=day2),  # conflict with run 1
+                ev("e2", quantity="9", occurred_at=day2),  # conflict with run 1 (day 1)
                 ev("e3", occurred_at=day2),  # new
                 ev("e3", occurred_at=day2),  # duplicate within the run
                 ev("e4", occurred_at=day2),  # new
@@ -120,20 +128,24 @@ def test_dedupe_uses_the_key_index_not_the_lake_files(settings: Settings, engine
         )
         second = ingest()
     finally:
-        if (lake / "events").exists():
-            for day in (lake / "events").iterdir():
-                day.rename(hidden / day.name)
-            (lake / "events").rmdir()
-        hidden.rename(lake / "events")
+        hidden.rename(day3_folder)
     assert (second["accepted"], second["duplicates"]) == (2, 2)
     assert second["rejected_by_reason"] == {"conflicting_duplicate": 2}
     assert second["days"] == ["2026-10-06"]
-    assert _indexed(engine) == 4
-    keys = rows(engine, "SELECT tenant_id, convert_from(event_id, 'UTF8') FROM event_keys")
-    assert sorted(keys) == [("acme", e) for e in ("e1", "e2", "e3", "e4")]
+    assert _indexed(engine) == 5
+    expected = pl.DataFrame({"tenant_id": ["acme"] * 5, "event_id": ["e1", "e2", "e3", "e4", "e5"]})
+    index = rows(engine, "SELECT key_hash, usage_date::text FROM event_keys")
+    assert sorted(index) == sorted(
+        zip(
+            key_hashes(expected).to_list(),
+            ["2026-10-05", "2026-10-05", "2026-10-06", "2026-10-06", "2026-10-07"],
+            strict=True,
+        )
+    )
     assert usage(engine) == {
         ("acme", "api.calls", "2026-10-05"): (Decimal(2), 2, Decimal(1)),
         ("acme", "api.calls", "2026-10-06"): (Decimal(2), 2, Decimal(1)),
+        ("acme", "api.calls", "2026-10-07"): (Decimal(1), 1, Decimal(1)),
     }
     # a pushed event repeating a file's event is a duplicate when drained (the index)
     with engine.begin() as conn:
@@ -172,6 +184,42 @@ def test_legacy_lake_files_are_indexed_before_dedupe(settings: Settings, engine:
     assert (result["accepted"], result["duplicates"]) == (0, 1)
     assert result["rejected_by_reason"] == {"conflicting_duplicate": 1}
     assert _indexed(engine) == 2
+    assert rows(engine, "SELECT count(*) FROM lake_files WHERE NOT keys_indexed") == [(0,)]
+
+
+def test_the_hash_index_migration_rebuilds_the_index_from_the_lake(
+    settings: Settings, engine: Engine
+) -> None:
+    """0014 (and its downgrade) change the index's shape, empty it and mark the lake
+    unindexed; the next run rebuilds it from the lake files before it dedupes."""
+    from tallyflow.core import migrate
+
+    columns = sa.text(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_name = 'event_keys' ORDER BY ordinal_position"
+    )
+    write_jsonl(settings.landing_path / "a.jsonl", [ev("e1"), ev("e2")])
+    ingest()
+    migrate.downgrade(engine, "0013_lines_check_name")
+    engine.dispose()
+    assert [c for (c,) in rows(engine, columns.text)] == [
+        "tenant_id",
+        "event_id",
+        "metric",
+        "quantity_micros",
+        "occurred_at",
+    ]
+    assert rows(engine, "SELECT count(*), bool_or(keys_indexed) FROM lake_files") == [(1, False)]
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert [c for (c,) in rows(engine, columns.text)] == ["key_hash", "usage_date"]
+    assert _indexed(engine) == 0
+    assert rows(engine, "SELECT count(*), bool_or(keys_indexed) FROM lake_files") == [(1, False)]
+    write_jsonl(settings.landing_path / "b.jsonl", [ev("e1"), ev("e2", quantity="4"), ev("e3")])
+    result = ingest()
+    assert (result["accepted"], result["duplicates"]) == (1, 1)
+    assert result["rejected_by_reason"] == {"conflicting_duplicate": 1}
+    assert _indexed(engine) == 3
     assert rows(engine, "SELECT count(*) FROM lake_files WHERE NOT keys_indexed") == [(0,)]
 
 

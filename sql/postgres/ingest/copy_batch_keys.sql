@@ -1,2 +1,2 @@
--- purpose: bulk-load a batch's keys into the scratch table (psycopg COPY, CSV; event_id as \x hex)
-COPY batch_keys (position, tenant_id, event_id) FROM STDIN (FORMAT csv)
+-- purpose: bulk-load a batch's key hashes into the scratch table (psycopg COPY, CSV)
+COPY batch_keys (position, key_hash) FROM STDIN (FORMAT csv)

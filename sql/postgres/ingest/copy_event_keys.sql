@@ -1,2 +1,2 @@
--- purpose: add the run's new events to the key index (psycopg COPY, CSV; in the run's transaction)
-COPY event_keys (tenant_id, event_id, metric, quantity_micros, occurred_at) FROM STDIN (FORMAT csv)
+-- purpose: add the run's new events to the key index (psycopg COPY, CSV: key hash, day; in the run's transaction)
+COPY event_keys (key_hash, usage_date) FROM STDIN (FORMAT csv)

@@ -1,56 +1,159 @@
-"""The key index lookup (services/ingest/dedupe.py `KeyIndex`) against a real Postgres:
-each lookup answers for its own batch only, however many came before on the connection."""
+"""The key index (services/ingest/dedupe.py `KeyIndex`, `key_hashes`, `index_new_events`)
+against a real Postgres and real lake files: the hash is md5's, each lookup answers for its
+own batch only, a shared hash is only a candidate, and a lookup reads only its matches' days."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from services.ingest.dedupe import KEY, VERSION_SCHEMA, KeyIndex
+from services.ingest import lake
+from services.ingest.dedupe import (
+    INDEX_SCHEMA,
+    KEY,
+    KEY_HASH,
+    VERSION_SCHEMA,
+    KeyIndex,
+    index_new_events,
+    key_hashes,
+)
+from services.job_runs import start_job_run
 from tallyflow.core.db import driver_connection
+from tallyflow.core.settings import Settings
+from tallyflow.core.sqlfiles import sql
 
-AT = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
+DAY1 = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
+DAY2 = dt.datetime(2026, 10, 4, 9, 30, tzinfo=dt.UTC)
 
 
-def _index(engine: Engine, rows: list[tuple[str, str, str, int]]) -> None:
+def _reference_hash(tenant_id: str, event_id: str) -> int:
+    """md5(tenant_id NUL event_id), first 8 bytes little-endian, shifted to a signed bigint."""
+    digest = hashlib.md5(tenant_id.encode() + b"\x00" + event_id.encode()).digest()
+    return int.from_bytes(digest[:8], "little") - 2**63
+
+
+def _events(rows: list[tuple[str, str, str, int, dt.datetime]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "tenant_id": pl.String,
+            "event_id": pl.String,
+            "metric": pl.String,
+            "quantity_micros": pl.Int64,
+            "occurred_at": pl.Datetime("us", "UTC"),
+        },
+        orient="row",
+    )
+    return frame.with_columns(
+        pl.col("occurred_at").dt.date().alias("usage_date"),
+        pl.lit(None, pl.String).alias("properties"),
+        pl.lit("test").alias("source"),
+    )
+
+
+def _commit_to_lake(
+    engine: Engine, root: Path, rows: list[tuple[str, str, str, int, dt.datetime]]
+) -> list[lake.LakeFile]:
+    """What an ingest commit does for these events: lake files listed, keys indexed."""
+    events = _events(rows)
+    run_id = start_job_run(engine, "ingest_usage", {})
+    files = lake.write_lake_files(root, events, f"{run_id}-00000")
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO event_keys (tenant_id, event_id, metric, quantity_micros, occurred_at)"
-                " VALUES (:t, :e, :m, :q, :at)"
-            ),
-            [{"t": t, "e": e.encode(), "m": m, "q": q, "at": AT} for t, e, m, q in rows],
-        )
+        for f in files:
+            conn.execute(
+                sql("ingest/insert_lake_file"),
+                {
+                    "path": f.path,
+                    "usage_date": f.usage_date,
+                    "row_count": f.row_count,
+                    "run_id": run_id,
+                },
+            )
+        index_new_events(conn, events.with_columns(key_hashes(events)).select(INDEX_SCHEMA.names()))
+    return files
 
 
 def _keys(*pairs: tuple[str, str]) -> pl.DataFrame:
-    return pl.DataFrame(pairs, schema=list(KEY), orient="row")
+    keys = pl.DataFrame(pairs, schema=list(KEY), orient="row")
+    return keys.with_columns(key_hashes(keys))
 
 
-def test_successive_lookups_answer_for_their_own_batch(engine: Engine) -> None:
-    _index(engine, [("t-a", "e1", "api.calls", 1_000_000), ("t-a", "e2", "storage", 5)])
+def test_the_key_hash_is_md5_of_the_key() -> None:
+    """The stored index outlives library upgrades: the hash is pinned to md5 of the key's
+    UTF-8 bytes (a NUL inside an event id, non-ASCII, the longest id)."""
+    pairs = [("acme", "e1"), ("acme", "a\x00b"), ("t-9", "é😀"), ("x", "z" * 128), ("acme", "e1 ")]
+    hashes = _keys(*pairs).get_column(KEY_HASH).to_list()
+    assert hashes == [_reference_hash(t, e) for t, e in pairs]
+    assert len(set(hashes)) == len(pairs)
+
+
+def test_successive_lookups_answer_for_their_own_batch(settings: Settings, engine: Engine) -> None:
+    _commit_to_lake(
+        engine,
+        settings.lake_path,
+        [("t-a", "e1", "api.calls", 1_000_000, DAY1), ("t-a", "e2", "storage", 5, DAY2)],
+    )
     with engine.connect() as conn:
-        index = KeyIndex(conn)
+        index = KeyIndex(conn, str(settings.lake_path))
         first = index.versions(_keys(("t-a", "e1"), ("t-a", "e9")))
         # the second batch: e2 at position 1 (as e9 was), e7 at position 0 (as e1 was)
         second = index.versions(_keys(("t-a", "e7"), ("t-a", "e2")))
         third = index.versions(_keys(("t-b", "e1")))
-    assert first.rows() == [("t-a", "e1", "api.calls", 1_000_000, AT)]
-    assert second.rows() == [("t-a", "e2", "storage", 5, AT)]
+    assert first.rows() == [("t-a", "e1", "api.calls", 1_000_000, DAY1)]
+    assert second.rows() == [("t-a", "e2", "storage", 5, DAY2)]
     assert third.height == 0
     assert second.schema == VERSION_SCHEMA
 
 
-def test_a_lookup_leaves_no_transaction_open(engine: Engine) -> None:
-    """The scratch rows go with a real commit: the connection is idle between lookups."""
-    _index(engine, [("t-a", "e1", "api.calls", 1)])
+def test_a_shared_hash_is_only_a_candidate(settings: Settings, engine: Engine) -> None:
+    """Two keys may share a 64-bit hash: an index entry with a key's hash (on the day of
+    another key's files, or on a day without files) finds no version of it in the lake."""
+    _commit_to_lake(engine, settings.lake_path, [("t-a", "e1", "api.calls", 7, DAY1)])
+    stranger = _reference_hash("t-b", "e1")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO event_keys (key_hash, usage_date) VALUES (:h, :d1), (:h, :d9)"),
+            {"h": stranger, "d1": DAY1.date(), "d9": dt.date(2026, 10, 9)},
+        )
     with engine.connect() as conn:
-        index = KeyIndex(conn)
-        index.versions(_keys(("t-a", "e1")))
+        index = KeyIndex(conn, str(settings.lake_path))
+        found = index.versions(_keys(("t-b", "e1"), ("t-a", "e1")))
+    assert found.rows() == [("t-a", "e1", "api.calls", 7, DAY1)]
+
+
+def test_a_lookup_reads_only_the_days_of_its_matches(settings: Settings, engine: Engine) -> None:
+    """The cost of a lookup is its matches' days, not the lake: with day 2's file gone from
+    disk, a batch whose only match is on day 1 is answered (reading day 2 would fail)."""
+    files = _commit_to_lake(
+        engine,
+        settings.lake_path,
+        [("t-a", "e1", "api.calls", 1, DAY1), ("t-a", "e2", "api.calls", 2, DAY2)],
+    )
+    day2 = next(f for f in files if f.usage_date == DAY2.date())
+    (settings.lake_path / day2.path).unlink()
+    with engine.connect() as conn:
+        index = KeyIndex(conn, str(settings.lake_path))
+        assert index.versions(_keys(("t-a", "e1"), ("t-a", "n1"))).rows() == [
+            ("t-a", "e1", "api.calls", 1, DAY1)
+        ]
+        with pytest.raises(duckdb.IOException) as missing:
+            index.versions(_keys(("t-a", "e2")))
+    assert day2.path.rsplit("/", 1)[-1] in str(missing.value)
+
+
+def test_a_lookup_leaves_no_transaction_open(settings: Settings, engine: Engine) -> None:
+    """The scratch rows go with a real commit: the connection is idle between lookups."""
+    _commit_to_lake(engine, settings.lake_path, [("t-a", "e1", "api.calls", 1, DAY1)])
+    with engine.connect() as conn:
+        index = KeyIndex(conn, str(settings.lake_path))
+        assert index.versions(_keys(("t-a", "e1"))).height == 1
         with engine.connect() as probe:
             states = (
                 probe.execute(
