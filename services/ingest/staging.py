@@ -153,24 +153,21 @@ class LakeStager:
 
     def __init__(self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex) -> None:
         self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index
-        self.seen: list[pl.DataFrame] = []
+        # NOTE: the index rows of the run's new events, kept sorted by hash (merged part by
+        # part): the repeat screen is a binary search, and the commit takes them in order.
+        self.index_rows = pl.DataFrame(schema=INDEX_SCHEMA)
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.slices = 0
         self.new_files: list[lake.LakeFile] = []
 
-    def new_keys(self) -> pl.DataFrame:
-        """The key index rows of the run's new events (key hash, day)."""
-        if not self.seen:
-            return pl.DataFrame(schema=INDEX_SCHEMA)
-        self.seen = [pl.concat(self.seen)]
-        return self.seen[0]
-
     def _prior(self, events: pl.DataFrame) -> pl.DataFrame | None:
-        if not self.seen:
+        seen = self.index_rows.get_column(KEY_HASH)
+        if seen.len() == 0:
             return None
-        seen = self.new_keys().get_column(KEY_HASH)
-        candidates = events.filter(pl.col(KEY_HASH).is_in(seen.implode()))
+        hashes = events.get_column(KEY_HASH)
+        at = seen.search_sorted(hashes, side="left").clip(upper_bound=seen.len() - 1)
+        candidates = events.filter(seen.gather(at) == hashes)
         if candidates.height == 0:
             return None
         written = lake.absolute(self.lake_root, self.new_files)
@@ -190,7 +187,8 @@ class LakeStager:
         result = split_repeats(events, pl.concat(known, how="vertical_relaxed"))
         crash_point("ingest.deduped")
         if result.new.height:
-            self.seen.append(result.new.select(INDEX_SCHEMA.names()))
+            rows = result.new.select(INDEX_SCHEMA.names()).sort(KEY_HASH)
+            self.index_rows = self.index_rows.merge_sorted(rows, KEY_HASH)
             self.pending.append(result.new)
             self.pending_rows += result.new.height
             if self.pending_rows >= self.LAKE_SLICE_ROWS:
@@ -264,7 +262,7 @@ def stage_events(
         stager = LakeStager(lake_root, run_id, KeyIndex(index_conn, lake_root))
         staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
     staged.written = stager.flush()
-    staged.new_keys = stager.new_keys()
+    staged.new_keys = stager.index_rows
     with engine.connect() as conn:
         staged.new_files, staged.retired = compact_days(
             conn, lake_root, run_id, staged.written, limits.compact_day_files
