@@ -135,13 +135,16 @@ class KeyIndex:
         with its commit); then the candidates looked up exactly in those files."""
         if keys.height == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
-        keys = keys.select(*KEY, KEY_HASH).with_row_index("position")
+        # NOTE: in hash order: the scratch rows are probed in the index in that order
+        # (sql/postgres/ingest/set_key_lookup_plan.sql).
+        keys = keys.select(*KEY, KEY_HASH).sort(KEY_HASH).with_row_index("position")
         inbound = io.BytesIO()
         keys.select("position", KEY_HASH).write_csv(inbound, include_header=False)
         outbound = io.BytesIO()
         # NOTE: in a transaction SQLAlchemy began (db.driver_connection): its commit empties
         # the scratch table, so the next batch joins only its own rows.
         with self.conn.begin():
+            self.conn.execute(sql("ingest/set_key_lookup_plan"))
             with driver_connection(self.conn).cursor() as cur:
                 with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
                     copy.write(inbound.getvalue())
