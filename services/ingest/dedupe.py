@@ -123,10 +123,20 @@ def key_hashes(frame: pl.DataFrame) -> pl.Series:
 class KeyIndex:
     """The lake's key index (`event_keys`), read through one connection of the run."""
 
+    # NOTE: index probes instead of the planner's hash join when the index holds more than
+    # this many times the batch's keys (measured crossover: bench/README.md, "Key index").
+    PROBE_RATIO: Final = 2
+
     def __init__(self, conn: sa.Connection, lake_root: str) -> None:
         self.conn, self.lake_root = conn, lake_root
         conn.execute(sql("ingest/create_batch_keys"))
+        # NOTE: read once: under the usage lock only this run's commit adds to the index
+        self.indexed = int(conn.execute(sql("ingest/select_indexed_event_count")).scalar_one())
         conn.commit()
+
+    def probes(self, batch_keys: int) -> bool:
+        """Whether a lookup of `batch_keys` keys probes the index key by key."""
+        return self.indexed > self.PROBE_RATIO * batch_keys
 
     def versions(self, keys: pl.DataFrame) -> pl.DataFrame:
         """KEY + CONTENT of those `keys` (unique; KEY and KEY_HASH) already in the lake: the
@@ -135,8 +145,7 @@ class KeyIndex:
         with its commit); then the candidates looked up exactly in those files."""
         if keys.height == 0:
             return pl.DataFrame(schema=VERSION_SCHEMA)
-        # NOTE: in hash order: the scratch rows are probed in the index in that order
-        # (sql/postgres/ingest/set_key_lookup_plan.sql).
+        # NOTE: in hash order: when probed (`probes`), the index is walked in that order.
         keys = keys.select(*KEY, KEY_HASH).sort(KEY_HASH).with_row_index("position")
         inbound = io.BytesIO()
         keys.select("position", KEY_HASH).write_csv(inbound, include_header=False)
@@ -144,7 +153,8 @@ class KeyIndex:
         # NOTE: in a transaction SQLAlchemy began (db.driver_connection): its commit empties
         # the scratch table, so the next batch joins only its own rows.
         with self.conn.begin():
-            self.conn.execute(sql("ingest/set_key_lookup_plan"))
+            if self.probes(keys.height):
+                self.conn.execute(sql("ingest/set_key_lookup_plan"))
             with driver_connection(self.conn).cursor() as cur:
                 with cur.copy(copy_statement("ingest/copy_batch_keys")) as copy:
                     copy.write(inbound.getvalue())

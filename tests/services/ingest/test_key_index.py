@@ -148,6 +148,29 @@ def test_a_lookup_reads_only_the_days_of_its_matches(settings: Settings, engine:
     assert day2.path.rsplit("/", 1)[-1] in str(missing.value)
 
 
+def test_lookups_answer_the_same_by_probes_or_by_the_planners_join(
+    settings: Settings, engine: Engine
+) -> None:
+    """A batch much smaller than the index is probed key by key (its own plan for the
+    lookup's transaction); a larger one is left to the planner: the answers are the same,
+    and the plan setting does not outlive the lookup."""
+    indexed = [(f"t-{i % 3}", f"e{i}", "api.calls", i, DAY1 if i % 2 else DAY2) for i in range(9)]
+    _commit_to_lake(engine, settings.lake_path, indexed)
+    small = _keys(("t-1", "e1"), ("t-9", "e1"))
+    large = _keys(*[(f"t-{i % 3}", f"e{i}") for i in range(12)])
+    with engine.connect() as conn:
+        index = KeyIndex(conn, str(settings.lake_path))
+        assert index.indexed == 9
+        assert (index.probes(small.height), index.probes(large.height)) == (True, False)
+        probed = index.versions(small)
+        joined = index.versions(large)
+        setting = conn.execute(sa.text("SHOW enable_hashjoin")).scalar_one()
+        conn.commit()
+    assert probed.rows() == [("t-1", "e1", "api.calls", 1, DAY1)]
+    assert sorted(joined.rows()) == sorted((t, e, m, q, at) for t, e, m, q, at in indexed)
+    assert setting == "on"
+
+
 def test_a_lookup_leaves_no_transaction_open(settings: Settings, engine: Engine) -> None:
     """The scratch rows go with a real commit: the connection is idle between lookups."""
     _commit_to_lake(engine, settings.lake_path, [("t-a", "e1", "api.calls", 1, DAY1)])
