@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -150,7 +151,9 @@ def main() -> None:
     parser.add_argument("--events-per-day", type=int, default=1_000)
     parser.add_argument("--small-events", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--workdir", default=None, help="Keep files here (default: a temp dir, removed)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tallyflow-history-bench-"))
@@ -176,6 +179,8 @@ def main() -> None:
     finally:
         for days in args.days:
             _harness.stop_embedded_postgres(work / f"home-{days}")
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"\n{_harness.utc_stamp()}, load average after: {_harness.load_average()}")
     print(f"{'history':>10} | {'no-op ingest (median, min)':>28} | {'one small file':>24}")
     for r in results:
