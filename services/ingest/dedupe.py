@@ -124,7 +124,8 @@ class KeyIndex:
     """The lake's key index (`event_keys`), read through one connection of the run."""
 
     # NOTE: index probes instead of the planner's hash join when the index holds more than
-    # this many times the batch's keys (measured crossover: bench/README.md, "Key index").
+    # this many times the batch's keys: between the two measured points (probes faster at
+    # 4x, the join at 0.01x; bench/README.md, "Lookups probe the index").
     PROBE_RATIO: Final = 2
 
     def __init__(self, conn: sa.Connection, lake_root: str) -> None:
