@@ -165,6 +165,28 @@ def test_formats_hidden_ignored_and_quarantine_on_s3(
     assert storage.read_bytes(quarantined[0].url) == (local / "broken.jsonl.gz").read_bytes()
 
 
+def test_repeats_of_committed_events_are_read_from_their_s3_day_files(
+    s3_settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """A later run's repeat of a committed event: its index entry names the day, whose S3
+    lake file gives the standing version (duplicate, or conflict with another content)."""
+    landing = s3_settings.landing_location
+    first = tmp_path / "first"
+    write_jsonl(first / "a.jsonl", [ev("r1", quantity=1), ev("r2", quantity=2)])
+    upload_tree(first, landing.url)
+    assert ingest()["accepted"] == 2
+    second = tmp_path / "second"
+    write_jsonl(
+        second / "b.jsonl",
+        [ev("r1", quantity=1), ev("r2", quantity=9), ev("r3", quantity=3)],
+    )
+    upload_tree(second, landing.url)
+    result = ingest()
+    assert (result["files"], result["accepted"], result["duplicates"]) == (1, 1, 1)
+    assert result["rejected_by_reason"] == {"conflicting_duplicate": 1}
+    assert usage(engine)[("acme", "api.calls", "2026-10-05")] == (Decimal(6), 3, Decimal(3))
+
+
 def test_failed_run_leaves_nothing_visible_on_s3_and_rerun_completes(
     s3_settings: Settings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
