@@ -138,11 +138,17 @@ def _stage_and_commit(
         validate_files=validate_in_process if runner is None else _validate_on(runner),
         limits=limits,
     )
-    quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
-    crash_point("ingest.lake_written")
-    days, daily = aggregate_touched_days(res, staged.new_files, staged.retired)
-    crash_point("ingest.aggregated")
-    return commit_ingest_run(res, run_id, staged, days, daily, skipped, ignored, now, lock_pid)
+    try:
+        quarantine_unreadable_files(storage.join(lake_root, "quarantine"), staged.files)
+        crash_point("ingest.lake_written")
+        days, daily = aggregate_touched_days(res, staged.new_files, staged.retired)
+        crash_point("ingest.aggregated")
+        return commit_ingest_run(res, run_id, staged, days, daily, skipped, ignored, now, lock_pid)
+    finally:
+        # NOTE: the commit continued the index writer's transaction; any failure before it
+        # rolls the run's index rows back here.
+        if staged.index_writer is not None:
+            staged.index_writer.close()
 
 
 def _validate_on(runner: TaskRunner[Any]) -> ValidateFiles:

@@ -7,10 +7,12 @@ none of them (tallyflow ingest's start-up, issue 12 item 4).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +123,7 @@ def commit_ingest(
     )
     if summary.rows != summary.accepted + summary.duplicates + summary.rejected:
         raise AssertionError(f"rows do not add up: {summary}")
-    with engine.begin() as conn:
+    with _run_transaction(engine, staged) as conn:
         if lock_pid is not None:
             lake_guard.fence_run(conn, lock_key=USAGE_LOCK_KEY, lock_pid=lock_pid, run_id=run_id)
         _copy_rejected(conn, run_id, staged.rejected)
@@ -147,7 +149,8 @@ def commit_ingest(
                 sql("ingest/insert_retired_lake_files"), {"paths": retired, "run_id": run_id}
             )
         crash_point("commit.manifest_written")
-        index_new_events(conn, staged.new_keys)
+        if staged.index_writer is None:
+            index_new_events(conn, staged.new_keys)
         crash_point("commit.keys_indexed")
         _mark_drained(conn, run_id, staged.inbox_ids)
         replace_usage_days(conn, daily, days)
@@ -162,6 +165,18 @@ def commit_ingest(
         with engine.connect() as conn:
             lake_guard.sweep_retired_files(conn, lake_root)
     return summary
+
+
+@contextlib.contextmanager
+def _run_transaction(engine: Engine, staged: Staged) -> Iterator[sa.Connection]:
+    """The commit's transaction: the one its index writer opened when staging began (the
+    run's new keys already in it), else a new one."""
+    if staged.index_writer is not None:
+        with staged.index_writer.transaction() as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
 
 
 def commit_idle_run(

@@ -19,14 +19,18 @@ manifest (`index_new_events`).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import queue
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from services.ingest import lake
 from tallyflow.core import storage
@@ -185,6 +189,64 @@ def index_new_events(conn: sa.Connection, keys: pl.DataFrame) -> int:
     return _copy_index_rows(
         conn, (ordered.slice(i, _KEY_BATCH_ROWS) for i in range(0, ordered.height, _KEY_BATCH_ROWS))
     )
+
+
+class IndexWriter:
+    """The run's new index rows, COPYed into `event_keys` part by part from a thread, in a
+    transaction that the run's commit continues (`transaction`): Postgres inserts them
+    while the run validates and dedupes the next parts. Nothing is visible before that
+    commit; an error, a crash or `close` without it rolls them back.
+
+    NOTE: the thread is the connection's only user until `transaction` joins it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+        self._root = self.conn.begin()
+        self.conn.execute(sql("ingest/keep_index_writer_open"))
+        self.rows = 0
+        self._parts: queue.SimpleQueue[pl.DataFrame | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._write, name="tallyflow-index-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            while (rows := self._parts.get()) is not None:
+                self.rows += index_new_events(self.conn, rows)
+        except BaseException as exc:  # NOTE: handed to the run's thread (add, transaction)
+            self._error = exc
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Queue a part's new index rows (KEY_HASH, usage_date)."""
+        if self._error is not None:
+            raise self._error
+        self._parts.put(rows)
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._parts.put(None)
+            self._thread.join()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Every queued row written, the connection of their transaction: committed when
+        the block ends, rolled back if it raises."""
+        try:
+            self._stop()
+            if self._error is not None:
+                raise self._error
+            yield self.conn
+            self._root.commit()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the thread and end the connection (its transaction rolls back unless
+        committed). Safe to call twice."""
+        self._stop()
+        self.conn.close()
 
 
 def index_lake_files(conn: sa.Connection, lake_files: list[str]) -> int:

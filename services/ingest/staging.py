@@ -24,6 +24,7 @@ from services.ingest.dedupe import (
     KEY,
     KEY_HASH,
     DedupeResult,
+    IndexWriter,
     KeyIndex,
     index_lake_files,
     key_hashes,
@@ -108,6 +109,9 @@ class Staged:
     written: list[lake.LakeFile] = field(default_factory=list)
     retired: list[lake.LakeFile] = field(default_factory=list)
     new_keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=INDEX_SCHEMA))
+    # NOTE: holds `new_keys` already written in its open transaction, which the commit
+    # continues; None: the commit writes them itself.
+    index_writer: IndexWriter | None = None
 
     @property
     def rows(self) -> int:
@@ -151,8 +155,11 @@ class LakeStager:
 
     LAKE_SLICE_ROWS = 500_000
 
-    def __init__(self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex) -> None:
+    def __init__(
+        self, lake_root: str | Path, run_id: uuid.UUID, index: KeyIndex, writer: IndexWriter
+    ) -> None:
         self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index
+        self.writer = writer
         # NOTE: the index rows of the run's new events, kept sorted by hash (merged part by
         # part): the repeat screen is a binary search, and the commit takes them in order.
         self.index_rows = pl.DataFrame(schema=INDEX_SCHEMA)
@@ -189,6 +196,7 @@ class LakeStager:
         if result.new.height:
             rows = result.new.select(INDEX_SCHEMA.names()).sort(KEY_HASH)
             self.index_rows = self.index_rows.merge_sorted(rows, KEY_HASH)
+            self.writer.add(rows)
             self.pending.append(result.new)
             self.pending_rows += result.new.height
             if self.pending_rows >= self.LAKE_SLICE_ROWS:
@@ -258,15 +266,20 @@ def stage_events(
         # compaction whose run crashed after its commit went to the trash already: the
         # run's lake guard, services/lake_guard.py `sweep_failed_run_files`, moved them.)
         index_unindexed_lake_files(conn, lake_root)
-    with engine.connect() as index_conn:
-        stager = LakeStager(lake_root, run_id, KeyIndex(index_conn, lake_root))
-        staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
-    staged.written = stager.flush()
-    staged.new_keys = stager.index_rows
-    with engine.connect() as conn:
-        staged.new_files, staged.retired = compact_days(
-            conn, lake_root, run_id, staged.written, limits.compact_day_files
-        )
+    writer = IndexWriter(engine)
+    try:
+        with engine.connect() as index_conn:
+            stager = LakeStager(lake_root, run_id, KeyIndex(index_conn, lake_root), writer)
+            staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
+        staged.written = stager.flush()
+        staged.new_keys, staged.index_writer = stager.index_rows, writer
+        with engine.connect() as conn:
+            staged.new_files, staged.retired = compact_days(
+                conn, lake_root, run_id, staged.written, limits.compact_day_files
+            )
+    except BaseException:
+        writer.close()
+        raise
     return staged
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -20,6 +22,7 @@ from services.ingest.dedupe import (
     KEY,
     KEY_HASH,
     VERSION_SCHEMA,
+    IndexWriter,
     KeyIndex,
     index_new_events,
     key_hashes,
@@ -199,3 +202,67 @@ def test_the_driver_connection_is_refused_outside_a_transaction(engine: Engine) 
             assert driver_connection(conn) is conn.connection.driver_connection
         conn.execute(sa.text("SELECT 1"))  # autobegin: a transaction SQLAlchemy began
         assert driver_connection(conn) is conn.connection.driver_connection
+
+
+# --- the index writer: the run's rows in the commit's transaction, written while it stages --
+
+
+def _index_rows(*pairs: tuple[str, str]) -> pl.DataFrame:
+    keys = _keys(*pairs)
+    return keys.select(KEY_HASH, pl.lit(DAY1.date()).alias("usage_date"))
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM event_keys")).scalar_one())
+
+
+def test_the_writers_rows_are_visible_only_when_its_transaction_commits(engine: Engine) -> None:
+    writer = IndexWriter(engine)
+    writer.add(_index_rows(("t-a", "e1"), ("t-a", "e2")))
+    writer.add(_index_rows(("t-b", "e1")))
+    with writer.transaction() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM event_keys")).scalar_one() == 3
+        assert _count(engine) == 0  # another session: not yet
+    assert writer.rows == 3
+    assert _count(engine) == 3
+
+
+def test_a_writer_closed_or_failing_before_the_commit_leaves_nothing(engine: Engine) -> None:
+    closed = IndexWriter(engine)
+    closed.add(_index_rows(("t-a", "e1")))
+    closed.close()
+    closed.close()  # twice: nothing more
+    failing = IndexWriter(engine)
+    with pytest.raises(RuntimeError, match="the commit failed"), failing.transaction() as conn:
+        conn.execute(sa.text("INSERT INTO event_keys VALUES (1, DATE '2026-10-03')"))
+        raise RuntimeError("the commit failed")
+    broken = IndexWriter(engine)
+    broken.add(pl.DataFrame({KEY_HASH: ["not a number"], "usage_date": [DAY1.date()]}))
+    with (
+        pytest.raises(psycopg.errors.InvalidTextRepresentation, match="type bigint"),
+        broken.transaction(),
+    ):
+        pass
+    assert _count(engine) == 0
+
+
+def test_the_writers_transaction_outlives_an_idle_timeout(
+    settings: Settings, engine: Engine
+) -> None:
+    """The writer's connection idles in its transaction while the run validates: a server's
+    idle_in_transaction_session_timeout must not end it."""
+    database = engine.url.database
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(f'ALTER DATABASE "{database}" SET idle_in_transaction_session_timeout = 200')
+        )
+        conn.commit()
+    engine.dispose()
+    writer = IndexWriter(engine)
+    writer.add(_index_rows(("t-a", "e1")))
+    time.sleep(0.6)  # NOTE: idle in the transaction, three times the server's timeout
+    with writer.transaction() as conn:
+        timeout = conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar_one()
+    assert timeout == "0"
+    assert _count(engine) == 1
