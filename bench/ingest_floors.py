@@ -41,7 +41,7 @@ import _harness
 import duckdb
 import polars as pl
 import psycopg
-from ingest_bench import FLOOR_SOURCES, FLOOR_SQL, MONTH
+from ingest_bench import FLOOR_SOURCES, FLOOR_SQL, MONTH, RESULT_COLUMNS
 
 NOW = dt.datetime(2026, 11, 15, tzinfo=dt.UTC)
 # The events in the lake's columns (exact quantity, UTC instant, day), one Parquet file per
@@ -162,24 +162,14 @@ def main() -> int:
         engine = get_engine(Settings(database_url=to_sqlalchemy_url(uri), home=work / "home"))
         migrate.upgrade(engine)
         engine.dispose()
-        rows = daily["d"].select(
-            "tenant_id",
-            "metric",
-            "usage_date",
-            "quantity_sum",
-            "event_count",
-            "quantity_max",
-            "first_occurred_at",
-            "last_occurred_at",
-        )
+        rows = daily["d"].select(RESULT_COLUMNS)
         buffer = io.BytesIO()
         rows.write_csv(buffer, include_header=False)
 
         def load_usage_daily() -> None:
             with psycopg.connect(uri) as pg, pg.cursor() as cur:
                 statement = (
-                    "COPY usage_daily (tenant_id, metric, usage_date, quantity_sum, event_count,"
-                    " quantity_max, first_occurred_at, last_occurred_at) FROM STDIN (FORMAT csv)"
+                    f"COPY usage_daily ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT csv)"
                 )
                 with cur.copy(statement) as copy:
                     copy.write(buffer.getvalue())

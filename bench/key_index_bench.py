@@ -53,7 +53,6 @@ from services.job_runs import start_job_run
 from tallyflow.core import migrate
 from tallyflow.core.db import driver_connection, get_engine, to_sqlalchemy_url
 from tallyflow.core.settings import Settings
-from tallyflow.core.sqlfiles import sql
 
 START = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
@@ -109,16 +108,7 @@ def main() -> int:
         run_id = start_job_run(engine, "ingest_usage", {})
         files = lake.write_lake_files(root / "lake", events, f"{run_id}-00000")
         with engine.begin() as conn:
-            for f in files:
-                conn.execute(
-                    sql("ingest/insert_lake_file"),
-                    {
-                        "path": f.path,
-                        "usage_date": f.usage_date,
-                        "row_count": f.row_count,
-                        "run_id": run_id,
-                    },
-                )
+            lake.list_lake_files(conn, files, run_id)
         hashed: dict[str, pl.Series] = {}
         _timed("1. key_hashes (md5 in DuckDB)", n, lambda: hashed.update(h=key_hashes(events)))
         rows = events.with_columns(hashed["h"]).select(INDEX_SCHEMA.names()).sort(KEY_HASH)

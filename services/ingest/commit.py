@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from models.period import BillingPeriod
 from services import lake_guard
 from services.alerts import evaluate_alerts
+from services.ingest import lake
 from services.ingest.discovery import StatFile, record_landing_stats
 from services.ingest.reports import IngestSummary
 from services.ingest.usage_daily import replace_usage_days
@@ -132,16 +133,7 @@ def commit_ingest(
             conn.execute(sql("ingest/insert_ingest_file"), {**row, "run_id": run_id})
         record_landing_stats(conn, [o.file for o in staged.files if isinstance(o.file, StatFile)])
         crash_point("commit.ledger_written")
-        for f in staged.new_files:
-            conn.execute(
-                sql("ingest/insert_lake_file"),
-                {
-                    "path": f.path,
-                    "usage_date": f.usage_date,
-                    "row_count": f.row_count,
-                    "run_id": run_id,
-                },
-            )
+        lake.list_lake_files(conn, staged.new_files, run_id)
         if staged.retired:
             retired = [f.path for f in staged.retired]
             conn.execute(sql("ingest/delete_lake_files"), {"paths": retired})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -88,6 +89,21 @@ def write_lake_files(lake: str | Path, events: pl.DataFrame, name: str) -> list[
         written.append(LakeFile(relative, day, part.height))
         crash_point("lake.file_written")
     return written
+
+
+def list_lake_files(conn: sa.Connection, files: list[LakeFile], run_id: uuid.UUID) -> None:
+    """Make written lake files part of the lake, in the caller's transaction (the commit's:
+    their keys are indexed in it too)."""
+    for f in files:
+        conn.execute(
+            sql("ingest/insert_lake_file"),
+            {
+                "path": f.path,
+                "usage_date": f.usage_date,
+                "row_count": f.row_count,
+                "run_id": run_id,
+            },
+        )
 
 
 def committed_lake_files(conn: sa.Connection, days: list[dt.date] | None = None) -> list[LakeFile]:

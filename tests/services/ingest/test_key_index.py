@@ -30,7 +30,6 @@ from services.ingest.dedupe import (
 from services.job_runs import start_job_run
 from tallyflow.core.db import driver_connection
 from tallyflow.core.settings import Settings
-from tallyflow.core.sqlfiles import sql
 
 DAY1 = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
 DAY2 = dt.datetime(2026, 10, 4, 9, 30, tzinfo=dt.UTC)
@@ -69,16 +68,7 @@ def _commit_to_lake(
     run_id = start_job_run(engine, "ingest_usage", {})
     files = lake.write_lake_files(root, events, f"{run_id}-00000")
     with engine.begin() as conn:
-        for f in files:
-            conn.execute(
-                sql("ingest/insert_lake_file"),
-                {
-                    "path": f.path,
-                    "usage_date": f.usage_date,
-                    "row_count": f.row_count,
-                    "run_id": run_id,
-                },
-            )
+        lake.list_lake_files(conn, files, run_id)
         index_new_events(conn, events.with_columns(key_hashes(events)).select(INDEX_SCHEMA.names()))
     return files
 
