@@ -73,17 +73,22 @@ FLOOR_SOURCES["jsonl.gz"] = FLOOR_SOURCES["jsonl"]
 
 # One row per (tenant, metric, UTC day) of the accepted events. NOTE: the session time
 # zone is UTC, so CAST(timestamptz AS DATE) is the UTC day.
-FLOOR_SQL = """
+# The instant of an `occurred_at` text: epoch seconds, else RFC 3339.
+OCCURRED_AT_SQL = """CASE
+            WHEN regexp_full_match(occurred_at, '[0-9]+')
+                THEN to_timestamp(CAST(occurred_at AS BIGINT))
+            ELSE CAST(occurred_at AS TIMESTAMPTZ)
+        END"""
+FLOOR_SQL = (
+    """
 WITH events AS (
     SELECT
         tenant_id,
         metric,
         CAST(quantity AS DECIMAL(38, 6)) AS quantity,
-        CASE
-            WHEN regexp_full_match(occurred_at, '[0-9]+')
-                THEN to_timestamp(CAST(occurred_at AS BIGINT))
-            ELSE CAST(occurred_at AS TIMESTAMPTZ)
-        END AS occurred_at
+        """
+    + OCCURRED_AT_SQL.replace("{", "{{").replace("}", "}}")
+    + """ AS occurred_at
     FROM {source}
 )
 SELECT
@@ -98,6 +103,7 @@ SELECT
 FROM events
 GROUP BY ALL
 """
+)
 
 PG_CREATE_SQL = """
 DROP TABLE IF EXISTS bench_raw_events, bench_raw_rows, bench_usage_daily;

@@ -41,7 +41,7 @@ import _harness
 import duckdb
 import polars as pl
 import psycopg
-from ingest_bench import FLOOR_SOURCES, FLOOR_SQL, MONTH, RESULT_COLUMNS
+from ingest_bench import FLOOR_SOURCES, FLOOR_SQL, MONTH, OCCURRED_AT_SQL, RESULT_COLUMNS
 
 NOW = dt.datetime(2026, 11, 15, tzinfo=dt.UTC)
 # The events in the lake's columns (exact quantity, UTC instant, day), one Parquet file per
@@ -53,11 +53,7 @@ COPY (
         SELECT
             event_id, tenant_id, metric, properties,
             CAST(quantity AS DECIMAL(18, 6)) AS quantity,
-            CASE
-                WHEN regexp_full_match(occurred_at, '[0-9]+')
-                    THEN to_timestamp(CAST(occurred_at AS BIGINT))
-                ELSE CAST(occurred_at AS TIMESTAMPTZ)
-            END AS occurred_at
+            {occurred_at} AS occurred_at
         FROM {source}
     )
 ) TO '{lake}' (FORMAT parquet, PARTITION_BY (usage_date))
@@ -154,7 +150,9 @@ def main() -> int:
         figures["lake write"] = _timed(
             "lake write: DuckDB COPY ... PARTITION_BY usage_date (Parquet)",
             lambda: con.sql(
-                LAKE_WRITE_SQL.format(source=FLOOR_SOURCES["jsonl"], lake=lake),
+                LAKE_WRITE_SQL.format(
+                    source=FLOOR_SOURCES["jsonl"], lake=lake, occurred_at=OCCURRED_AT_SQL
+                ),
                 params={"files": files},
             ),
         )
