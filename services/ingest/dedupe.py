@@ -14,7 +14,7 @@ with the index; a match is a candidate, whose standing version is read exactly f
 committed lake files of its day (a hash shared by two keys finds no version there). So the
 cost of a batch is its own keys plus the days of its repeats, whatever the size of the
 lake. The index rows of a run's new events are written in the run's transaction, with the
-manifest (`index_new_events`).
+manifest (`IndexWriter`, during staging; `index_new_events`).
 """
 
 from __future__ import annotations
@@ -192,8 +192,8 @@ def index_new_events(conn: sa.Connection, keys: pl.DataFrame) -> int:
 
 
 class IndexWriter:
-    """The run's new index rows, COPYed into `event_keys` part by part from a thread, in a
-    transaction that the run's commit continues (`transaction`): Postgres inserts them
+    """The run's new index rows, COPYed into `event_keys` in sorted chunks from a thread, in
+    a transaction that the run's commit continues (`transaction`): Postgres inserts them
     while the run validates and dedupes the next parts. Nothing is visible before that
     commit; an error, a crash or `close` without it rolls them back.
 
