@@ -30,6 +30,7 @@ from services.ingest.dedupe import (
 from services.job_runs import start_job_run
 from tallyflow.core.db import driver_connection
 from tallyflow.core.settings import Settings
+from tests.services.metrics.lake_helpers import lake_frame
 
 DAY1 = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.UTC)
 DAY2 = dt.datetime(2026, 10, 4, 9, 30, tzinfo=dt.UTC)
@@ -42,21 +43,20 @@ def _reference_hash(tenant_id: str, event_id: str) -> int:
 
 
 def _events(rows: list[tuple[str, str, str, int, dt.datetime]]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "tenant_id": pl.String,
-            "event_id": pl.String,
-            "metric": pl.String,
-            "quantity_micros": pl.Int64,
-            "occurred_at": pl.Datetime("us", "UTC"),
-        },
-        orient="row",
-    )
-    return frame.with_columns(
-        pl.col("occurred_at").dt.date().alias("usage_date"),
-        pl.lit(None, pl.String).alias("properties"),
-        pl.lit("test").alias("source"),
+    return lake_frame(
+        [
+            {
+                "tenant_id": t,
+                "event_id": e,
+                "metric": m,
+                "quantity_micros": q,
+                "occurred_at": at,
+                "usage_date": at.date(),
+                "properties": None,
+                "source": "test",
+            }
+            for t, e, m, q, at in rows
+        ]
     )
 
 

@@ -37,11 +37,9 @@ def lake_event(
     }
 
 
-def write_lake(
-    root: Path, events: list[dict[str, Any]], name: str = "run"
-) -> list[tuple[str, dt.date]]:
-    """Write the events as lake files (one per usage day); (absolute path, day) of each."""
-    frame = pl.DataFrame(
+def lake_frame(events: list[dict[str, Any]]) -> pl.DataFrame:
+    """Lake rows (as `lake_event` gives them) as a frame of the lake's columns."""
+    return pl.DataFrame(
         events,
         schema={
             "tenant_id": pl.String,
@@ -54,5 +52,11 @@ def write_lake(
             "source": pl.String,
         },
     )
-    written = write_lake_files(root, frame, name)
+
+
+def write_lake(
+    root: Path, events: list[dict[str, Any]], name: str = "run"
+) -> list[tuple[str, dt.date]]:
+    """Write the events as lake files (one per usage day); (absolute path, day) of each."""
+    written = write_lake_files(root, lake_frame(events), name)
     return [(str(root / f.path), f.usage_date) for f in written]
