@@ -100,7 +100,6 @@ def commit_ingest(
     """One transaction: quarantine, file ledger (with the paths' size and mtime), lake
     manifest (compacted files in, the files they replace out), key index, inbox drained,
     usage days, quota refresh, job run. Before it commits, nothing of the run is visible."""
-    from services.ingest.dedupe import index_new_events
     from services.metrics.store import refresh_metric_usage
 
     reasons = Counter(staged.rejected.get_column("reason").to_list())
@@ -141,8 +140,6 @@ def commit_ingest(
                 sql("ingest/insert_retired_lake_files"), {"paths": retired, "run_id": run_id}
             )
         crash_point("commit.manifest_written")
-        if staged.index_writer is None:
-            index_new_events(conn, staged.new_keys)
         crash_point("commit.keys_indexed")
         _mark_drained(conn, run_id, staged.inbox_ids)
         replace_usage_days(conn, daily, days)
@@ -162,7 +159,7 @@ def commit_ingest(
 @contextlib.contextmanager
 def _run_transaction(engine: Engine, staged: Staged) -> Iterator[sa.Connection]:
     """The commit's transaction: the one its index writer opened when staging began (the
-    run's new keys already in it), else a new one."""
+    run's new keys already in it), else (nothing staged) a new one."""
     if staged.index_writer is not None:
         with staged.index_writer.transaction() as conn:
             yield conn

@@ -96,9 +96,9 @@ class FileOutcome:
 class Staged:
     """What a run staged: per-file outcomes, rejected rows (validation and conflicting
     duplicates, raw text kept), counts, the drained inbox ids, the lake files to list (written,
-    not yet committed), every file the run wrote with its new events (`written`), the key
-    index rows of those events (`new_keys`: key hash and day) and the committed or written
-    files a compaction replaced (`retired`)."""
+    not yet committed), the committed or written files a compaction replaced (`retired`) and
+    the writer holding the key index rows of the run's new events in its open transaction,
+    which the commit continues (`index_writer`; None when nothing was staged)."""
 
     files: list[FileOutcome]
     rejected: pl.DataFrame
@@ -106,11 +106,7 @@ class Staged:
     duplicates: int = 0
     inbox_ids: pl.Series = field(default_factory=lambda: pl.Series("inbox_id", [], pl.Int64))
     new_files: list[lake.LakeFile] = field(default_factory=list)
-    written: list[lake.LakeFile] = field(default_factory=list)
     retired: list[lake.LakeFile] = field(default_factory=list)
-    new_keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=INDEX_SCHEMA))
-    # NOTE: holds `new_keys` already written in its open transaction, which the commit
-    # continues; None: the commit writes them itself.
     index_writer: IndexWriter | None = None
 
     @property
@@ -161,7 +157,7 @@ class LakeStager:
         self.lake_root, self.run_id, self.index = os.fspath(lake_root), run_id, index
         self.writer = writer
         # NOTE: the index rows of the run's new events, kept sorted by hash (merged part by
-        # part): the repeat screen is a binary search, and the commit takes them in order.
+        # part): the repeat screen is a binary search in them.
         self.index_rows = pl.DataFrame(schema=INDEX_SCHEMA)
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
@@ -271,11 +267,11 @@ def stage_events(
         with engine.connect() as index_conn:
             stager = LakeStager(lake_root, run_id, KeyIndex(index_conn, lake_root), writer)
             staged = _stage_parts(engine, stager, files, now, drain_inbox, validate_files, limits)
-        staged.written = stager.flush()
-        staged.new_keys, staged.index_writer = stager.index_rows, writer
+        written = stager.flush()
+        staged.index_writer = writer
         with engine.connect() as conn:
             staged.new_files, staged.retired = compact_days(
-                conn, lake_root, run_id, staged.written, limits.compact_day_files
+                conn, lake_root, run_id, written, limits.compact_day_files
             )
     except BaseException:
         writer.close()
